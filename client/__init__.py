@@ -1,0 +1,1 @@
+"""The ``burrow`` command-line client: standard library, msgspec and the protocol only."""

@@ -1,0 +1,364 @@
+"""A blocking JSON-RPC connection to the daemon, and starting the daemon when none answers.
+
+Everything here is standard library and msgspec: this module runs on every ``burrow`` command
+before any work starts. The daemon is spawned with ``posix_spawn`` (new session, stdin from
+``/dev/null``, output to the log file) and a pipe on which it writes ``READY=1`` once it
+serves, the message it also sends to systemd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from burrowd.protocol import __version__, jsonrpc, paths
+from burrowd.protocol.build import build_id
+from burrowd.protocol.errors import ErrorObject, RpcError
+from burrowd.protocol.messages import (
+    CancelParams,
+    InitializeParams,
+    InitializeResult,
+    ProgressParams,
+    ShutdownParams,
+    ShutdownResult,
+)
+
+__all__ = [
+    "DaemonUnavailable",
+    "InProcessTransport",
+    "SocketTransport",
+    "Transport",
+    "connect",
+    "open_transport",
+    "spawn_daemon",
+]
+
+T = TypeVar("T")
+ProgressCallback = Callable[[ProgressParams], None]
+
+#: Seconds to wait for a spawned daemon to report READY=1.
+START_TIMEOUT: Final = 10.0
+#: Seconds to wait for an old daemon to give up its socket.
+STOP_TIMEOUT: Final = 35.0
+LOG_TAIL_LINES: Final = 20
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answers and none could be started."""
+
+
+class Transport:
+    """Send requests and wait for their results."""
+
+    def call(
+        self,
+        method: str,
+        params: msgspec.Struct,
+        result_type: type[T],
+        on_progress: ProgressCallback | None = None,
+    ) -> T:
+        """Send one request; return its decoded result or raise :class:`RpcError`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection."""
+
+    def _result(self, env: jsonrpc.Envelope, result_type: type[T]) -> T:
+        if isinstance(env.error, ErrorObject):
+            raise RpcError.from_error(env.error)
+        return jsonrpc.decode_as(env.result, result_type)
+
+
+def _progress(env: jsonrpc.Envelope, on_progress: ProgressCallback | None) -> None:
+    if on_progress is not None and env.method == jsonrpc.PROGRESS:
+        with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+            on_progress(jsonrpc.decode_as(env.params, ProgressParams))
+
+
+class SocketTransport(Transport):
+    """Newline-delimited JSON-RPC over a connected Unix socket."""
+
+    def __init__(self, sock: socket.socket, path: Path) -> None:
+        self.sock = sock
+        self.path = path
+        self._reader = sock.makefile("rb")
+        self._next_id = 1
+
+    def _send(self, message: Any) -> None:
+        self.sock.sendall(jsonrpc.encode(message) + b"\n")
+
+    def _read(self) -> jsonrpc.Envelope:
+        line = self._reader.readline()
+        if not line:
+            raise DaemonUnavailable(f"burrowd closed the connection on {self.path}")
+        return jsonrpc.decode_single(line)
+
+    def call(
+        self,
+        method: str,
+        params: msgspec.Struct,
+        result_type: type[T],
+        on_progress: ProgressCallback | None = None,
+    ) -> T:
+        rid = self._next_id
+        self._next_id += 1
+        self._send(jsonrpc.Request(method=method, id=rid, params=params))
+        try:
+            while True:
+                env = self._read()
+                if env.is_request:
+                    _progress(env, on_progress)
+                elif env.id == rid:
+                    return self._result(env, result_type)
+        except KeyboardInterrupt:
+            self._cancel(rid)
+            raise
+
+    def _cancel(self, rid: int) -> None:
+        """Ask the daemon to cancel ``rid`` and wait briefly for its acknowledgement."""
+        with contextlib.suppress(
+            OSError, DaemonUnavailable, msgspec.DecodeError, KeyboardInterrupt
+        ):
+            self._send(jsonrpc.Notification(method=jsonrpc.CANCEL, params=CancelParams(id=rid)))
+            self.sock.settimeout(2.0)
+            while self._read().id != rid:
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._reader.close()
+            self.sock.close()
+
+
+class InProcessTransport(Transport):
+    """Serve each request inside this process (``--no-daemon``)."""
+
+    def __init__(self) -> None:
+        # The only place the client loads the daemon, and only for --no-daemon.
+        from burrowd.daemon.inprocess import serve_one  # noqa: PLC0415
+
+        self._serve_one = serve_one
+        self._next_id = 1
+
+    def call(
+        self,
+        method: str,
+        params: msgspec.Struct,
+        result_type: type[T],
+        on_progress: ProgressCallback | None = None,
+    ) -> T:
+        rid = self._next_id
+        self._next_id += 1
+        request = jsonrpc.encode(jsonrpc.Request(method=method, id=rid, params=params))
+        reply = self._serve_one(
+            request, lambda data: _progress(jsonrpc.decode_single(data), on_progress)
+        )
+        return self._result(jsonrpc.decode_single(reply), result_type)
+
+
+def connect(path: Path) -> socket.socket | None:
+    """Connect to the daemon's socket; return ``None`` when nothing listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError as exc:
+        sock.close()
+        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
+            return None
+        raise DaemonUnavailable(f"cannot connect to burrowd at {path}: {exc.strerror}") from exc
+    return sock
+
+
+def log_tail(log_file: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """Return the last ``lines`` lines of the daemon log."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def spawn_daemon(env: Mapping[str, str] | None = None) -> None:
+    """Start a detached daemon and wait until it serves (or another one already does).
+
+    Raise :class:`DaemonUnavailable` with the tail of the daemon log if it dies first.
+    """
+    environ = dict(os.environ if env is None else env)
+    log_file = paths.log_file(environ)
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, True)
+    try:
+        pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "burrowd.daemon", "--ready-fd", str(write_fd)],
+            environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (
+                    os.POSIX_SPAWN_OPEN,
+                    1,
+                    os.fspath(log_file),
+                    os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                    0o600,
+                ),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(write_fd)
+    try:
+        message = _wait_ready(read_fd, START_TIMEOUT)
+    finally:
+        os.close(read_fd)
+    if message in ("READY=1", "ALREADY_RUNNING=1"):
+        _reap(pid)
+        return
+    _reap(pid)
+    tail = log_tail(log_file)
+    reason = message.removeprefix("ERROR=") if message else "it exited before it was ready"
+    if message is None:
+        reason = f"it did not report READY=1 within {START_TIMEOUT:g}s"
+    raise DaemonUnavailable(
+        f"could not start burrowd: {reason}\n--- last lines of {log_file} ---\n{tail}"
+    )
+
+
+def _reap(pid: int) -> None:
+    """Collect the spawned daemon if it already exited, so it leaves no zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _wait_ready(fd: int, timeout: float) -> str | None:
+    """Return the first line the daemon writes to the pipe, ``""`` at EOF, ``None`` on timeout."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf.decode(errors="replace").strip()
+        buf += chunk
+        if b"\n" in buf:
+            return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+
+
+def _connect_retrying(path: Path, timeout: float) -> socket.socket | None:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        sock = connect(path)
+        if sock is not None or time.monotonic() >= deadline:
+            return sock
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _handshake(transport: SocketTransport) -> InitializeResult:
+    return transport.call(
+        "initialize",
+        InitializeParams(
+            protocol_version=jsonrpc.PROTOCOL_VERSION,
+            client_version=__version__,
+            client_build=build_id(),
+        ),
+        InitializeResult,
+    )
+
+
+def _matches(result: InitializeResult) -> bool:
+    return result.protocol_version == jsonrpc.PROTOCOL_VERSION and result.server_build == build_id()
+
+
+def _wait_gone(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock = connect(path)
+        if sock is None:
+            return
+        sock.close()
+        time.sleep(0.02)
+
+
+def _mismatch_marker(path: Path, server_build: str) -> Path:
+    return path.parent / f".mismatch-{server_build}-{build_id()}"
+
+
+def open_transport(
+    *,
+    no_daemon: bool = False,
+    start: bool = True,
+    warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr),
+) -> Transport:
+    """Return a transport to a daemon of this very build, starting one if needed.
+
+    :param no_daemon: serve requests in this process instead.
+    :param start: start a daemon when none answers; otherwise raise :class:`DaemonUnavailable`.
+    :param warn: how to tell the user once that an old daemon keeps coming back.
+    """
+    if no_daemon:
+        return InProcessTransport()
+    try:
+        path = paths.socket_path()
+    except paths.SocketPathError as exc:
+        raise DaemonUnavailable(str(exc)) from exc
+    restarted = False
+    while True:
+        sock = connect(path)
+        if sock is None:
+            if not start:
+                raise DaemonUnavailable(f"burrowd is not running (no socket at {path})")
+            spawn_daemon()
+            sock = _connect_retrying(path, START_TIMEOUT)
+            if sock is None:
+                raise DaemonUnavailable(f"burrowd started but does not answer on {path}")
+        transport = SocketTransport(sock, path)
+        try:
+            result = _handshake(transport)
+        except (OSError, DaemonUnavailable) as exc:
+            transport.close()
+            raise DaemonUnavailable(
+                f"burrowd at {path} did not complete the handshake: {exc}"
+            ) from exc
+        if _matches(result):
+            return transport
+        marker = _mismatch_marker(path, result.server_build)
+        if restarted or marker.exists():
+            transport.close()
+            if not marker.exists():
+                with contextlib.suppress(OSError):
+                    marker.touch()
+                warn(
+                    f"the daemon on {path} runs burrowd {result.server_version} "
+                    f"(build {result.server_build}) and keeps coming back after a restart; "
+                    f"this is build {build_id()}, so requests run in this process "
+                    "(check which burrowd your systemd unit starts)"
+                )
+            return InProcessTransport()
+        # An older (or newer) build answers: ask it to go, then start our own.
+        with contextlib.suppress(RpcError, OSError, DaemonUnavailable):
+            transport.call("shutdown", ShutdownParams(), ShutdownResult)
+        transport.close()
+        _wait_gone(path, STOP_TIMEOUT)
+        restarted = True

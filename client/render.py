@@ -1,0 +1,129 @@
+"""All human output of the client: tables, progress bars and errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+import msgspec
+
+from burrowd.protocol.errors import RpcError
+from burrowd.protocol.messages import ProgressParams, StatusResult
+
+__all__ = [
+    "Progress",
+    "format_bytes",
+    "format_duration",
+    "print_error",
+    "print_json",
+    "render_status",
+]
+
+
+def format_bytes(n: float) -> str:
+    """Return ``n`` bytes in a short human unit."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
+def format_duration(seconds: float) -> str:
+    """Return a duration like ``3.2s``, ``4m 05s`` or ``2h 10m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def print_json(value: Any, out: TextIO | None = None) -> None:
+    """Print a result as pretty JSON (``--json``)."""
+    stream = out or sys.stdout
+    stream.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
+
+
+def print_error(
+    error: RpcError | Exception, out: TextIO | None = None, verbose: bool = False
+) -> None:
+    """Print an error for a human: the message, then what ``data`` adds."""
+    stream = out or sys.stderr
+    stream.write(f"error: {error}\n")
+    if isinstance(error, RpcError) and isinstance(error.data, dict):
+        tail = error.data.get("log_tail")
+        if tail:
+            stream.write(f"--- build log ---\n{tail}\n")
+        if verbose and error.data.get("traceback"):
+            stream.write(str(error.data["traceback"]))
+
+
+def render_status(status: StatusResult, out: TextIO | None = None) -> None:
+    """Print ``burrow daemon status``."""
+    stream = out or sys.stdout
+    rows = [
+        ("pid", str(status.pid)),
+        ("version", f"{status.version} (build {status.build})"),
+        ("uptime", format_duration(status.uptime)),
+        ("socket", status.socket),
+        ("cache", status.cache_dir),
+        ("log", status.log_file),
+        ("connections", str(status.connections)),
+        (
+            "idle timeout",
+            "never" if status.idle_timeout <= 0 else format_duration(status.idle_timeout),
+        ),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        stream.write(f"{key:<{width}}  {value}\n")
+    if status.requests:
+        stream.write(f"requests in flight ({len(status.requests)}):\n")
+        for req in status.requests:
+            phase = f" [{req.phase}]" if req.phase else ""
+            stream.write(f"  {req.id!s:>6}  {req.method}{phase}  {format_duration(req.elapsed)}\n")
+    else:
+        stream.write("requests in flight: none\n")
+
+
+class Progress:
+    """Render ``$/progress`` notifications as one updating line on a terminal."""
+
+    def __init__(self, out: TextIO | None = None, enabled: bool | None = None) -> None:
+        self.out = out or sys.stderr
+        self.enabled = self.out.isatty() if enabled is None else enabled
+        self._shown = False
+        self._last = 0.0
+
+    def __call__(self, p: ProgressParams) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.05 and not (p.total and p.current >= p.total):
+            return
+        self._last = now
+        parts = [p.phase]
+        if p.total:
+            width = 24
+            filled = int(width * min(p.current, p.total) / p.total)
+            parts.append(f"[{'#' * filled}{'.' * (width - filled)}] {p.current}/{p.total}")
+        elif p.current:
+            parts.append(str(p.current))
+        if p.bytes:
+            parts.append(format_bytes(p.bytes))
+        if p.message:
+            parts.append(p.message)
+        line = " ".join(parts)[:120]
+        self.out.write(f"\r\x1b[2K{line}")
+        self.out.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        """Erase the progress line."""
+        if self._shown:
+            self.out.write("\r\x1b[2K")
+            self.out.flush()
+            self._shown = False

@@ -1,0 +1,293 @@
+"""Composition root: the instance lock, the bound socket, the services and the serve loop.
+
+The socket is bound by hand, only while holding the instance lock, and served with
+``asyncio.start_unix_server(sock=...)``. aiohttp's ``UnixSite`` (and ``create_unix_server``
+given a path) unlink an existing socket file first, which would let a second daemon steal a
+live one's path; and the wire here is JSON-RPC over a stream, not HTTP, so aiohttp serves
+only as the index client. Readiness is reported the way systemd expects (``READY=1``), both
+to ``NOTIFY_SOCKET`` and to the pipe of a client that spawned the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from burrowd.daemon.config import Config
+from burrowd.daemon.handlers import Handlers
+from burrowd.daemon.locks import FileLock
+from burrowd.daemon.rpc import MAX_MESSAGE, RpcServer
+from burrowd.daemon.services import Services, open_services
+
+__all__ = ["AlreadyRunning", "Daemon", "Listener", "bind_listener", "sd_notify"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a stopping daemon waits for requests in flight before cancelling them.
+SHUTDOWN_GRACE = 30.0
+SD_LISTEN_FDS_START = 3
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds the instance lock or serves the socket."""
+
+
+@dataclass(eq=False)
+class Listener:
+    """A listening socket and the instance lock that entitles us to it."""
+
+    sock: socket.socket
+    path: Path
+    lock: FileLock
+    #: Inherited from systemd: systemd owns the file, we never unlink it.
+    inherited: bool
+    inode: tuple[int, int] | None
+
+    def still_ours(self) -> bool:
+        """Return whether the socket file on disk is still the one we listen on."""
+        if self.inherited or self.inode is None:
+            return True
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.inode
+
+    def unlink(self) -> None:
+        """Remove our socket file, if it is still ours."""
+        if not self.inherited and self.inode is not None and self.still_ours():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self.inode = None
+
+
+def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send ``message`` to systemd's ``NOTIFY_SOCKET``; return whether one was set."""
+    addr = (env if env is not None else os.environ).get("NOTIFY_SOCKET", "")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+    except OSError as exc:
+        log.warning("sd_notify to %s failed: %s", addr, exc)
+    return True
+
+
+def _inherited_socket() -> socket.socket | None:
+    """Return the listening socket systemd passed us (fd 3), if any."""
+    try:
+        pid = int(os.environ.get("LISTEN_PID", ""))
+        nfds = int(os.environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return None
+    if pid != os.getpid() or nfds < 1:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise AlreadyRunning(
+            f"the socket passed on fd {SD_LISTEN_FDS_START} is not a Unix stream socket; "
+            "check ListenStream= in burrowd.socket"
+        )
+    os.set_inheritable(sock.fileno(), False)
+    sock.setblocking(False)
+    return sock
+
+
+def _prepare_dir(directory: Path) -> None:
+    """Create the socket's directory 0700; tighten it if it is our own runtime dir."""
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+        return
+    except FileExistsError:
+        pass
+    st = directory.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise AlreadyRunning(f"{directory} exists and is not a directory")
+    if (
+        directory.name == "burrowd"
+        and st.st_uid == os.getuid()
+        and stat.S_IMODE(st.st_mode) != 0o700
+    ):
+        directory.chmod(0o700)
+
+
+def _live(path: Path) -> bool:
+    """Return whether something accepts connections on the socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
+
+
+def bind_listener(config: Config) -> Listener:
+    """Take the instance lock, then bind (or inherit) the socket.
+
+    Raise :class:`AlreadyRunning` when another daemon owns the lock or serves the socket.
+    """
+    inherited = _inherited_socket()
+    path = config.socket_path
+    if inherited is not None:
+        name = inherited.getsockname()
+        if isinstance(name, str) and name:
+            path = Path(name)
+    _prepare_dir(config.lock_path.parent)
+    lock = FileLock(config.lock_path, "the burrowd instance", holder=f"pid {os.getpid()}")
+    if not lock.try_acquire():
+        holder = lock.read_holder()
+        raise AlreadyRunning(
+            f"burrowd is already running ({holder or 'unknown pid'}) and owns {path}; "
+            "use `burrow daemon stop` to stop it"
+        )
+    try:
+        if inherited is not None:
+            return Listener(inherited, path, lock, inherited=True, inode=None)
+        _prepare_dir(path.parent)
+        if path.exists() or path.is_symlink():
+            if _live(path):
+                raise AlreadyRunning(
+                    f"something already serves {path} without holding {config.lock_path} "
+                    "(a systemd socket unit?); stop it or set BURROW_SOCKET to another path"
+                )
+            log.info("removing stale socket %s", path)
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(os.fspath(path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        st = os.stat(path)
+        return Listener(sock, path, lock, inherited=False, inode=(st.st_dev, st.st_ino))
+    except BaseException:
+        lock.release()
+        raise
+
+
+class Daemon:
+    """One running daemon: serves until shutdown, a signal, idle timeout or lost ownership."""
+
+    def __init__(
+        self,
+        config: Config,
+        listener: Listener,
+        *,
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.listener = listener
+        self.on_ready = on_ready
+        self.rpc = RpcServer({}, on_activity=self._activity)
+        self.services = Services(
+            config=config, rpc=self.rpc, socket_path=listener.path, lifecycle=self
+        )
+        self.rpc.handlers = Handlers(self.services).table()
+        self._server: asyncio.Server | None = None
+        self._stop: asyncio.Event | None = None
+        self.stop_reason = ""
+
+    def _activity(self) -> None:
+        self.services.touch()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def begin_shutdown(self, reason: str) -> None:
+        """Stop listening and give up socket and lock now; exit once requests are done."""
+        if not self.rpc.accepting:
+            return
+        log.info("shutting down: %s", reason)
+        self.stop_reason = reason
+        self.rpc.accepting = False
+        sd_notify("STOPPING=1")
+        if self._server is not None:
+            self._server.close()
+        self.listener.unlink()
+        self.listener.lock.release()
+        if self._stop is not None:
+            asyncio.get_running_loop().call_soon(self._stop.set)
+
+    def _idle(self) -> bool:
+        timeout = self.config.idle_timeout
+        if timeout <= 0 or self.rpc.connections or self.rpc.in_flight:
+            return False
+        return time.monotonic() - self.services.last_activity >= timeout
+
+    async def _watchdog(self) -> None:
+        idle = self.config.idle_timeout
+        tick = max(0.05, min(1.0, idle / 10)) if idle > 0 else 1.0
+        next_check = time.monotonic() + self.config.ownership_check_interval
+        while self.rpc.accepting:
+            await asyncio.sleep(tick)
+            if self._idle():
+                self.begin_shutdown(f"idle for {idle:g}s")
+            elif time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.config.ownership_check_interval
+                if not self.listener.still_ours():
+                    self.begin_shutdown(f"socket {self.listener.path} was removed or replaced")
+                elif not self.config.lock_path.exists():
+                    self.begin_shutdown(f"instance lock {self.config.lock_path} was removed")
+
+    async def run(self) -> None:
+        """Serve until asked to stop, then finish requests and clean up."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.begin_shutdown, f"signal {sig.name}")
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        try:
+            async with open_services(self.services):
+                self._server = await asyncio.start_unix_server(
+                    self.rpc.handle_stream, sock=self.listener.sock, limit=MAX_MESSAGE
+                )
+                log.info(
+                    "burrowd %d serving %s (cache %s, idle timeout %gs)",
+                    os.getpid(),
+                    self.listener.path,
+                    self.config.cache_dir,
+                    self.config.idle_timeout,
+                )
+                sd_notify(f"READY=1\nMAINPID={os.getpid()}")
+                self.on_ready()
+                watchdog = asyncio.create_task(self._watchdog())
+                try:
+                    await self._stop.wait()
+                finally:
+                    watchdog.cancel()
+                    self.begin_shutdown(self.stop_reason or "stopping")
+                if not await self.rpc.wait_idle(SHUTDOWN_GRACE):
+                    log.warning("cancelling %d requests still running", self.rpc.in_flight)
+                    self.rpc.cancel_everything()
+                    await self.rpc.wait_idle(5.0)
+                for conn in list(self.rpc.connections):
+                    conn.closed = True
+                    if hasattr(conn, "writer"):
+                        conn.writer.close()
+                await asyncio.sleep(0)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            self.listener.unlink()
+            self.listener.lock.release()
+            with contextlib.suppress(OSError):
+                self.listener.sock.close()
+            log.info("burrowd %d stopped", os.getpid())

@@ -1,0 +1,74 @@
+"""Daemon settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from burrowd.protocol import paths
+
+__all__ = ["Config", "ConfigError"]
+
+DEFAULT_IDLE_TIMEOUT = 900.0
+DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_INDEX_TTL = 600.0
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything the daemon needs to know before it serves."""
+
+    socket_path: Path
+    lock_path: Path
+    cache_dir: Path
+    log_file: Path
+    #: Exit after this many seconds without connections, requests or watches; 0 = never.
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    #: How long to wait for a file lock before failing with ``LockTimeout``.
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    #: Freshness lifetime of an index page that carries no caching headers.
+    index_ttl: float = DEFAULT_INDEX_TTL
+    #: Log to stderr instead of the rotating file (systemd, ``--foreground``).
+    log_to_stderr: bool = False
+    #: How often the daemon checks that it still owns its socket and lock.
+    ownership_check_interval: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build the configuration from ``BURROW_*`` variables and the XDG defaults."""
+        e = os.environ if env is None else env
+        sock = paths.socket_path(e)
+        under_systemd = bool(e.get("INVOCATION_ID") or e.get("JOURNAL_STREAM"))
+        return cls(
+            socket_path=sock,
+            lock_path=paths.lock_path(sock),
+            cache_dir=paths.cache_dir(e),
+            log_file=paths.log_file(e),
+            idle_timeout=_seconds(e, "BURROW_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
+            lock_timeout=_seconds(e, "BURROW_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
+            index_ttl=_seconds(e, "BURROW_INDEX_TTL", DEFAULT_INDEX_TTL),
+            log_to_stderr=under_systemd,
+        )
+
+    def with_changes(self, **changes: object) -> Config:
+        """Return a copy with some fields replaced."""
+        return replace(self, **changes)  # type: ignore[arg-type]

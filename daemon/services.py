@@ -1,0 +1,67 @@
+"""The long-lived services of one daemon (or of one ``--no-daemon`` run), built in one place.
+
+Each resource is opened by a cleanup context (an async generator, as aiohttp's
+``cleanup_ctx``): what it sets up before ``yield`` is torn down after it, in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from burrowd.daemon.config import Config
+
+if TYPE_CHECKING:
+    from burrowd.daemon.rpc import RpcServer
+
+__all__ = ["CleanupContext", "Lifecycle", "Services", "open_services"]
+
+
+class Lifecycle(Protocol):
+    """What handlers may ask of the process that hosts them."""
+
+    def begin_shutdown(self, reason: str) -> None:
+        """Stop taking work, give up the socket and lock, and exit when requests are done."""
+
+
+class _NoLifecycle:
+    """The lifecycle of an in-process run: there is nothing to shut down."""
+
+    def begin_shutdown(self, reason: str) -> None:
+        return None
+
+
+@dataclass(eq=False)
+class Services:
+    """Everything a handler composes."""
+
+    config: Config
+    rpc: RpcServer
+    socket_path: Path
+    lifecycle: Lifecycle = field(default_factory=_NoLifecycle)
+    started_at: float = field(default_factory=time.time)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    last_activity: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        """Record activity (a connection or request started or ended)."""
+        self.last_activity = time.monotonic()
+
+
+CleanupContext = Callable[[Services], contextlib.AbstractAsyncContextManager[None]]
+
+#: Cleanup contexts run in order at start-up and in reverse order at exit.
+CLEANUP_CONTEXTS: list[CleanupContext] = []
+
+
+@contextlib.asynccontextmanager
+async def open_services(services: Services) -> AsyncIterator[Services]:
+    """Open every cleanup context for ``services`` and close them on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        for ctx in CLEANUP_CONTEXTS:
+            await stack.enter_async_context(ctx(services))
+        yield services

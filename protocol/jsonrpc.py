@@ -1,0 +1,149 @@
+"""JSON-RPC 2.0 envelopes, the method table and the shared encoder and decoders.
+
+A message is first decoded as an :class:`Envelope` whose ``params``/``result`` stay raw
+JSON; the receiver then decodes them with the type the method table names, so bad params
+are reported against the method's own fields (``$.requirements[2]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from burrowd.protocol import messages as m
+from burrowd.protocol.errors import ErrorObject
+
+__all__ = [
+    "CANCEL",
+    "JSONRPC",
+    "METHODS",
+    "PROGRESS",
+    "PROTOCOL_VERSION",
+    "Envelope",
+    "ErrorResponse",
+    "MethodSpec",
+    "Notification",
+    "Request",
+    "Response",
+    "decode_envelope",
+    "encode",
+]
+
+JSONRPC: Final = "2.0"
+#: Bumped on any incompatible change of the wire format or of a method's types.
+PROTOCOL_VERSION: Final = 1
+
+PROGRESS: Final = "$/progress"
+CANCEL: Final = "$/cancelRequest"
+
+RequestId = int | str
+T = TypeVar("T")
+
+
+class Request(msgspec.Struct, frozen=True):
+    """A call that expects a response."""
+
+    method: str
+    id: RequestId
+    params: Any = msgspec.UNSET
+    jsonrpc: str = JSONRPC
+
+
+class Notification(msgspec.Struct, frozen=True):
+    """A call without an id: nobody answers it."""
+
+    method: str
+    params: Any = msgspec.UNSET
+    jsonrpc: str = JSONRPC
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A successful response."""
+
+    id: RequestId
+    result: Any
+    jsonrpc: str = JSONRPC
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    """A failed response; ``id`` is null when the request's id could not be read."""
+
+    id: RequestId | None
+    error: ErrorObject
+    jsonrpc: str = JSONRPC
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """Any single message, with params, result and error left undecoded."""
+
+    jsonrpc: str | msgspec.UnsetType = msgspec.UNSET
+    id: RequestId | msgspec.UnsetType | None = msgspec.UNSET
+    method: str | msgspec.UnsetType = msgspec.UNSET
+    params: msgspec.Raw = msgspec.Raw()
+    result: msgspec.Raw = msgspec.Raw()
+    error: ErrorObject | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def is_request(self) -> bool:
+        """Return whether this is a call (request or notification)."""
+        return self.method is not msgspec.UNSET
+
+    @property
+    def is_notification(self) -> bool:
+        """Return whether this is a call without an id."""
+        return self.is_request and self.id is msgspec.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """The types of one method."""
+
+    params: type[msgspec.Struct]
+    result: type[msgspec.Struct]
+    #: A client may leave progress notifications on for this method.
+    long_running: bool = False
+
+
+#: Every method the daemon serves. A method absent here answers -32601.
+METHODS: Final[dict[str, MethodSpec]] = {
+    "initialize": MethodSpec(m.InitializeParams, m.InitializeResult),
+    "status": MethodSpec(m.StatusParams, m.StatusResult),
+    "shutdown": MethodSpec(m.ShutdownParams, m.ShutdownResult),
+}
+
+_encoder: Final = msgspec.json.Encoder()
+_envelope_decoder: Final = msgspec.json.Decoder(Envelope | list[msgspec.Raw])
+_single_decoder: Final = msgspec.json.Decoder(Envelope)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(message: Any) -> bytes:
+    """Encode one message (or a batch list) to JSON bytes."""
+    return _encoder.encode(message)
+
+
+def decode_envelope(data: bytes) -> Envelope | list[msgspec.Raw]:
+    """Decode a message or a batch.
+
+    Raise :class:`msgspec.DecodeError` for invalid JSON and
+    :class:`msgspec.ValidationError` for JSON that is not a JSON-RPC message.
+    """
+    decoded: Envelope | list[msgspec.Raw] = _envelope_decoder.decode(data)
+    return decoded
+
+
+def decode_single(data: bytes | msgspec.Raw) -> Envelope:
+    """Decode one member of a batch."""
+    return _single_decoder.decode(data)
+
+
+def decode_as(data: bytes | msgspec.Raw, typ: type[T]) -> T:
+    """Decode ``data`` as ``typ`` with a cached decoder; empty data decodes as ``{}``."""
+    dec = _decoders.get(typ)
+    if dec is None:
+        dec = _decoders[typ] = msgspec.json.Decoder(typ)
+    if not data:
+        data = b"{}"
+    return dec.decode(data)  # type: ignore[no-any-return]
