@@ -27,6 +27,19 @@ from burrowd.client.connection import (
 from burrowd.protocol import __version__, paths
 from burrowd.protocol.errors import EXIT_FAILED, EXIT_OK, RpcError
 from burrowd.protocol.messages import (
+    CacheCleanParams,
+    CacheCleanResult,
+    CacheDirParams,
+    CacheDirResult,
+    CachePruneParams,
+    CachePruneResult,
+    CacheStatsParams,
+    CacheStatsResult,
+    ClientEnv,
+    IndexOptions,
+    PrefetchParams,
+    PrefetchResult,
+    PythonOptions,
     ShutdownParams,
     ShutdownResult,
     StatusParams,
@@ -161,7 +174,129 @@ def do_daemon_logs(ctx: Context) -> int:
                 time.sleep(0.2)
 
 
+# -- cache -----------------------------------------------------------------------------------
+
+
+def do_cache_dir(ctx: Context) -> int:
+    """Print the cache directory."""
+    result = ctx.call("cache.dir", CacheDirParams(), CacheDirResult)
+    ctx.output(result, lambda: print(result.path))
+    return EXIT_OK
+
+
+def do_cache_stats(ctx: Context) -> int:
+    """Show entries and size per bucket."""
+    result = ctx.call("cache.stats", CacheStatsParams(), CacheStatsResult)
+    ctx.output(result, lambda: render.render_cache_stats(result))
+    return EXIT_OK
+
+
+def do_cache_clean(ctx: Context) -> int:
+    """Remove cache entries of the named packages, or everything."""
+    result = ctx.call("cache.clean", CacheCleanParams(packages=ctx.args.packages), CacheCleanResult)
+    what = ", ".join(result.packages) if result.packages else "everything"
+    ctx.output(
+        result,
+        lambda: print(
+            f"removed {result.entries} entries ({render.format_bytes(result.size)}) for {what} "
+            f"from {result.path}"
+        ),
+    )
+    return EXIT_OK
+
+
+def do_cache_prune(ctx: Context) -> int:
+    """Remove what no entry needs any more."""
+    result = ctx.call("cache.prune", CachePruneParams(), CachePruneResult)
+    ctx.output(result, lambda: render.render_prune(result))
+    return EXIT_OK
+
+
+# -- packages --------------------------------------------------------------------------------
+
+
+def client_env() -> ClientEnv:
+    """Describe where this client runs (cwd, active venv, PATH, variables)."""
+    return ClientEnv(
+        cwd=os.getcwd(),
+        virtual_env=os.environ.get("VIRTUAL_ENV") or None,
+        path=os.environ.get("PATH", ""),
+        variables=dict(os.environ),
+    )
+
+
+def index_options(args: argparse.Namespace) -> IndexOptions:
+    """Return the index options of the command line, with ``BURROW_*`` defaults."""
+    env = os.environ
+    extra = list(args.extra_index_url or [])
+    if not extra and env.get("BURROW_EXTRA_INDEX_URL"):
+        extra = env["BURROW_EXTRA_INDEX_URL"].split()
+    links = list(args.find_links or [])
+    if not links and env.get("BURROW_FIND_LINKS"):
+        links = env["BURROW_FIND_LINKS"].split()
+    return IndexOptions(
+        index_url=args.index_url or env.get("BURROW_INDEX_URL") or None,
+        extra_index_urls=extra,
+        find_links=links,
+        no_index=args.no_index,
+        offline=args.offline or env.get("BURROW_OFFLINE", "") not in ("", "0"),
+        refresh=args.refresh,
+        refresh_packages=list(args.refresh_package or []),
+    )
+
+
+def python_options(args: argparse.Namespace) -> PythonOptions:
+    """Return the target interpreter options of the command line."""
+    return PythonOptions(
+        python=args.python or os.environ.get("BURROW_PYTHON") or None,
+        python_version=args.python_version,
+        python_platform=args.python_platform,
+    )
+
+
+def do_prefetch(ctx: Context) -> int:
+    """Download and unpack pinned wheels into the cache."""
+    if not ctx.args.requirements and not ctx.args.requirement:
+        fail("give pins (NAME==VERSION) or -r FILE")
+    params = PrefetchParams(
+        env=client_env(),
+        requirements=ctx.args.requirements,
+        requirement_files=ctx.args.requirement or [],
+        index=index_options(ctx.args),
+        python=python_options(ctx.args),
+    )
+    result = ctx.call("prefetch", params, PrefetchResult)
+    ctx.output(result, lambda: render.render_prefetch(result, verbose=ctx.args.verbose))
+    return EXIT_OK
+
+
 # -- parser ----------------------------------------------------------------------------------
+
+
+def _index_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("index options")
+    group.add_argument("-i", "--index-url", help="the package index (default: PyPI)")
+    group.add_argument(
+        "--extra-index-url", action="append", metavar="URL", help="another index (repeatable)"
+    )
+    group.add_argument(
+        "-f", "--find-links", action="append", metavar="PATH|URL", help="extra file locations"
+    )
+    group.add_argument("--no-index", action="store_true", help="use --find-links only")
+    group.add_argument("--offline", action="store_true", help="never touch the network")
+    group.add_argument("--refresh", action="store_true", help="revalidate every cached page")
+    group.add_argument(
+        "--refresh-package", action="append", metavar="NAME", help="revalidate this project"
+    )
+
+
+def _python_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("target options")
+    group.add_argument("-p", "--python", help="the target interpreter (path or version)")
+    group.add_argument("--python-version", help="resolve for this Python (3.12 or 3.12.4)")
+    group.add_argument(
+        "--python-platform", help="resolve for this platform (linux, x86_64-manylinux_2_28, ...)"
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -214,6 +349,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (default 40)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.set_defaults(func=do_daemon_logs)
+
+    cache = sub.add_parser("cache", help="inspect and clean the cache")
+    csub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    p = csub.add_parser("dir", help="print the cache directory")
+    _common(p)
+    p.set_defaults(func=do_cache_dir)
+    p = csub.add_parser("stats", help="entries and size per bucket")
+    _common(p)
+    p.set_defaults(func=do_cache_stats)
+    p = csub.add_parser("clean", help="remove entries of PACKAGEs, or everything")
+    _common(p)
+    p.add_argument("packages", nargs="*", metavar="PACKAGE")
+    p.set_defaults(func=do_cache_clean)
+    p = csub.add_parser("prune", help="remove what no entry needs")
+    _common(p)
+    p.set_defaults(func=do_cache_prune)
+
+    p = sub.add_parser("prefetch", help="download and unpack pinned wheels into the cache")
+    _common(p)
+    p.add_argument("requirements", nargs="*", metavar="NAME==VERSION")
+    p.add_argument("-r", "--requirement", action="append", metavar="FILE", help="pins file")
+    _index_args(p)
+    _python_args(p)
+    p.set_defaults(func=do_prefetch)
     return parser
 
 

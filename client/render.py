@@ -9,7 +9,13 @@ from typing import Any, TextIO
 import msgspec
 
 from burrowd.protocol.errors import RpcError
-from burrowd.protocol.messages import ProgressParams, StatusResult
+from burrowd.protocol.messages import (
+    CachePruneResult,
+    CacheStatsResult,
+    PrefetchResult,
+    ProgressParams,
+    StatusResult,
+)
 
 __all__ = [
     "Progress",
@@ -87,6 +93,48 @@ def render_status(status: StatusResult, out: TextIO | None = None) -> None:
             stream.write(f"  {req.id!s:>6}  {req.method}{phase}  {format_duration(req.elapsed)}\n")
     else:
         stream.write("requests in flight: none\n")
+
+
+def render_cache_stats(stats: CacheStatsResult, out: TextIO | None = None) -> None:
+    """Print ``burrow cache stats``."""
+    stream = out or sys.stdout
+    stream.write(f"{stats.path}\n")
+    width = max((len(b.bucket) for b in stats.buckets), default=6)
+    for b in stats.buckets:
+        stream.write(f"  {b.bucket:<{width}}  {b.entries:>7} entries  {format_bytes(b.size):>10}\n")
+    stream.write(f"  {'total':<{width}}  {'':>15}  {format_bytes(stats.size):>10}\n")
+    stream.write(
+        f"in memory: {stats.memory_pages} project pages, {stats.memory_metadata} metadata\n"
+    )
+
+
+def render_prune(result: CachePruneResult, out: TextIO | None = None) -> None:
+    """Print ``burrow cache prune``."""
+    stream = out or sys.stdout
+    if not result.removed:
+        stream.write(f"nothing to prune in {result.path}\n")
+        return
+    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(result.removed.items()))
+    stream.write(f"removed {parts} ({format_bytes(result.size)}) from {result.path}\n")
+
+
+def render_prefetch(
+    result: PrefetchResult, out: TextIO | None = None, verbose: bool = False
+) -> None:
+    """Print ``burrow prefetch``."""
+    stream = out or sys.stdout
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    cached = len(result.wheels) - result.downloaded
+    stream.write(
+        f"{len(result.wheels)} wheels for {result.target}: {result.downloaded} fetched "
+        f"({format_bytes(result.bytes)}), {cached} already cached, "
+        f"in {format_duration(result.elapsed)}\n"
+    )
+    if verbose:
+        for w in sorted(result.wheels, key=lambda w: w.name):
+            state = "cached" if w.cached else "fetched"
+            stream.write(f"  {w.name}=={w.version}  {w.filename}  {state}\n")
 
 
 class Progress:

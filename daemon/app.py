@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -161,6 +162,9 @@ def bind_listener(config: Config) -> Listener:
             return Listener(inherited, path, lock, inherited=True, inode=None)
         _prepare_dir(path.parent)
         if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode) and not path.is_symlink():
+                # Never delete a user's file that BURROW_SOCKET happens to name.
+                raise FileExistsError(errno.EEXIST, "exists and is not a socket", os.fspath(path))
             if _live(path):
                 raise AlreadyRunning(
                     f"something already serves {path} without holding {config.lock_path} "

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from burrowd.daemon.cache.maintenance import bucket_stats, clean, prune
+from burrowd.daemon.inputs.model import IndexOptions as FileOptions
+from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
+from burrowd.daemon.prefetch import Prefetcher, command_line_entries
+from burrowd.daemon.requests import merge_index_options, prepare
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
 from burrowd.protocol.build import build_id
@@ -30,7 +38,14 @@ class Handlers:
             "initialize": self.initialize,
             "status": self.status,
             "shutdown": self.shutdown,
+            "cache.dir": self.cache_dir,
+            "cache.stats": self.cache_stats,
+            "cache.clean": self.cache_clean,
+            "cache.prune": self.cache_prune,
+            "prefetch": self.prefetch,
         }
+
+    # -- lifecycle --------------------------------------------------------------------------
 
     async def initialize(
         self, params: m.InitializeParams, ctx: RequestContext
@@ -66,3 +81,96 @@ class Handlers:
         """Stop listening, give up the socket and lock, then exit once requests are done."""
         self.services.lifecycle.begin_shutdown("shutdown requested by a client")
         return m.ShutdownResult(pid=os.getpid())
+
+    # -- cache ------------------------------------------------------------------------------
+
+    async def cache_dir(self, params: m.CacheDirParams, ctx: RequestContext) -> m.CacheDirResult:
+        """Return the cache root."""
+        self.services.cache.ensure()
+        return m.CacheDirResult(path=str(self.services.cache.root))
+
+    async def cache_stats(
+        self, params: m.CacheStatsParams, ctx: RequestContext
+    ) -> m.CacheStatsResult:
+        """Return entries and size per bucket."""
+        cache = self.services.cache
+        async with cache.operation():
+            rows = await asyncio.to_thread(bucket_stats, cache)
+        memory = self.services.index.memory_stats()
+        return m.CacheStatsResult(
+            path=str(cache.root),
+            buckets=[m.BucketStats(bucket=b, entries=e, size=z) for b, e, z in rows],
+            size=sum(z for _, _, z in rows),
+            memory_pages=memory["pages"],
+            memory_metadata=memory["metadata"],
+        )
+
+    async def cache_clean(
+        self, params: m.CacheCleanParams, ctx: RequestContext
+    ) -> m.CacheCleanResult:
+        """Remove the cache's entries for some packages, or all of it."""
+        cache = self.services.cache
+        ctx.progress("waiting for the cache lock", force=True)
+        async with cache.exclusive():
+            ctx.progress("cleaning", force=True)
+            report = await asyncio.to_thread(clean, cache, params.packages)
+            self.services.index.forget(params.packages or None)
+            self.services.candidates.clear()
+        return m.CacheCleanResult(
+            path=str(cache.root), packages=params.packages, entries=report.entries, size=report.size
+        )
+
+    async def cache_prune(
+        self, params: m.CachePruneParams, ctx: RequestContext
+    ) -> m.CachePruneResult:
+        """Remove temporary debris, unreferenced archives and old bucket versions."""
+        cache = self.services.cache
+        ctx.progress("waiting for the cache lock", force=True)
+        async with cache.exclusive():
+            ctx.progress("pruning", force=True)
+            report = await asyncio.to_thread(prune, cache)
+        return m.CachePruneResult(path=str(cache.root), removed=report.removed, size=report.size)
+
+    # -- packages ---------------------------------------------------------------------------
+
+    async def _read_inputs(
+        self, env: m.ClientEnv, requirements: list[str], files: list[str]
+    ) -> tuple[list[RequirementEntry], FileOptions | None]:
+        cwd = Path(env.cwd)
+        entries = command_line_entries(requirements, cwd)
+        options: FileOptions | None = None
+        variables = env.variables or None
+        for name in files:
+            parsed = await asyncio.to_thread(parse_requirements_file, name, cwd=cwd, env=variables)
+            entries.extend(parsed.requirements)
+            if options is None:
+                options = parsed.options
+            else:
+                options.merge(parsed.options)
+        return entries, options
+
+    async def prefetch(self, params: m.PrefetchParams, ctx: RequestContext) -> m.PrefetchResult:
+        """Download and unpack pinned wheels into the cache."""
+        s = self.services
+        start = time.monotonic()
+        async with s.cache.operation():
+            entries, options = await self._read_inputs(
+                params.env, params.requirements, params.requirement_files
+            )
+            index = merge_index_options(params.index, options)
+            request = await prepare(s, params.env, index, params.python)
+            prefetcher = Prefetcher(
+                s.index,
+                s.candidates,
+                request,
+                ctx.progress,
+            )
+            wheels = await prefetcher.run(entries)
+        return m.PrefetchResult(
+            target=request.target.describe(),
+            wheels=wheels,
+            downloaded=sum(1 for w in wheels if not w.cached),
+            bytes=prefetcher.downloaded_bytes,
+            elapsed=time.monotonic() - start,
+            warnings=prefetcher.warnings,
+        )

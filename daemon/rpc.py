@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
 import socket
@@ -288,10 +289,11 @@ class RpcServer:
         if sock is None or not hasattr(socket, "SO_PEERCRED"):
             return True, "unknown peer"
         try:
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
         except OSError as exc:
             return False, f"peer credentials unavailable ({exc})"
-        pid, uid, _gid = struct.unpack("3i", creds)
+        # struct ucred: pid_t pid, uid_t uid, gid_t gid (uid_t and gid_t are unsigned).
+        pid, uid, _gid = struct.unpack("iII", creds)
         return uid == self._uid, f"pid {pid} uid {uid}"
 
     async def handle_stream(
@@ -412,6 +414,13 @@ class RpcServer:
                 error=_error(ErrorCode.INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"'),
             )
         if not env.is_request:
+            if env.error is msgspec.UNSET and not env.result:
+                # Neither a call nor a response (a misspelt "method"): the sender waits for
+                # an answer that would otherwise never come.
+                return jsonrpc.ErrorResponse(
+                    id=rid,
+                    error=_error(ErrorCode.INVALID_REQUEST, 'invalid request: no "method"'),
+                )
             # A response or error from the client: nothing here ever asks the client anything.
             return None
         method = env.method
@@ -461,6 +470,7 @@ class RpcServer:
             return jsonrpc.ErrorResponse(id=rid, error=ShuttingDown().to_error())
         ctx = RequestContext(conn, rid, method)
         task = asyncio.ensure_future(self._run(conn, ctx, handler, params, fut))
+        task.add_done_callback(functools.partial(self._cancelled_before_start, conn, ctx, fut))
         conn.tasks[rid] = task
         conn.contexts[rid] = ctx
         self._on_activity()
@@ -536,6 +546,39 @@ class RpcServer:
             conn.write(conn.frame(body))
             with contextlib.suppress(ConnectionError):
                 await conn.drain()
+
+    def _cancelled_before_start(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        fut: asyncio.Future[Any] | None,
+        task: asyncio.Task[None],
+    ) -> None:
+        """Answer and forget a request whose task was cancelled before ``_run`` began.
+
+        A ``$/cancelRequest`` read in the same chunk as its request (or a connection dropped
+        at once) cancels the task before its first step: the coroutine then never enters its
+        ``try``, so without this nobody would answer the request or take it off the books.
+        """
+        rid = ctx.id
+        if not task.cancelled() or conn.tasks.get(rid) is not task:
+            return  # _run finished the request itself.
+        by_client = rid in conn.cancelled_by_client
+        self._finish(conn, rid)
+        if not by_client:
+            if fut is not None and not fut.done():
+                fut.cancel()
+            return
+        body = jsonrpc.encode(
+            jsonrpc.ErrorResponse(
+                id=rid, error=_error(ErrorCode.REQUEST_CANCELLED, f"request {rid!r} was cancelled")
+            )
+        )
+        if fut is not None:
+            if not fut.done():
+                fut.set_result(msgspec.Raw(body))
+        elif not conn.closed:
+            conn.write(conn.frame(body))
 
     def _finish(self, conn: Connection, rid: RequestId) -> None:
         conn.tasks.pop(rid, None)

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
+from burrowd.daemon.index.client import IndexClient
+from burrowd.daemon.index.http import Http
+from burrowd.daemon.interpreters import Interpreters
+from burrowd.daemon.scheduler import Limits
 
 if TYPE_CHECKING:
     from burrowd.daemon.rpc import RpcServer
@@ -46,6 +52,14 @@ class Services:
     started_at: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
+    limits: Limits = field(default_factory=Limits)
+    candidates: CandidateCache = field(default_factory=CandidateCache)
+
+    def __post_init__(self) -> None:
+        self.cache = Cache(self.config.cache_dir, lock_timeout=self.config.lock_timeout)
+        self.http = Http(self.limits)
+        self.index = IndexClient(self.cache, self.http, self.limits, ttl=self.config.index_ttl)
+        self.interpreters = Interpreters(self.cache)
 
     def touch(self) -> None:
         """Record activity (a connection or request started or ended)."""
@@ -54,8 +68,18 @@ class Services:
 
 CleanupContext = Callable[[Services], contextlib.AbstractAsyncContextManager[None]]
 
+
+@contextlib.asynccontextmanager
+async def _http(services: Services) -> AsyncIterator[None]:
+    await services.http.open()
+    try:
+        yield
+    finally:
+        await services.http.close()
+
+
 #: Cleanup contexts run in order at start-up and in reverse order at exit.
-CLEANUP_CONTEXTS: list[CleanupContext] = []
+CLEANUP_CONTEXTS: list[CleanupContext] = [_http]
 
 
 @contextlib.asynccontextmanager

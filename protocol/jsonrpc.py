@@ -111,6 +111,11 @@ METHODS: Final[dict[str, MethodSpec]] = {
     "initialize": MethodSpec(m.InitializeParams, m.InitializeResult),
     "status": MethodSpec(m.StatusParams, m.StatusResult),
     "shutdown": MethodSpec(m.ShutdownParams, m.ShutdownResult),
+    "cache.dir": MethodSpec(m.CacheDirParams, m.CacheDirResult),
+    "cache.stats": MethodSpec(m.CacheStatsParams, m.CacheStatsResult),
+    "cache.clean": MethodSpec(m.CacheCleanParams, m.CacheCleanResult, long_running=True),
+    "cache.prune": MethodSpec(m.CachePruneParams, m.CachePruneResult, long_running=True),
+    "prefetch": MethodSpec(m.PrefetchParams, m.PrefetchResult, long_running=True),
 }
 
 _encoder: Final = msgspec.json.Encoder()

@@ -110,3 +110,135 @@ class CancelParams(Message, frozen=True, kw_only=True):
     """``$/cancelRequest``: cancel the request with this id, and only that one."""
 
     id: int | str
+
+
+# -- options shared by the package methods --------------------------------------------------
+
+
+class ClientEnv(Message, frozen=True, kw_only=True):
+    """Where the client runs: relative paths and the default interpreter depend on it."""
+
+    cwd: str
+    virtual_env: str | None = None
+    path: str = ""
+    #: The client's environment variables, for ``${NAME}`` in requirements files.
+    variables: dict[str, str] = {}
+
+
+class IndexOptions(Message, frozen=True, kw_only=True):
+    """Where to find distributions and how fresh the cached pages must be."""
+
+    index_url: str | None = None
+    extra_index_urls: list[str] = []
+    find_links: list[str] = []
+    no_index: bool = False
+    offline: bool = False
+    refresh: bool = False
+    refresh_packages: list[str] = []
+
+
+class PythonOptions(Message, frozen=True, kw_only=True):
+    """The target interpreter, and overrides of its version and platform."""
+
+    python: str | None = None
+    python_version: str | None = None
+    python_platform: str | None = None
+
+
+# -- cache ----------------------------------------------------------------------------------
+
+
+class CacheDirParams(Message, frozen=True, kw_only=True):
+    """Params of ``cache.dir``."""
+
+
+class CacheDirResult(Message, frozen=True, kw_only=True):
+    """The cache root of the daemon."""
+
+    path: str
+
+
+class CacheStatsParams(Message, frozen=True, kw_only=True):
+    """Params of ``cache.stats``."""
+
+
+class BucketStats(Message, frozen=True, kw_only=True):
+    """Size and entry count of one cache bucket."""
+
+    bucket: str
+    entries: int
+    size: int
+
+
+class CacheStatsResult(Message, frozen=True, kw_only=True):
+    """What the cache holds, per bucket, and what the daemon keeps in memory."""
+
+    path: str
+    buckets: list[BucketStats]
+    size: int
+    memory_pages: int = 0
+    memory_metadata: int = 0
+
+
+class CacheCleanParams(Message, frozen=True, kw_only=True):
+    """Params of ``cache.clean``: the packages to forget, or everything when empty."""
+
+    packages: list[str] = []
+
+
+class CacheCleanResult(Message, frozen=True, kw_only=True):
+    """What ``cache.clean`` removed."""
+
+    path: str
+    packages: list[str]
+    entries: int
+    size: int
+
+
+class CachePruneParams(Message, frozen=True, kw_only=True):
+    """Params of ``cache.prune``."""
+
+
+class CachePruneResult(Message, frozen=True, kw_only=True):
+    """What ``cache.prune`` removed, per kind (``temporary``, ``archives``, ``buckets``...)."""
+
+    path: str
+    removed: dict[str, int]
+    size: int
+
+
+# -- prefetch -------------------------------------------------------------------------------
+
+
+class PrefetchParams(Message, frozen=True, kw_only=True):
+    """Download and unpack pinned wheels into the cache (``NAME==VERSION``, wheel paths/URLs)."""
+
+    env: ClientEnv
+    requirements: list[str] = []
+    requirement_files: list[str] = []
+    index: IndexOptions = IndexOptions()
+    python: PythonOptions = PythonOptions()
+
+
+class PrefetchedWheel(Message, frozen=True, kw_only=True):
+    """One wheel that is now unpacked in the cache."""
+
+    name: str
+    version: str
+    filename: str
+    archive: str
+    size: int
+    #: False when this request downloaded or unpacked it, True when it was already there.
+    cached: bool
+    yanked: str | None = None
+
+
+class PrefetchResult(Message, frozen=True, kw_only=True):
+    """The wheels prefetched, for which target, and what it cost."""
+
+    target: str
+    wheels: list[PrefetchedWheel]
+    downloaded: int
+    bytes: int
+    elapsed: float
+    warnings: list[str] = []

@@ -1,0 +1,258 @@
+"""Unpack wheels into ``archive-v0``: validated, whole or not at all.
+
+A wheel is extracted into a temporary directory, every member checked on the way (no
+absolute or ``..`` paths, no symlinks, no duplicates) and hashed against its RECORD entry,
+then a manifest is written and the directory is renamed to ``archive-v0/<sha256>``. These
+functions block; the daemon runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import logging
+import os
+import stat
+import time
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+import msgspec
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.cache.layout import Bucket
+from burrowd.daemon.cache.store import Cache, remove_tree
+from burrowd.daemon.errors import InvalidDistribution
+
+__all__ = [
+    "MANIFEST",
+    "ArchiveManifest",
+    "find_dist_info",
+    "read_manifest",
+    "unpack_wheel",
+    "wheel_metadata_bytes",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST: Final = ".burrow-archive"
+_CHUNK: Final = 1024 * 1024
+_SIGNATURES: Final = ("RECORD.jws", "RECORD.p7s")
+
+
+class ArchiveManifest(msgspec.Struct, frozen=True, kw_only=True):
+    """What an unpacked archive holds; written last, inside the directory, before the rename."""
+
+    filename: str
+    sha256: str
+    dist_info: str
+    files: int
+    size: int
+    created: float
+
+
+_manifest_decoder: Final = msgspec.msgpack.Decoder(ArchiveManifest)
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+def read_manifest(archive: Path) -> ArchiveManifest | None:
+    """Return the manifest of an unpacked archive, or ``None`` if it is not a whole one."""
+    try:
+        data = (archive / MANIFEST).read_bytes()
+        manifest = _manifest_decoder.decode(data)
+    except (OSError, msgspec.DecodeError):
+        return None
+    if not (archive / manifest.dist_info / "RECORD").is_file():
+        return None
+    if not (archive / manifest.dist_info / "METADATA").is_file():
+        return None
+    return manifest
+
+
+def _unsafe(name: str) -> str | None:
+    """Return why a zip member name is unsafe, or ``None``."""
+    if not name or "\\" in name or "\0" in name:
+        return "has a backslash or NUL in its name"
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith("/"):
+        return "is an absolute path"
+    if ".." in path.parts:
+        return "escapes the archive with '..'"
+    if len(name) > 1 and name[1] == ":":
+        return "has a drive letter"
+    return None
+
+
+def find_dist_info(names: list[str], filename: str) -> str:
+    """Return the ``.dist-info`` directory of the wheel ``filename`` among ``names``."""
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        raise InvalidDistribution(filename, f"not a valid wheel filename: {exc}") from exc
+    candidates = {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
+    matching = []
+    for cand in candidates:
+        stem = cand[: -len(".dist-info")]
+        dist, _, ver = stem.rpartition("-")
+        if canonicalize_name(dist) == name and _same_version(ver, str(version)):
+            matching.append(cand)
+    if len(matching) != 1:
+        found = ", ".join(sorted(candidates)) or "none"
+        raise InvalidDistribution(
+            filename,
+            f"expected one {name}-{version}.dist-info directory, found {found}",
+        )
+    return matching[0]
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def wheel_metadata_bytes(zf: zipfile.ZipFile, filename: str) -> bytes:
+    """Return the ``METADATA`` file of an open wheel."""
+    dist_info = find_dist_info(zf.namelist(), filename)
+    try:
+        return zf.read(f"{dist_info}/METADATA")
+    except KeyError:
+        raise InvalidDistribution(filename, f"{dist_info}/METADATA is missing") from None
+
+
+def _read_record(zf: zipfile.ZipFile, dist_info: str, filename: str) -> dict[str, tuple[str, str]]:
+    try:
+        data = zf.read(f"{dist_info}/RECORD")
+    except KeyError:
+        raise InvalidDistribution(filename, f"{dist_info}/RECORD is missing") from None
+    entries: dict[str, tuple[str, str]] = {}
+    for row in csv.reader(io.StringIO(data.decode("utf-8", "replace"))):
+        if not row:
+            continue
+        path = row[0]
+        digest = row[1] if len(row) > 1 else ""
+        size = row[2] if len(row) > 2 else ""
+        entries[path] = (digest, size)
+    return entries
+
+
+def _expected(
+    record: dict[str, tuple[str, str]], name: str, dist_info: str, filename: str
+) -> tuple[str, str] | None:
+    """Return ``(algorithm, urlsafe-b64 digest)`` RECORD promises for ``name``."""
+    entry = record.get(name)
+    if entry is None:
+        if name == f"{dist_info}/RECORD" or name in {f"{dist_info}/{s}" for s in _SIGNATURES}:
+            return None
+        raise InvalidDistribution(filename, f"{name} is in the wheel but not listed in RECORD")
+    digest, _size = entry
+    if not digest:
+        if name == f"{dist_info}/RECORD" or name.endswith(".pyc"):
+            return None
+        raise InvalidDistribution(filename, f"RECORD has no hash for {name}")
+    algorithm, sep, value = digest.partition("=")
+    if not sep or algorithm not in hashlib.algorithms_guaranteed or algorithm in ("md5", "sha1"):
+        raise InvalidDistribution(filename, f"RECORD has an unusable hash {digest!r} for {name}")
+    return algorithm, value
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def unpack_wheel(cache: Cache, wheel: Path, *, filename: str, sha256: str) -> Path:
+    """Unpack ``wheel`` into ``archive-v0/<sha256>`` unless a whole archive is already there.
+
+    Raise :class:`InvalidDistribution` for a broken or unsafe wheel; nothing is left behind.
+    """
+    target = cache.path(Bucket.ARCHIVE, sha256)
+    if read_manifest(target) is not None:
+        return target
+    if target.exists():
+        log.warning("replacing incomplete archive %s", target)
+        remove_tree(target)
+    tmp = cache.temp_dir(prefix="unpack-")
+    try:
+        manifest = _extract(wheel, tmp, filename=filename, sha256=sha256)
+        (tmp / MANIFEST).write_bytes(_encoder.encode(manifest))
+        cache.persist_dir(tmp, target)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    return target
+
+
+def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveManifest:
+    try:
+        zf = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidDistribution(filename, f"not a readable zip archive ({exc})") from exc
+    with zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        dist_info = find_dist_info(names, filename)
+        record = _read_record(zf, dist_info, filename)
+        seen: set[str] = set()
+        made: set[str] = set()
+        total = 0
+        count = 0
+        for info in infos:
+            name = info.filename
+            why = _unsafe(name)
+            if why is not None:
+                raise InvalidDistribution(filename, f"member {name!r} {why}")
+            if name in seen:
+                raise InvalidDistribution(filename, f"member {name!r} appears twice")
+            seen.add(name)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise InvalidDistribution(filename, f"member {name!r} is a symbolic link")
+            if name.endswith("/"):
+                continue
+            expected = _expected(record, name, dist_info, filename)
+            out = dest / name
+            parent = os.path.dirname(name)
+            if parent and parent not in made:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                made.add(parent)
+            hasher = hashlib.new(expected[0]) if expected else None
+            try:
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        if hasher is not None:
+                            hasher.update(chunk)
+                        dst.write(chunk)
+            except (
+                zipfile.BadZipFile,
+                EOFError,
+                zlib.error,
+                ValueError,
+                NotImplementedError,
+            ) as exc:
+                raise InvalidDistribution(filename, f"member {name!r} is corrupt ({exc})") from exc
+            if mode & 0o111:
+                os.chmod(out, 0o755)
+            if hasher is not None and expected is not None and _b64(hasher.digest()) != expected[1]:
+                raise InvalidDistribution(
+                    filename,
+                    f"{name} does not match its RECORD hash "
+                    f"({expected[0]}={expected[1]}, got {expected[0]}={_b64(hasher.digest())})",
+                )
+            total += info.file_size
+            count += 1
+        if f"{dist_info}/METADATA" not in seen:
+            raise InvalidDistribution(filename, f"{dist_info}/METADATA is missing")
+    return ArchiveManifest(
+        filename=filename,
+        sha256=sha256,
+        dist_info=dist_info,
+        files=count,
+        size=total,
+        created=time.time(),
+    )

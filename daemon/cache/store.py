@@ -1,0 +1,182 @@
+"""The cache root: atomic writes, temporary directories and the root lock.
+
+Every write lands in a temporary file or directory under ``<root>/.tmp`` (the same
+filesystem as its destination) and is renamed into place, so a reader sees a whole entry or
+none, and a crash leaves only temporary debris that ``cache.prune`` removes. The root
+``.lock`` is held shared by every operation and exclusively by clean and prune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+from burrowd.daemon.cache.layout import CACHEDIR_TAG, Bucket
+from burrowd.daemon.errors import CacheError
+from burrowd.daemon.locks import FileLock
+
+__all__ = ["TMP_DIR", "Cache", "remove_tree"]
+
+log = logging.getLogger(__name__)
+
+TMP_DIR: Final = ".tmp"
+ROOT_LOCK: Final = ".lock"
+
+
+class Cache:
+    """The cache directory of burrowd.
+
+    :param root: the cache root (created on :meth:`ensure`).
+    :param lock_timeout: seconds to wait for a lock before ``LockTimeout``.
+    """
+
+    def __init__(self, root: Path, *, lock_timeout: float = 300.0) -> None:
+        self.root = root
+        self.lock_timeout = lock_timeout
+        self._ensured = False
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the root with its ``CACHEDIR.TAG``, ``.gitignore`` and temp directory."""
+        if self._ensured and self.root.is_dir():
+            return
+        try:
+            (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+            tag = self.root / "CACHEDIR.TAG"
+            if not tag.exists():
+                self.write_file(tag, CACHEDIR_TAG.encode(), fsync=False)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                self.write_file(ignore, b"*\n", fsync=False)
+        except OSError as exc:
+            raise CacheError(
+                self.root, f"cannot create the cache directory: {exc.strerror}"
+            ) from exc
+        self._ensured = True
+
+    def bucket(self, bucket: Bucket) -> Path:
+        """Return the directory of ``bucket``."""
+        return self.root / bucket.value
+
+    def path(self, bucket: Bucket, *parts: str) -> Path:
+        """Return the path of an entry of ``bucket``."""
+        return self.root.joinpath(bucket.value, *parts)
+
+    @property
+    def tmp(self) -> Path:
+        """Return the directory of temporary files and directories."""
+        return self.root / TMP_DIR
+
+    # -- atomic writes ----------------------------------------------------------------------
+
+    def temp_dir(self, prefix: str = "d-") -> Path:
+        """Create and return a fresh temporary directory inside the cache."""
+        self.ensure()
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+
+    def temp_file(self, prefix: str = "f-", suffix: str = "") -> tuple[int, Path]:
+        """Create a temporary file inside the cache; return its open fd and path."""
+        self.ensure()
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self.tmp)
+        return fd, Path(name)
+
+    def write_file(self, path: Path, data: bytes, *, fsync: bool = True) -> None:
+        """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+        (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="w-", dir=self.root / TMP_DIR)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+
+    def persist_dir(self, tmp: Path, target: Path) -> bool:
+        """Rename the finished directory ``tmp`` to ``target``.
+
+        Return ``False`` (and remove ``tmp``) when ``target`` already exists: another
+        writer got there first with the same content, since targets are content-addressed.
+        """
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, target)
+        except OSError as exc:
+            if target.is_dir():
+                remove_tree(tmp)
+                return False
+            raise CacheError(target, f"cannot move a new entry into place: {exc.strerror}") from exc
+        return True
+
+    @staticmethod
+    def read_file(path: Path) -> bytes | None:
+        """Return the bytes at ``path``, or ``None`` if it is missing or unreadable."""
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    # -- locks ------------------------------------------------------------------------------
+
+    def root_lock(self, *, shared: bool) -> FileLock:
+        """Return the root lock: shared per operation, exclusive for clean and prune."""
+        self.ensure()
+        return FileLock(
+            self.root / ROOT_LOCK,
+            f"the cache at {self.root}",
+            shared=shared,
+            timeout=self.lock_timeout,
+            holder="" if shared else f"pid {os.getpid()}",
+        )
+
+    @contextlib.asynccontextmanager
+    async def operation(self) -> AsyncIterator[Cache]:
+        """Hold the root lock shared for one operation."""
+        async with self.root_lock(shared=True):
+            yield self
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[Cache]:
+        """Hold the root lock exclusively (no other operation of any process runs)."""
+        async with self.root_lock(shared=False):
+            yield self
+
+    def entry_lock(self, entry: Path, resource: str) -> FileLock:
+        """Return the exclusive lock of one entry (a file beside it named ``<entry>.lock``)."""
+        return FileLock(entry.with_name(entry.name + ".lock"), resource, timeout=self.lock_timeout)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree, tolerating concurrent removal and read-only files."""
+
+    def onerror(func: object, p: str, exc: BaseException) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        if isinstance(exc, PermissionError):
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.dirname(p), 0o700)
+                os.chmod(p, 0o700)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    os.unlink(p)
+            return
+        log.warning("could not remove %s: %s", p, exc)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=onerror)
+    else:
+        shutil.rmtree(path, onerror=lambda f, p, e: onerror(f, p, e[1]))

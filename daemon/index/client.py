@@ -1,0 +1,673 @@
+"""The index client: project pages, core metadata and wheel downloads, cached at three levels.
+
+A page is looked up in memory first (fresh: no disk, no network), then in ``simple-v0`` on
+disk, then on the network, conditionally when validators are stored. Metadata comes from
+memory, the cache, an already unpacked archive, a PEP 658 file, HTTP range requests, or as
+a last resort the whole wheel (which is then kept). Several indexes follow the
+first-index-wins strategy; find-links locations add their files to whatever the index has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Final
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import msgspec
+from packaging.utils import NormalizedName, canonicalize_name
+
+from burrowd.daemon.cache.archive import read_manifest, unpack_wheel, wheel_metadata_bytes
+from burrowd.daemon.cache.layout import Bucket, digest
+from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.cache.wheels import (
+    WheelKey,
+    WheelPointer,
+    pointer_path,
+    read_cached_metadata,
+    read_pointer,
+    write_cached_metadata,
+    write_pointer,
+)
+from burrowd.daemon.errors import (
+    HashMismatch,
+    InvalidDistribution,
+    NetworkError,
+    OfflineMiss,
+    PackageNotFound,
+)
+from burrowd.daemon.index import http_cache, lazywheel
+from burrowd.daemon.index.http import Http, redact
+from burrowd.daemon.index.models import CachedPage, CachePolicy, IndexFile, ProjectPage
+from burrowd.daemon.index.parse import (
+    filename_project,
+    parse_html_page,
+    parse_json_page,
+    scan_directory,
+)
+from burrowd.daemon.metadata import CoreMetadata, check_identity, parse_metadata
+from burrowd.daemon.scheduler import Limits, OnceMap
+
+__all__ = [
+    "DEFAULT_INDEX",
+    "Freshness",
+    "IndexClient",
+    "IndexSettings",
+    "Pins",
+    "ProjectFiles",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX: Final = "https://pypi.org/simple/"
+ACCEPT: Final = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01"
+)
+MEMORY_PAGES: Final = 4096
+MEMORY_METADATA: Final = 32768
+_CHUNK: Final = 256 * 1024
+
+#: ``--hash`` pins of one requirement: algorithm -> allowed hex digests.
+Pins = Mapping[str, frozenset[str]]
+ByteProgress = Callable[[int], None]
+
+_page_decoder: Final = msgspec.msgpack.Decoder(CachedPage)
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+def normalize_index_url(url: str) -> str:
+    """Return an index URL with exactly one trailing slash (a path becomes a ``file://`` URL)."""
+    if "://" not in url:
+        url = Path(url).expanduser().absolute().as_uri()
+    return url.rstrip("/") + "/"
+
+
+def is_local(url: str) -> bool:
+    """Return whether ``url`` is a ``file://`` URL."""
+    return url.startswith("file:")
+
+
+def local_path(url: str) -> Path:
+    """Return the filesystem path of a ``file://`` URL."""
+    return Path(url2pathname(unquote(urlsplit(url).path)))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSettings:
+    """Where to look for distributions, for one request."""
+
+    index_urls: tuple[str, ...] = (DEFAULT_INDEX,)
+    find_links: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        http: Http,
+        *,
+        index_url: str | None = None,
+        extra_index_urls: Iterable[str] = (),
+        find_links: Iterable[str] = (),
+        no_index: bool = False,
+    ) -> IndexSettings:
+        """Return settings with credentials moved out of the URLs into ``http``."""
+        urls: list[str] = []
+        if not no_index:
+            for url in [index_url or DEFAULT_INDEX, *extra_index_urls]:
+                clean = normalize_index_url(http.add_credentials(url))
+                if clean not in urls:
+                    urls.append(clean)
+        links: list[str] = []
+        for loc in find_links:
+            clean = http.add_credentials(loc) if "://" in loc else Path(loc).absolute().as_uri()
+            if clean not in links:
+                links.append(clean)
+        return cls(tuple(urls), tuple(links))
+
+    def describe(self) -> list[str]:
+        """Return the locations, redacted, for messages."""
+        return [redact(u) for u in (*self.index_urls, *self.find_links)]
+
+
+@dataclass(slots=True)
+class Freshness:
+    """Per-request freshness rules: ``--refresh``, ``--refresh-package``, ``--offline``."""
+
+    refresh_all: bool = False
+    refresh_packages: frozenset[str] = frozenset()
+    offline: bool = False
+    revalidated: set[tuple[str, str]] = field(default_factory=set)
+    #: Pages served from memory / disk / network in this request (for ``-v`` and status).
+    served: dict[str, int] = field(default_factory=lambda: {"memory": 0, "disk": 0, "network": 0})
+
+    def wants_revalidation(self, location: str, name: str) -> bool:
+        """Return whether ``--refresh`` asks to revalidate this page (once per request)."""
+        if (location, name) in self.revalidated:
+            return False
+        return self.refresh_all or name in self.refresh_packages
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectFiles:
+    """The files of a project found for one request, with the index each came from."""
+
+    name: NormalizedName
+    files: list[tuple[IndexFile, str]]
+    searched: list[str]
+
+
+class IndexClient:
+    """Pages, metadata and wheels, shared by every request of the daemon."""
+
+    def __init__(self, cache: Cache, http: Http, limits: Limits, *, ttl: float) -> None:
+        self.cache = cache
+        self.http = http
+        self.limits = limits
+        self.ttl = ttl
+        self._pages: OrderedDict[tuple[str, str], CachedPage] = OrderedDict()
+        self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
+        self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap()
+        self._meta_flights: OnceMap[str, CoreMetadata] = OnceMap()
+        self._wheel_flights: OnceMap[tuple[str, str], WheelPointer] = OnceMap()
+        self.downloads = 0
+
+    # -- memory -----------------------------------------------------------------------------
+
+    def forget(self, names: Iterable[str] | None = None) -> None:
+        """Drop in-memory pages and metadata (of ``names``, or all)."""
+        if names is None:
+            self._pages.clear()
+            self._metadata.clear()
+            return
+        wanted = {canonicalize_name(n) for n in names}
+        for key in [k for k in self._pages if k[1] in wanted]:
+            del self._pages[key]
+        self._metadata.clear()
+
+    def memory_stats(self) -> dict[str, int]:
+        """Return how much is held in memory."""
+        return {"pages": len(self._pages), "metadata": len(self._metadata)}
+
+    def _remember(self, key: tuple[str, str], entry: CachedPage) -> None:
+        self._pages[key] = entry
+        self._pages.move_to_end(key)
+        while len(self._pages) > MEMORY_PAGES:
+            self._pages.popitem(last=False)
+
+    # -- pages ------------------------------------------------------------------------------
+
+    def _page_path(self, location: str, name: str) -> Path:
+        return self.cache.path(Bucket.SIMPLE, digest(location), f"{name}.msgpack")
+
+    async def page(self, location: str, name: str, fresh: Freshness) -> ProjectPage | None:
+        """Return the page of ``name`` on the index ``location``; ``None`` if it is not there."""
+        key = (location, name)
+        now = time.time()
+        entry = self._pages.get(key)
+        revalidate = fresh.wants_revalidation(location, name)
+        if entry is not None and not revalidate and self._usable(entry, location, now, fresh):
+            fresh.served["memory"] += 1
+            return entry.page
+        flight = (location, name, revalidate)
+        entry = await self._page_flights.run(flight, lambda: self._load_page(location, name, fresh))
+        self._remember(key, entry)
+        return entry.page
+
+    def _usable(self, entry: CachedPage, location: str, now: float, fresh: Freshness) -> bool:
+        if is_local(location):
+            return self._local_unchanged(entry, location)
+        return fresh.offline or entry.policy.is_fresh(now)
+
+    def _local_unchanged(self, entry: CachedPage, location: str) -> bool:
+        path = Path(entry.url) if entry.url.startswith("/") else None
+        if path is None:
+            return False
+        try:
+            return os.stat(path).st_mtime_ns == entry.policy.mtime_ns
+        except OSError:
+            return entry.policy.mtime_ns is None
+
+    async def _load_page(self, location: str, name: str, fresh: Freshness) -> CachedPage:
+        if is_local(location):
+            return await asyncio.to_thread(self._read_local_page, location, name)
+        key = (location, name)
+        now = time.time()
+        stored = self._pages.get(key)
+        if stored is None:
+            stored = await asyncio.to_thread(self._read_disk_page, location, name)
+        revalidate = fresh.wants_revalidation(location, name)
+        if stored is not None and not revalidate and (fresh.offline or stored.policy.is_fresh(now)):
+            fresh.served["disk"] += 1
+            return stored
+        if fresh.offline:
+            if stored is not None:
+                return stored
+            raise OfflineMiss(f"the project page of {name} on {redact(location)}")
+        fresh.revalidated.add(key)
+        fresh.served["network"] += 1
+        entry = await self._fetch_page(location, name, stored)
+        await asyncio.to_thread(
+            self.cache.write_file,
+            self._page_path(location, name),
+            _encoder.encode(entry),
+            fsync=False,
+        )
+        return entry
+
+    def _read_disk_page(self, location: str, name: str) -> CachedPage | None:
+        data = Cache.read_file(self._page_path(location, name))
+        if data is None:
+            return None
+        try:
+            return _page_decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("ignoring an unreadable cached page for %s", name)
+            return None
+
+    async def _fetch_page(self, location: str, name: str, stored: CachedPage | None) -> CachedPage:
+        url = f"{location}{name}/"
+        headers = {"Accept": ACCEPT}
+        if stored is not None:
+            headers.update(http_cache.conditional_headers(stored.policy))
+        reply = await self.http.get(url, headers)
+        if reply.status == 304 and stored is not None:
+            policy = http_cache.revalidated(stored.policy, reply.headers, heuristic_ttl=self.ttl)
+            return CachedPage(policy, stored.page, stored.url)
+        policy = http_cache.policy_from_headers(reply.headers, heuristic_ttl=self.ttl)
+        if reply.status in (404, 410):
+            return CachedPage(policy, None, reply.url)
+        if reply.status != 200:
+            raise NetworkError(redact(url), f"unexpected HTTP {reply.status}", status=reply.status)
+        content_type = reply.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        try:
+            if content_type == "application/vnd.pypi.simple.v1+json":
+                page = parse_json_page(reply.body, reply.url, location)
+            else:
+                page = await asyncio.to_thread(
+                    parse_html_page, reply.body, reply.url, location, name
+                )
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise NetworkError(
+                redact(url), f"the index sent a page that cannot be read: {exc}"
+            ) from exc
+        return CachedPage(policy, page, reply.url)
+
+    def _read_local_page(self, location: str, name: str) -> CachedPage:
+        root = local_path(location) / name
+        index = root / "index.html"
+        try:
+            st = os.stat(index)
+        except OSError:
+            if root.is_dir():
+                page = scan_directory(root, name, location)
+                return CachedPage(CachePolicy(time.time(), 0.0, "mtime"), page, str(root))
+            return CachedPage(CachePolicy(time.time(), 0.0, "mtime"), None, str(index))
+        data = index.read_bytes()
+        page = parse_html_page(data, index.as_uri(), location, name)
+        return CachedPage(
+            CachePolicy(time.time(), 0.0, "mtime", mtime_ns=st.st_mtime_ns), page, str(index)
+        )
+
+    async def _find_links(self, location: str, name: str, fresh: Freshness) -> list[IndexFile]:
+        if is_local(location):
+            path = local_path(location)
+            if path.is_dir():
+                page = await asyncio.to_thread(scan_directory, path, name, location)
+                return page.files
+            data = await asyncio.to_thread(path.read_bytes)
+            return parse_html_page(data, location, location, name, only_project=True).files
+        key = (location, "")
+        entry = self._pages.get(key)
+        now = time.time()
+        if (
+            entry is None
+            or not self._usable(entry, location, now, fresh)
+            or (fresh.wants_revalidation(location, ""))
+        ):
+            if fresh.offline:
+                if entry is None:
+                    raise OfflineMiss(f"the find-links page {redact(location)}")
+            else:
+                fresh.revalidated.add(key)
+                reply = await self.http.get(location, {"Accept": "text/html"})
+                policy = http_cache.policy_from_headers(reply.headers, heuristic_ttl=self.ttl)
+                page = await asyncio.to_thread(
+                    parse_html_page, reply.body, reply.url, location, "", only_project=False
+                )
+                entry = CachedPage(policy, page, reply.url)
+                self._remember(key, entry)
+        if entry.page is None:
+            return []
+        return [f for f in entry.page.files if (filename_project(f.filename) or ("",))[0] == name]
+
+    async def project_files(
+        self, settings: IndexSettings, name: str, fresh: Freshness
+    ) -> ProjectFiles:
+        """Return every file of ``name``: from the first index that has it, plus find-links.
+
+        Raise :class:`PackageNotFound` when no location has the project.
+        """
+        cname = canonicalize_name(name)
+        files: list[tuple[IndexFile, str]] = []
+        searched: list[str] = []
+        found = False
+        for location in settings.index_urls:
+            searched.append(redact(location))
+            page = await self.page(location, cname, fresh)
+            if page is not None:
+                files.extend((f, location) for f in page.files)
+                found = True
+                break
+        if settings.find_links:
+            results = await asyncio.gather(
+                *(self._find_links(loc, cname, fresh) for loc in settings.find_links)
+            )
+            for loc, found_files in zip(settings.find_links, results, strict=True):
+                searched.append(redact(loc))
+                if found_files:
+                    found = True
+                    files.extend((f, loc) for f in found_files)
+        if not found:
+            raise PackageNotFound(name, searched)
+        return ProjectFiles(cname, files, searched)
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def wheel_key(self, file: IndexFile, location: str, name: str) -> WheelKey:
+        if is_local(file.url) and not is_local(location):
+            return WheelKey.from_path(local_path(file.url))
+        return WheelKey.from_index(location, canonicalize_name(name), file.filename)
+
+    async def metadata(
+        self, file: IndexFile, location: str, name: str, version: str
+    ) -> CoreMetadata:
+        """Return the core metadata of a wheel listed for ``name`` ``version``."""
+        cached = self._metadata.get(file.url)
+        if cached is not None:
+            self._metadata.move_to_end(file.url)
+            return cached
+        meta = await self._meta_flights.run(
+            file.url, lambda: self._load_metadata(file, location, name, version)
+        )
+        self._metadata[file.url] = meta
+        while len(self._metadata) > MEMORY_METADATA:
+            self._metadata.popitem(last=False)
+        return meta
+
+    async def _load_metadata(
+        self, file: IndexFile, location: str, name: str, version: str
+    ) -> CoreMetadata:
+        key = self.wheel_key(file, location, name)
+        meta = await asyncio.to_thread(read_cached_metadata, self.cache, key, file.sha256)
+        if meta is not None:
+            return meta
+        source = f"{file.filename} ({redact(file.url)})"
+        data = await self._metadata_bytes(file, key, source)
+        meta = parse_metadata(data, source)
+        check_identity(meta, name, version, source)
+        await asyncio.to_thread(write_cached_metadata, self.cache, key, file.sha256, meta)
+        return meta
+
+    async def _metadata_bytes(self, file: IndexFile, key: WheelKey, source: str) -> bytes:
+        pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+        if pointer is not None:
+            return await asyncio.to_thread(self._archive_metadata, pointer)
+        if is_local(file.url):
+            return await asyncio.to_thread(
+                self._local_metadata, local_path(file.url), file.filename
+            )
+        if file.core_metadata is not None:
+            reply = await self.http.get(file.url + ".metadata", ok=frozenset({200, 404}))
+            if reply.status == 200:
+                self._check_metadata_hash(file, reply.body)
+                return reply.body
+        try:
+            got = await lazywheel.fetch_metadata(
+                lambda rng: self._range(file.url, rng), file.filename
+            )
+        except lazywheel.RangeNotSupported as exc:
+            log.info("range requests unusable for %s (%s); downloading it", file.filename, exc)
+            got = None
+        if isinstance(got, bytes):
+            return got
+        pointer = await self.fetch_wheel(file, key, body=got.data if got else None)
+        return await asyncio.to_thread(self._archive_metadata, pointer)
+
+    def _check_metadata_hash(self, file: IndexFile, body: bytes) -> None:
+        for algorithm, expected in (file.core_metadata or {}).items():
+            if algorithm in hashlib.algorithms_guaranteed:
+                actual = hashlib.new(algorithm, body).hexdigest()
+                if actual != expected:
+                    raise HashMismatch(
+                        f"{file.filename}.metadata", redact(file.url), algorithm, [expected], actual
+                    )
+                return
+
+    async def _range(self, url: str, rng: str) -> tuple[int, Mapping[str, str], bytes]:
+        reply = await self.http.get(
+            url, {"Range": rng, "Accept-Encoding": "identity"}, ok=frozenset({200, 206, 416})
+        )
+        return reply.status, reply.headers, reply.body
+
+    def _archive_metadata(self, pointer: WheelPointer) -> bytes:
+        archive = self.cache.path(Bucket.ARCHIVE, pointer.archive)
+        manifest = read_manifest(archive)
+        if manifest is None:
+            raise InvalidDistribution(pointer.filename, "its unpacked archive disappeared")
+        return (archive / manifest.dist_info / "METADATA").read_bytes()
+
+    @staticmethod
+    def _local_metadata(path: Path, filename: str) -> bytes:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return wheel_metadata_bytes(zf, filename)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InvalidDistribution(str(path), f"not a readable wheel ({exc})") from exc
+
+    # -- wheels -----------------------------------------------------------------------------
+
+    async def fetch_wheel(
+        self,
+        file: IndexFile,
+        key: WheelKey,
+        *,
+        pins: Pins | None = None,
+        on_bytes: ByteProgress | None = None,
+        body: bytes | None = None,
+    ) -> WheelPointer:
+        """Make sure the wheel is unpacked in the cache; return its pointer.
+
+        One download and unpack per wheel at a time in this daemon (single-flight) and across
+        processes (the entry lock). ``pins`` are ``--hash`` values the file must match.
+        """
+        flight = (file.url, file.sha256 or "")
+        pointer = await self._wheel_flights.run(
+            flight, lambda: self._fetch_wheel(file, key, pins, on_bytes, body)
+        )
+        if pins:
+            _check_pins(file, pointer.hashes, pins)
+        return pointer
+
+    async def _fetch_wheel(
+        self,
+        file: IndexFile,
+        key: WheelKey,
+        pins: Pins | None,
+        on_bytes: ByteProgress | None,
+        body: bytes | None,
+    ) -> WheelPointer:
+        pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+        if pointer is not None and _pointer_matches(pointer, file, key):
+            return pointer
+        lock = self.cache.entry_lock(pointer_path(self.cache, key), f"the wheel {file.filename}")
+        async with lock:
+            pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+            if pointer is not None and _pointer_matches(pointer, file, key):
+                return pointer
+            if is_local(file.url):
+                return await self._unpack_local(file, key, pins)
+            return await self._download(file, key, pins, on_bytes, body)
+
+    async def _unpack_local(
+        self, file: IndexFile, key: WheelKey, pins: Pins | None
+    ) -> WheelPointer:
+        path = local_path(file.url)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
+        hashes = await asyncio.to_thread(_hash_file, path, _algorithms(file, pins))
+        _verify(file, hashes, pins)
+        async with self.limits.unpack:
+            archive = await asyncio.to_thread(
+                unpack_wheel, self.cache, path, filename=file.filename, sha256=hashes["sha256"]
+            )
+        pointer = WheelPointer(
+            filename=file.filename,
+            archive=archive.name,
+            hashes=hashes,
+            url=file.url,
+            size=st.st_size,
+            created=time.time(),
+            source_mtime_ns=st.st_mtime_ns,
+            source_size=st.st_size,
+        )
+        await asyncio.to_thread(write_pointer, self.cache, key, pointer)
+        return pointer
+
+    async def _download(
+        self,
+        file: IndexFile,
+        key: WheelKey,
+        pins: Pins | None,
+        on_bytes: ByteProgress | None,
+        body: bytes | None,
+    ) -> WheelPointer:
+        algorithms = _algorithms(file, pins)
+        fd, tmp = self.cache.temp_file(prefix="dl-", suffix=".whl")
+        os.close(fd)
+        try:
+            if body is not None:
+                hashes = {a: hashlib.new(a, body).hexdigest() for a in algorithms}
+                await asyncio.to_thread(tmp.write_bytes, body)
+                size = len(body)
+            else:
+                hashes, size = await self._stream_to(file.url, tmp, algorithms, on_bytes)
+            self.downloads += 1
+            _verify(file, hashes, pins)
+            async with self.limits.unpack:
+                archive = await asyncio.to_thread(
+                    unpack_wheel, self.cache, tmp, filename=file.filename, sha256=hashes["sha256"]
+                )
+        finally:
+            tmp.unlink(missing_ok=True)
+        pointer = WheelPointer(
+            filename=file.filename,
+            archive=archive.name,
+            hashes=hashes,
+            url=file.url,
+            size=size,
+            created=time.time(),
+        )
+        await asyncio.to_thread(write_pointer, self.cache, key, pointer)
+        return pointer
+
+    async def _stream_to(
+        self, url: str, dest: Path, algorithms: set[str], on_bytes: ByteProgress | None
+    ) -> tuple[dict[str, str], int]:
+        last: NetworkError | None = None
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(0.5 * attempt)
+            hashers = {a: hashlib.new(a) for a in algorithms}
+            size = 0
+            try:
+                async with self.http.stream(url) as resp:
+                    out = await asyncio.to_thread(open, dest, "wb")
+                    try:
+                        async for chunk in resp.content.iter_chunked(_CHUNK):
+                            # Hashing and writing run in a worker so the loop stays free.
+                            await asyncio.to_thread(_consume, chunk, hashers, out)
+                            size += len(chunk)
+                            if on_bytes is not None:
+                                on_bytes(len(chunk))
+                    finally:
+                        await asyncio.to_thread(out.close)
+                return {a: h.hexdigest() for a, h in hashers.items()}, size
+            except NetworkError as exc:
+                if exc.status is not None and exc.status < 500:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+
+def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO) -> None:
+    for h in hashers.values():
+        h.update(chunk)
+    out.write(chunk)
+
+
+def _algorithms(file: IndexFile, pins: Pins | None) -> set[str]:
+    algorithms = {"sha256"}
+    for algorithm in (*file.hashes, *(pins or {})):
+        if algorithm in hashlib.algorithms_guaranteed:
+            algorithms.add(algorithm)
+    return algorithms
+
+
+def _hash_file(path: Path, algorithms: set[str]) -> dict[str, str]:
+    hashers = {a: hashlib.new(a) for a in algorithms}
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            for h in hashers.values():
+                h.update(chunk)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _verify(file: IndexFile, hashes: Mapping[str, str], pins: Pins | None) -> None:
+    """Raise :class:`HashMismatch` if the file differs from the index's hash or the pins."""
+    for algorithm, expected in file.hashes.items():
+        actual = hashes.get(algorithm)
+        if actual is not None and actual != expected:
+            raise HashMismatch(file.filename, redact(file.url), algorithm, [expected], actual)
+    if pins:
+        _check_pins(file, hashes, pins)
+
+
+def _check_pins(file: IndexFile, hashes: Mapping[str, str], pins: Pins) -> None:
+    for algorithm, allowed in pins.items():
+        actual = hashes.get(algorithm)
+        if actual is None:
+            continue
+        if actual in allowed:
+            return
+        raise HashMismatch(file.filename, redact(file.url), algorithm, sorted(allowed), actual)
+    known = ", ".join(sorted(pins))
+    raise HashMismatch(
+        file.filename, redact(file.url), known, ["a pinned hash of a supported algorithm"], "?"
+    )
+
+
+def _pointer_matches(pointer: WheelPointer, file: IndexFile, key: WheelKey) -> bool:
+    """Return whether a cached pointer still describes the file the index lists."""
+    for algorithm, expected in file.hashes.items():
+        have = pointer.hashes.get(algorithm)
+        if have is not None and have != expected:
+            return False
+    if key.kind == "path":
+        try:
+            st = os.stat(key.location)
+        except OSError:
+            return True
+        return st.st_mtime_ns == pointer.source_mtime_ns and st.st_size == pointer.source_size
+    return True

@@ -1,0 +1,108 @@
+"""Simple-API data as structs: project pages, their files, and HTTP cache policy.
+
+Pages are stored in ``simple-v0`` as msgpack of these structs (array-like, so a page with
+thousands of files decodes in a fraction of a millisecond).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "CachePolicy",
+    "CachedPage",
+    "IndexFile",
+    "JsonFile",
+    "JsonProjectPage",
+    "ProjectPage",
+]
+
+
+class IndexFile(msgspec.Struct, frozen=True, array_like=True):
+    """One file of a project page, with its URL made absolute."""
+
+    filename: str
+    url: str
+    hashes: dict[str, str]
+    requires_python: str | None = None
+    #: ``None`` when not yanked, else the reason (possibly empty).
+    yanked: str | None = None
+    #: ISO 8601 upload time (PEP 700), when the index says.
+    upload_time: str | None = None
+    size: int | None = None
+    #: PEP 658/714: hashes of the ``.metadata`` file ({} when offered without hashes).
+    core_metadata: dict[str, str] | None = None
+
+    @property
+    def is_wheel(self) -> bool:
+        """Return whether this is a wheel."""
+        return self.filename.endswith(".whl")
+
+    @property
+    def sha256(self) -> str | None:
+        """Return the sha256 the index gives, if any."""
+        return self.hashes.get("sha256")
+
+
+class ProjectPage(msgspec.Struct, frozen=True, array_like=True):
+    """All files of one project on one index (or find-links location)."""
+
+    name: str
+    index_url: str
+    files: list[IndexFile]
+
+
+class CachePolicy(msgspec.Struct, frozen=True, array_like=True):
+    """How long a stored response stays fresh and how to revalidate it."""
+
+    #: Wall-clock time the response was received or last revalidated.
+    stored_at: float
+    #: Freshness lifetime in seconds (from headers or the heuristic TTL).
+    lifetime: float
+    #: Where the lifetime came from: "max-age", "expires", "heuristic", "mtime", "no-cache".
+    source: str
+    etag: str | None = None
+    last_modified: str | None = None
+    #: For ``file://`` pages: the file's mtime in ns when read.
+    mtime_ns: int | None = None
+
+    def age(self, now: float) -> float:
+        """Return the age of the stored response."""
+        return max(0.0, now - self.stored_at)
+
+    def is_fresh(self, now: float) -> bool:
+        """Return whether the response may be used without revalidation."""
+        return self.source != "no-cache" and self.age(now) < self.lifetime
+
+
+class CachedPage(msgspec.Struct, frozen=True, array_like=True):
+    """A project page with its cache policy, as stored on disk and kept in memory."""
+
+    policy: CachePolicy
+    page: ProjectPage | None  # None: the project is not on this index (a cached 404)
+    #: The URL the page was fetched from after redirects (relative links resolve against it).
+    url: str = ""
+
+
+# -- PEP 691 JSON, as served --------------------------------------------------------------
+
+
+class JsonFile(msgspec.Struct, frozen=True, rename="kebab"):
+    """A file entry of a PEP 691 project page."""
+
+    filename: str
+    url: str
+    hashes: dict[str, str] = {}
+    requires_python: str | None = None
+    yanked: bool | str = False
+    upload_time: str | None = None
+    size: int | None = None
+    core_metadata: bool | dict[str, str] | None = None
+    dist_info_metadata: bool | dict[str, str] | None = None
+
+
+class JsonProjectPage(msgspec.Struct, frozen=True):
+    """A PEP 691 project page (only the fields burrowd uses)."""
+
+    name: str
+    files: list[JsonFile]

@@ -1,0 +1,545 @@
+"""Target interpreters: discovery, what they report about themselves, and their tags.
+
+An interpreter is queried once in a subprocess (its marker environment, version, platform,
+libc, scheme paths and whether it is a virtual environment); the answer is cached in
+``interpreter-v0`` keyed by the executable path's digest and re-validated by the
+executable's mtime and size. A :class:`Target` is what resolution works for: the queried
+interpreter, optionally overridden by ``--python-version`` and ``--python-platform``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Final
+
+import msgspec
+from packaging import tags
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.cache.layout import Bucket, digest
+from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.errors import InterpreterNotFound
+
+__all__ = [
+    "InterpreterInfo",
+    "Interpreters",
+    "PythonRequest",
+    "Target",
+    "parse_python_platform",
+    "parse_python_version",
+]
+
+log = logging.getLogger(__name__)
+
+QUERY_TIMEOUT: Final = 20.0
+
+# Runs inside the target interpreter (any CPython 3.7+ or PyPy): standard library only.
+_QUERY: Final = r"""
+import json, os, platform, sys, sysconfig
+def fmt(info):
+    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    if info.releaselevel != "final":
+        v += info.releaselevel[0] + str(info.serial)
+    return v
+libc = None
+if hasattr(os, "confstr"):
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        libc = None
+managed = False
+try:
+    managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+except Exception:
+    pass
+print(json.dumps({
+    "executable": sys.executable,
+    "prefix": sys.prefix,
+    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+    "version": fmt(sys.version_info),
+    "implementation": sys.implementation.name,
+    "implementation_version": fmt(sys.implementation.version),
+    "abiflags": getattr(sys, "abiflags", ""),
+    "soabi": sysconfig.get_config_var("SOABI") or "",
+    "platform": sysconfig.get_platform(),
+    "libc": libc,
+    "pointer_bits": 64 if sys.maxsize > 2**32 else 32,
+    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    "externally_managed": managed,
+    "paths": sysconfig.get_paths(),
+    "markers": {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": fmt(sys.implementation.version),
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_python_implementation": platform.python_implementation(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    },
+}))
+"""
+
+
+class InterpreterInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What an interpreter reported about itself."""
+
+    executable: str
+    prefix: str
+    base_prefix: str
+    version: str
+    implementation: str
+    implementation_version: str
+    abiflags: str
+    soabi: str
+    platform: str
+    libc: str | None
+    pointer_bits: int
+    gil_disabled: bool
+    externally_managed: bool
+    paths: dict[str, str]
+    markers: dict[str, str]
+
+    @property
+    def is_venv(self) -> bool:
+        """Return whether the interpreter runs a virtual environment."""
+        return self.prefix != self.base_prefix
+
+
+class _Cached(msgspec.Struct, frozen=True):
+    mtime_ns: int
+    size: int
+    info: InterpreterInfo
+
+
+_cached_decoder: Final = msgspec.msgpack.Decoder(_Cached)
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+# -- platforms ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """An operating system, architecture and libc to build tags and markers for."""
+
+    os: str  # "linux" | "macos" | "windows"
+    arch: str  # "x86_64", "aarch64", ...
+    libc: str = "gnu"  # "gnu" | "musl" (linux only)
+    #: glibc or musl version (major, minor) for linux; macOS version for macos.
+    version: tuple[int, int] = (2, 17)
+
+    def platform_tags(self) -> list[str]:
+        """Return the platform tags, most specific first (packaging's order)."""
+        if self.os == "linux":
+            arch = self.arch
+            out = [f"linux_{arch}"]
+            major, minor = self.version
+            if self.libc == "musl":
+                return out + [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)]
+            legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+            floor = 17 if arch in ("aarch64", "ppc64le", "s390x", "armv7l") else 5
+            for m in range(minor, floor - 1, -1):
+                out.append(f"manylinux_{major}_{m}_{arch}")
+                if (major, m) in legacy and arch in (
+                    "x86_64",
+                    "i686",
+                    "aarch64",
+                    "ppc64le",
+                    "s390x",
+                ):
+                    out.append(f"{legacy[(major, m)]}_{arch}")
+            return out
+        if self.os == "macos":
+            arch = "arm64" if self.arch in ("aarch64", "arm64") else self.arch
+            return list(tags.mac_platforms(self.version, arch))
+        if self.os == "windows":
+            return {"x86_64": ["win_amd64"], "x86": ["win32"], "aarch64": ["win_arm64"]}.get(
+                self.arch, [f"win_{self.arch}"]
+            )
+        return ["any"]
+
+    def markers(self) -> dict[str, str]:
+        """Return the markers this platform fixes (the rest come from the interpreter)."""
+        system = {"linux": "Linux", "macos": "Darwin", "windows": "Windows"}[self.os]
+        sys_platform = {"linux": "linux", "macos": "darwin", "windows": "win32"}[self.os]
+        machine = self.arch
+        if self.os == "windows":
+            machine = {"x86_64": "AMD64", "aarch64": "ARM64", "x86": "x86"}.get(
+                self.arch, self.arch
+            )
+        elif self.os == "macos" and self.arch == "aarch64":
+            machine = "arm64"
+        return {
+            "os_name": "nt" if self.os == "windows" else "posix",
+            "platform_system": system,
+            "sys_platform": sys_platform,
+            "platform_machine": machine,
+            "platform_release": "",
+            "platform_version": "",
+        }
+
+
+_PLATFORM_ALIASES: Final = {
+    "linux": "x86_64-unknown-linux-gnu",
+    "macos": "aarch64-apple-darwin",
+    "windows": "x86_64-pc-windows-msvc",
+}
+
+
+def parse_python_platform(text: str) -> Platform:
+    """Parse ``--python-platform`` (uv's spelling: ``x86_64-manylinux_2_28``, ``linux``, ...)."""
+    value = _PLATFORM_ALIASES.get(text.strip().lower(), text.strip().lower())
+    m = re.fullmatch(
+        r"(?P<arch>[a-z0-9_]+)-manylinux(?:_(?P<maj>\d+)_(?P<min>\d+)|(?P<legacy>2014|2010|1))",
+        value,
+    )
+    if m:
+        if m["legacy"]:
+            version = {"2014": (2, 17), "2010": (2, 12), "1": (2, 5)}[m["legacy"]]
+        else:
+            version = (int(m["maj"]), int(m["min"]))
+        return Platform("linux", m["arch"], "gnu", version)
+    m = re.fullmatch(r"(?P<arch>[a-z0-9_]+)-unknown-linux-(?P<libc>gnu|musl)", value)
+    if m:
+        version = (2, 17) if m["libc"] == "gnu" else (1, 2)
+        return Platform("linux", m["arch"], m["libc"], version)
+    m = re.fullmatch(r"(?P<arch>[a-z0-9_]+)-apple-darwin", value)
+    if m:
+        arch = "aarch64" if m["arch"] in ("aarch64", "arm64") else m["arch"]
+        return Platform("macos", arch, "", (11, 0) if arch == "aarch64" else (10, 12))
+    m = re.fullmatch(r"(?P<arch>[a-z0-9_]+)-pc-windows-msvc", value)
+    if m:
+        return Platform("windows", m["arch"], "")
+    raise InterpreterNotFound(
+        f"--python-platform {text}",
+        "unknown platform; use linux, macos, windows, or a triple such as "
+        "x86_64-unknown-linux-gnu, aarch64-apple-darwin, x86_64-manylinux_2_28",
+    )
+
+
+def parse_python_version(text: str) -> Version:
+    """Parse ``--python-version``: ``3.7`` (meaning 3.7.0) or ``3.7.9``."""
+    raw = text.strip()
+    try:
+        version = Version(raw)
+    except InvalidVersion:
+        raise InterpreterNotFound(
+            f"--python-version {text}", "not a version; write it like 3.12 or 3.12.4"
+        ) from None
+    if len(version.release) < 2 or len(version.release) > 3 or version.local or version.epoch:
+        raise InterpreterNotFound(
+            f"--python-version {text}", "give two or three components, like 3.12 or 3.12.4"
+        )
+    if version.release[0] < 3 and version.release[0] != 2:
+        raise InterpreterNotFound(f"--python-version {text}", "not a Python version")
+    return version
+
+
+def _host_platform(info: InterpreterInfo) -> Platform:
+    plat = info.platform
+    machine = info.markers.get("platform_machine", "") or plat.rsplit("-", 1)[-1]
+    if plat.startswith("linux"):
+        arch = plat.split("-", 1)[1].replace("-", "_") if "-" in plat else machine
+        if arch in ("i386", "i586"):
+            arch = "i686"
+        if info.pointer_bits == 32 and arch == "x86_64":
+            arch = "i686"
+        if info.libc and info.libc.startswith("glibc "):
+            try:
+                major, minor = (int(x) for x in info.libc.split()[1].split(".")[:2])
+            except ValueError:
+                major, minor = 2, 17
+            return Platform("linux", arch, "gnu", (major, minor))
+        return Platform("linux", arch, "musl", (1, 2))
+    if plat.startswith("macosx"):
+        parts = plat.split("-")
+        try:
+            major, minor = (int(x) for x in parts[1].split(".")[:2])
+        except (IndexError, ValueError):
+            major, minor = 11, 0
+        arch = "aarch64" if machine == "arm64" else machine
+        return Platform("macos", arch, "", (major, minor))
+    if plat.startswith("win"):
+        arch = {"win-amd64": "x86_64", "win32": "x86", "win-arm64": "aarch64"}.get(plat, machine)
+        return Platform("windows", arch, "")
+    return Platform("linux", machine)
+
+
+# -- the target -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a resolution is for: markers, tags and the Python version of one environment."""
+
+    interpreter: InterpreterInfo
+    python_version: Version
+    platform: Platform
+    markers: Mapping[str, str] = field(hash=False)
+
+    @classmethod
+    def build(
+        cls,
+        info: InterpreterInfo,
+        *,
+        python_version: str | None = None,
+        python_platform: str | None = None,
+    ) -> Target:
+        """Return the target for ``info`` with optional overrides."""
+        markers = dict(info.markers)
+        plat = parse_python_platform(python_platform) if python_platform else _host_platform(info)
+        if python_platform:
+            markers.update(plat.markers())
+        if python_version:
+            v = parse_python_version(python_version)
+            full = ".".join(str(x) for x in (*v.release, 0, 0)[:3])
+            if v.pre:
+                full += "".join(str(x) for x in v.pre)
+            markers["python_version"] = f"{v.release[0]}.{v.release[1]}"
+            markers["python_full_version"] = full
+            if info.implementation == "cpython":
+                markers["implementation_version"] = full
+            version = Version(full)
+        else:
+            version = Version(markers["python_full_version"])
+        return cls(info, version, plat, markers)
+
+    @cached_property
+    def tag_priorities(self) -> dict[tags.Tag, int]:
+        """Return every supported tag with its priority (0 is best)."""
+        return {t: i for i, t in enumerate(self.supported_tags())}
+
+    def supported_tags(self) -> list[tags.Tag]:
+        """Return the supported tags, best first."""
+        major, minor = self.python_version.release[:2]
+        platforms = self.platform.platform_tags()
+        impl = self.interpreter.implementation
+        if impl == "cpython":
+            same = (major, minor) == Version(self.interpreter.version).release[:2]
+            if same and self.interpreter.abiflags:
+                abi = f"cp{major}{minor}{self.interpreter.abiflags}"
+            elif (major, minor) < (3, 8):
+                abi = f"cp{major}{minor}m"
+            else:
+                abi = f"cp{major}{minor}"
+            if same and self.interpreter.gil_disabled and not abi.endswith("t"):
+                abi += "t"
+            out = list(tags.cpython_tags((major, minor), [abi], platforms))
+            out += list(tags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
+            return out
+        short = tags.INTERPRETER_SHORT_NAMES.get(impl, impl)
+        if impl == "pypy":
+            iv = self.interpreter.implementation_version.split(".")
+            interp = f"pp{major}{iv[0]}{iv[1]}" if len(iv) > 1 else f"pp{major}{minor}"
+        else:
+            interp = f"{short}{major}{minor}"
+        soabi = self.interpreter.soabi.replace("-", "_").replace(".", "_")
+        abis = [soabi] if soabi else []
+        out = list(tags.generic_tags(interp, abis, platforms))
+        out += list(tags.compatible_tags((major, minor), interp, platforms))
+        return out
+
+    def marker_env(self, extra: str = "") -> dict[str, str]:
+        """Return the marker environment, with ``extra`` set (PEP 508 evaluation)."""
+        env = dict(self.markers)
+        env["extra"] = extra
+        return env
+
+    def allows_python(self, requires_python: str | None) -> bool:
+        """Return whether a ``Requires-Python`` specifier admits the target's version."""
+        if not requires_python:
+            return True
+        spec = _specifier(requires_python)
+        return spec is None or spec.contains(self.python_version, prereleases=True)
+
+    def describe(self) -> str:
+        """Return e.g. ``CPython 3.11.7 on linux x86_64 (glibc 2.36)``."""
+        impl = {"cpython": "CPython", "pypy": "PyPy"}.get(
+            self.interpreter.implementation, self.interpreter.implementation
+        )
+        libc = ""
+        if self.platform.os == "linux":
+            libc = f" ({'glibc' if self.platform.libc == 'gnu' else 'musl'} "
+            libc += ".".join(map(str, self.platform.version)) + ")"
+        return f"{impl} {self.python_version} on {self.platform.os} {self.platform.arch}{libc}"
+
+
+_SPEC_CACHE: dict[str, SpecifierSet | None] = {}
+
+
+def _specifier(text: str) -> SpecifierSet | None:
+    spec = _SPEC_CACHE.get(text, False)
+    if spec is False:
+        try:
+            spec = SpecifierSet(text)
+        except InvalidSpecifier:
+            # A malformed Requires-Python is ignored, as pip does.
+            spec = None
+        _SPEC_CACHE[text] = spec
+    return spec  # type: ignore[return-value]
+
+
+# -- discovery ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PythonRequest:
+    """Which interpreter the client means, and the client's environment to look in."""
+
+    python: str | None = None
+    cwd: str = "."
+    virtual_env: str | None = None
+    path: str = ""
+
+
+class Interpreters:
+    """Find and query interpreters, caching what they report."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self._memory: dict[str, tuple[int, int, InterpreterInfo]] = {}
+        self._targets: dict[tuple[int, str | None, str | None], Target] = {}
+
+    def _candidates(self, req: PythonRequest) -> list[Path]:
+        if req.python:
+            value = req.python
+            if os.sep in value or value.startswith("."):
+                p = Path(req.cwd, value).expanduser()
+                if p.is_dir():
+                    return [p / "bin" / "python3", p / "bin" / "python"]
+                return [p]
+            if re.fullmatch(r"\d+(\.\d+){0,2}", value):
+                names = [f"python{value}", f"python{'.'.join(value.split('.')[:2])}", "python3"]
+            else:
+                names = [value]
+            found = [shutil.which(n, path=req.path or None) for n in names]
+            return [Path(f) for f in found if f]
+        out: list[Path] = []
+        if req.virtual_env:
+            out.append(Path(req.virtual_env) / "bin" / "python")
+        here = Path(req.cwd)
+        for d in (here, *here.parents):
+            venv = d / ".venv" / "bin" / "python"
+            if venv.exists():
+                out.append(venv)
+                break
+        for name in ("python3", "python"):
+            on_path = shutil.which(name, path=req.path or None)
+            if on_path:
+                out.append(Path(on_path))
+        return out
+
+    def target(
+        self,
+        info: InterpreterInfo,
+        *,
+        python_version: str | None = None,
+        python_platform: str | None = None,
+    ) -> Target:
+        """Return the (memoized) target for ``info`` with optional overrides.
+
+        Memoized so that tag priorities, and everything keyed by them, are computed once.
+        """
+        key = (id(info), python_version, python_platform)
+        target = self._targets.get(key)
+        if target is None or target.interpreter is not info:
+            target = Target.build(
+                info, python_version=python_version, python_platform=python_platform
+            )
+            self._targets[key] = target
+        return target
+
+    async def find(self, req: PythonRequest) -> InterpreterInfo:
+        """Return the interpreter ``req`` names (or the default one)."""
+        tried: list[str] = []
+        for candidate in self._candidates(req):
+            if not candidate.exists():
+                tried.append(f"{candidate} (missing)")
+                continue
+            info = await self.query(candidate)
+            is_version = req.python and re.fullmatch(r"\d+(\.\d+){0,2}", req.python)
+            if is_version and not (info.version + ".").startswith(f"{req.python}."):
+                tried.append(f"{candidate} (is {info.version})")
+                continue
+            return info
+        what = req.python or "the default Python"
+        reason = "tried " + ", ".join(tried) if tried else "nothing suitable on PATH"
+        raise InterpreterNotFound(what, reason + "; pass --python PATH")
+
+    async def query(self, executable: Path) -> InterpreterInfo:
+        """Return what ``executable`` reports, from memory, the cache or a subprocess."""
+        exe = Path(os.path.abspath(executable))
+        try:
+            st = os.stat(exe)
+        except OSError as exc:
+            raise InterpreterNotFound(str(exe), exc.strerror or str(exc)) from exc
+        key = str(exe)
+        mem = self._memory.get(key)
+        if mem is not None and mem[0] == st.st_mtime_ns and mem[1] == st.st_size:
+            return mem[2]
+        path = self.cache.path(Bucket.INTERPRETER, f"{digest(key)}.msgpack")
+        data = await asyncio.to_thread(Cache.read_file, path)
+        if data is not None:
+            try:
+                cached = _cached_decoder.decode(data)
+            except msgspec.DecodeError:
+                cached = None
+            if cached is not None and (cached.mtime_ns, cached.size) == (
+                st.st_mtime_ns,
+                st.st_size,
+            ):
+                self._memory[key] = (st.st_mtime_ns, st.st_size, cached.info)
+                return cached.info
+        info = await self._run_query(exe)
+        self._memory[key] = (st.st_mtime_ns, st.st_size, info)
+        record = _Cached(st.st_mtime_ns, st.st_size, info)
+        await asyncio.to_thread(self.cache.write_file, path, _encoder.encode(record), fsync=False)
+        return info
+
+    async def _run_query(self, exe: Path) -> InterpreterInfo:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                str(exe),
+                "-I",
+                "-c",
+                _QUERY,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise InterpreterNotFound(str(exe), f"cannot run it: {exc.strerror}") from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), QUERY_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
+        if proc.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise InterpreterNotFound(str(exe), f"the query failed: {tail[0]}")
+        try:
+            raw = json.loads(out)
+            return msgspec.convert(raw, InterpreterInfo)
+        except (ValueError, msgspec.ValidationError) as exc:
+            raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
+
+
+def current_interpreter_request() -> PythonRequest:
+    """Return a request for the interpreter running the daemon (tests, defaults)."""
+    return PythonRequest(python=sys.executable)

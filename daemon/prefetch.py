@@ -1,0 +1,230 @@
+"""``prefetch``: download and unpack pinned wheels into the cache.
+
+Takes ``NAME==VERSION`` pins (from the request or requirements files), local wheel files
+and direct wheel URLs; picks for each pin the wheel the target would install, and makes
+sure it is unpacked in ``archive-v0``. Everything shared with other requests goes through
+the index client's single-flight, so concurrent prefetches of one wheel download it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.cache.layout import Bucket
+from burrowd.daemon.cache.wheels import WheelKey, read_pointer
+from burrowd.daemon.candidates import CandidateCache
+from burrowd.daemon.errors import InvalidDistribution, InvalidRequirement, PackageNotFound
+from burrowd.daemon.index.client import IndexClient, Pins
+from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.index.parse import split_hash
+from burrowd.daemon.inputs.model import Origin, RequirementEntry
+from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
+from burrowd.daemon.requests import PackageRequest
+from burrowd.protocol.messages import PrefetchedWheel
+
+__all__ = ["Prefetcher", "command_line_entries", "pinned_version", "pins_of"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int | None, int], None]
+
+
+def pins_of(entry: RequirementEntry) -> Pins | None:
+    """Return the ``--hash`` pins of a requirement as algorithm -> digests."""
+    if not entry.hashes:
+        return None
+    out: dict[str, set[str]] = {}
+    for item in entry.hashes:
+        algorithm, _, value = item.partition(":")
+        out.setdefault(algorithm.lower(), set()).add(value.lower())
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def pinned_version(req: Requirement) -> Version | None:
+    """Return V when the requirement is exactly ``==V`` (or ``===V``), else ``None``."""
+    specs = list(req.specifier)
+    if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+        return None
+    try:
+        return Version(specs[0].version)
+    except InvalidVersion:
+        return None
+
+
+@dataclass
+class _Done:
+    wheel: PrefetchedWheel
+    downloaded_bytes: int
+
+
+class Prefetcher:
+    """Fetch pinned wheels for one request."""
+
+    def __init__(
+        self,
+        index: IndexClient,
+        candidates: CandidateCache,
+        request: PackageRequest,
+        progress: Progress,
+    ) -> None:
+        self.index = index
+        self.candidates = candidates
+        self.request = request
+        self.progress = progress
+        self.warnings: list[str] = []
+        self._bytes = 0
+        self._done = 0
+        self._total = 0
+
+    @property
+    def downloaded_bytes(self) -> int:
+        """Return the bytes downloaded by this prefetch."""
+        return self._bytes
+
+    def _on_bytes(self, n: int) -> None:
+        self._bytes += n
+        self.progress("downloading", self._done, self._total, self._bytes)
+
+    async def run(self, entries: list[RequirementEntry]) -> list[PrefetchedWheel]:
+        """Prefetch every entry whose markers match the target; return what is cached."""
+        env = self.request.target.marker_env()
+        wanted = [
+            e for e in entries if e.requirement.marker is None or e.requirement.marker.evaluate(env)
+        ]
+        self._total = len(wanted)
+        self.progress("downloading", 0, self._total, 0)
+        results = await asyncio.gather(*(self._one(e) for e in wanted))
+        return [r.wheel for r in results]
+
+    async def _one(self, entry: RequirementEntry) -> _Done:
+        req = entry.requirement
+        if entry.path is not None or req.url:
+            done = await self._direct(entry)
+        else:
+            done = await self._pinned(entry)
+        self._done += 1
+        self.progress("downloading", self._done, self._total, self._bytes)
+        return done
+
+    async def _pinned(self, entry: RequirementEntry) -> _Done:
+        req = entry.requirement
+        version = pinned_version(req)
+        if version is None:
+            raise InvalidRequirement(
+                f"prefetch needs exact pins like {req.name}==1.2.3, not {str(req)!r}; "
+                "run `burrow compile` to pin a requirements file first",
+                file=entry.origin.file,
+                line=entry.origin.line,
+                text=str(req),
+            )
+        files = await self.index.project_files(self.request.settings, req.name, self.request.fresh)
+        project = self.candidates.get(files, self.request.target)
+        vc = project.versions.get(version)
+        if vc is None:
+            near = ", ".join(str(v) for v in project.ordered[:8]) or "none"
+            raise PackageNotFound(
+                f"{req.name}=={version}",
+                files.searched,
+                hint=f"that version does not exist there (newest: {near})",
+            )
+        best = vc.wheels[0] if vc.wheels else None
+        if best is None:
+            have = [f.filename for f in vc.other_wheels] + [f.filename for f, _ in vc.sdists]
+            raise PackageNotFound(
+                f"{req.name}=={version}",
+                files.searched,
+                hint=(
+                    f"no wheel of it supports {self.request.target.describe()} "
+                    f"(files: {', '.join(have[:6]) or 'none'}); building from source "
+                    "is not available yet"
+                ),
+            )
+        _prio, file, location = best
+        yanked = None
+        if file.yanked is not None:
+            yanked = file.yanked
+            why = f" ({file.yanked})" if file.yanked else ""
+            self.warnings.append(
+                f"{req.name}=={version} is yanked{why}; prefetched anyway (pinned)"
+            )
+        key = self.index.wheel_key(file, location, files.name)
+        return await self._fetch(
+            file, key=key, entry=entry, name=str(files.name), version=str(version), yanked=yanked
+        )
+
+    async def _fetch(
+        self,
+        file: IndexFile,
+        *,
+        key: WheelKey,
+        entry: RequirementEntry,
+        name: str,
+        version: str,
+        yanked: str | None,
+    ) -> _Done:
+        cached = await asyncio.to_thread(read_pointer, self.index.cache, key) is not None
+        before = self._bytes
+        pointer = await self.index.fetch_wheel(
+            file, key, pins=pins_of(entry), on_bytes=self._on_bytes
+        )
+        archive = self.index.cache.path(Bucket.ARCHIVE, pointer.archive)
+        return _Done(
+            PrefetchedWheel(
+                name=name,
+                version=version,
+                filename=file.filename,
+                archive=str(archive),
+                size=pointer.size,
+                cached=cached,
+                yanked=yanked,
+            ),
+            self._bytes - before,
+        )
+
+    async def _direct(self, entry: RequirementEntry) -> _Done:
+        req = entry.requirement
+        url = req.url or ""
+        path = entry.path
+        filename = Path(path).name if path is not None else url.rsplit("/", 1)[-1].split("#")[0]
+        if not filename.endswith(".whl"):
+            raise InvalidRequirement(
+                f"prefetch takes wheels; {filename!r} needs a build, which is not available yet",
+                file=entry.origin.file,
+                line=entry.origin.line,
+                text=str(req),
+            )
+        name, version, _b, _t = parse_wheel_filename(filename)
+        if canonicalize_name(req.name) != name:
+            raise InvalidDistribution(filename, f"it is a wheel of {name}, not of {req.name}")
+        if path is not None:
+            if not path.is_file():
+                raise InvalidRequirement(
+                    f"{path} does not exist", file=entry.origin.file, line=entry.origin.line
+                )
+            size = os.stat(path).st_size
+            file = IndexFile(filename=filename, url=path.as_uri(), hashes={}, size=size)
+            key = WheelKey.from_path(path)
+        else:
+            clean, hashes = split_hash(url)
+            file = IndexFile(filename=filename, url=clean, hashes=hashes)
+            key = WheelKey.from_url(clean, filename)
+        return await self._fetch(
+            file, key=key, entry=entry, name=str(name), version=str(version), yanked=None
+        )
+
+
+def command_line_entries(requirements: list[str], cwd: Path) -> list[RequirementEntry]:
+    """Parse requirements given on the command line (or over RPC)."""
+    return [
+        parse_requirement_text(text, origin=Origin(None, None), base_dir=cwd)
+        for text in requirements
+    ]

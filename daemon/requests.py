@@ -1,0 +1,86 @@
+"""Turn the options of a package request into what the services work with.
+
+Index options from the command line (RPC params) and from requirements files merge the
+way uv merges them: an index URL given on the command line wins over one in a file, extra
+indexes and find-links add up, ``--no-index`` anywhere switches the indexes off.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from burrowd.daemon.index.client import Freshness, IndexSettings
+from burrowd.daemon.inputs.model import IndexOptions as FileOptions
+from burrowd.daemon.interpreters import PythonRequest, Target
+from burrowd.daemon.services import Services
+from burrowd.protocol.messages import ClientEnv, IndexOptions, PythonOptions
+
+__all__ = ["PackageRequest", "prepare"]
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRequest:
+    """The indexes, freshness rules and target of one request."""
+
+    settings: IndexSettings
+    fresh: Freshness
+    target: Target
+    cwd: Path
+
+
+def merge_index_options(params: IndexOptions, files: FileOptions | None) -> IndexOptions:
+    """Return the request's index options with those read from requirements files."""
+    if files is None:
+        return params
+    index_url = params.index_url or files.index_url
+    extras = [
+        *params.extra_index_urls,
+        *(u for u in files.extra_index_urls if u not in params.extra_index_urls),
+    ]
+    links = [*params.find_links, *(u for u in files.find_links if u not in params.find_links)]
+    return IndexOptions(
+        index_url=index_url,
+        extra_index_urls=extras,
+        find_links=links,
+        no_index=params.no_index or files.no_index,
+        offline=params.offline,
+        refresh=params.refresh,
+        refresh_packages=params.refresh_packages,
+    )
+
+
+async def prepare(
+    services: Services,
+    env: ClientEnv,
+    index: IndexOptions,
+    python: PythonOptions,
+) -> PackageRequest:
+    """Find the target interpreter and build the index settings of a request."""
+    cwd = Path(env.cwd)
+    links = [
+        link if "://" in link else os.path.normpath(os.path.join(cwd, link))
+        for link in index.find_links
+    ]
+    settings = IndexSettings.build(
+        services.http,
+        index_url=index.index_url,
+        extra_index_urls=index.extra_index_urls,
+        find_links=links,
+        no_index=index.no_index,
+    )
+    fresh = Freshness(
+        refresh_all=index.refresh,
+        refresh_packages=frozenset(canonicalize_name(p) for p in index.refresh_packages),
+        offline=index.offline,
+    )
+    info = await services.interpreters.find(
+        PythonRequest(python=python.python, cwd=env.cwd, virtual_env=env.virtual_env, path=env.path)
+    )
+    target = services.interpreters.target(
+        info, python_version=python.python_version, python_platform=python.python_platform
+    )
+    return PackageRequest(settings, fresh, target, cwd)
