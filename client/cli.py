@@ -40,6 +40,8 @@ from burrowd.protocol.messages import (
     PrefetchParams,
     PrefetchResult,
     PythonOptions,
+    ResolveParams,
+    ResolveResult,
     ShutdownParams,
     ShutdownResult,
     StatusParams,
@@ -270,6 +272,69 @@ def do_prefetch(ctx: Context) -> int:
     return EXIT_OK
 
 
+_SOURCE_SUFFIXES = (".in", ".txt", ".toml", ".cfg", ".py")
+
+
+def _redacted_command(argv: Sequence[str]) -> str:
+    """Return the command line for the output header, without passwords in URLs."""
+    import re  # noqa: PLC0415 - only compile needs it
+    import shlex  # noqa: PLC0415
+
+    shown = [re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:****@", a) for a in argv]
+    return "burrow " + shlex.join(shown)
+
+
+def do_compile(ctx: Context) -> int:
+    """Resolve requirements to pins in the pip-compile format."""
+    a = ctx.args
+    files: list[str] = []
+    direct: list[str] = []
+    for src in a.src:
+        if os.path.exists(src) or src.endswith(_SOURCE_SUFFIXES) or src == "-":
+            files.append(src)
+        else:
+            direct.append(src)
+    if not files and not direct:
+        for default in ("requirements.in", "pyproject.toml"):
+            if os.path.exists(default):
+                files.append(default)
+                break
+        else:
+            fail(
+                "no input: give requirements files (requirements.in, pyproject.toml) "
+                "or requirements"
+            )
+    prerelease = a.prerelease or ("allow" if a.pre else None)
+    params = ResolveParams(
+        env=client_env(),
+        requirements=direct,
+        requirement_files=files,
+        constraint_files=a.constraint or [],
+        override_files=a.override or [],
+        extras=a.extra or [],
+        all_extras=a.all_extras,
+        groups=a.group or [],
+        index=index_options(a),
+        python=python_options(a),
+        prerelease=prerelease,
+        resolution=a.resolution,
+        upgrade=a.upgrade,
+        upgrade_packages=a.upgrade_package or [],
+        exclude_newer=a.exclude_newer,
+        no_deps=a.no_deps,
+        output_file=a.output_file,
+        dry_run=a.dry_run,
+        generate_hashes=a.generate_hashes,
+        annotate=not a.no_annotate,
+        header=not a.no_header,
+        emit_index_url=a.emit_index_url,
+        command=_redacted_command(a.argv),
+    )
+    result = ctx.call("resolve", params, ResolveResult)
+    ctx.output(result, lambda: render.render_resolve(result, verbose=a.verbose, quiet=a.quiet))
+    return EXIT_OK
+
+
 # -- parser ----------------------------------------------------------------------------------
 
 
@@ -366,6 +431,47 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=do_cache_prune)
 
+    p = sub.add_parser(
+        "compile",
+        help="resolve requirements to pinned versions (like uv pip compile / pip-compile)",
+        description="Resolve requirements files, pyproject.toml or requirements given here "
+        "(arguments that are not files) into pins written in the pip-compile format.",
+    )
+    _common(p)
+    p.add_argument("src", nargs="*", metavar="SRC", help="requirements.in, pyproject.toml, or REQ")
+    p.add_argument("-o", "--output-file", metavar="FILE", help="write the pins here")
+    p.add_argument("-c", "--constraint", action="append", metavar="FILE", help="constraints file")
+    p.add_argument("--override", action="append", metavar="FILE", help="overrides file")
+    p.add_argument("--extra", action="append", metavar="NAME", help="optional dependencies")
+    p.add_argument("--all-extras", action="store_true", help="every optional dependency")
+    p.add_argument("--group", action="append", metavar="NAME", help="a PEP 735 dependency group")
+    p.add_argument(
+        "--prerelease",
+        choices=["disallow", "allow", "if-necessary", "explicit", "if-necessary-or-explicit"],
+        help="when pre-releases may be chosen (default: if-necessary-or-explicit)",
+    )
+    p.add_argument("--pre", action="store_true", help="the same as --prerelease allow")
+    p.add_argument(
+        "--resolution",
+        choices=["highest", "lowest", "lowest-direct"],
+        default="highest",
+        help="which versions to prefer",
+    )
+    p.add_argument("-U", "--upgrade", action="store_true", help="ignore the pins of -o FILE")
+    p.add_argument(
+        "-P", "--upgrade-package", action="append", metavar="NAME", help="upgrade this package"
+    )
+    p.add_argument("--exclude-newer", metavar="DATE", help="ignore files uploaded after DATE")
+    p.add_argument("--no-deps", action="store_true", help="only the direct requirements")
+    p.add_argument("--generate-hashes", action="store_true", help="add --hash for every file")
+    p.add_argument("--no-annotate", action="store_true", help="leave out the # via comments")
+    p.add_argument("--no-header", action="store_true", help="leave out the header")
+    p.add_argument("--emit-index-url", action="store_true", help="write the index URLs too")
+    p.add_argument("--dry-run", action="store_true", help="print, do not write -o FILE")
+    _index_args(p)
+    _python_args(p)
+    p.set_defaults(func=do_compile)
+
     p = sub.add_parser("prefetch", help="download and unpack pinned wheels into the cache")
     _common(p)
     p.add_argument("requirements", nargs="*", metavar="NAME==VERSION")
@@ -380,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``burrow``; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     for flag in ("json", "no_daemon", "quiet", "verbose"):
         if not hasattr(args, flag):
             setattr(args, flag, False)

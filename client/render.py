@@ -14,6 +14,7 @@ from burrowd.protocol.messages import (
     CacheStatsResult,
     PrefetchResult,
     ProgressParams,
+    ResolveResult,
     StatusResult,
 )
 
@@ -135,6 +136,29 @@ def render_prefetch(
         for w in sorted(result.wheels, key=lambda w: w.name):
             state = "cached" if w.cached else "fetched"
             stream.write(f"  {w.name}=={w.version}  {w.filename}  {state}\n")
+
+
+def render_resolve(
+    result: ResolveResult, out: TextIO | None = None, verbose: bool = False, quiet: bool = False
+) -> None:
+    """Print ``burrow compile``: the pins to stdout unless written to a file, notes to stderr."""
+    stream = out or sys.stdout
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    if not result.wrote:
+        stream.write(result.output)
+    if quiet:
+        return
+    note = f"Resolved {len(result.packages)} packages in {format_duration(result.elapsed)}"
+    if result.wrote:
+        note += f", wrote {result.output_file}"
+    if verbose:
+        pages = result.pages
+        note += (
+            f" (project pages: {pages.get('memory', 0)} from memory, {pages.get('disk', 0)} "
+            f"from disk, {pages.get('network', 0)} from the network; target {result.target})"
+        )
+    sys.stderr.write(note + "\n")
 
 
 class Progress:

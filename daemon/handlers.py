@@ -14,6 +14,7 @@ from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.prefetch import Prefetcher, command_line_entries
 from burrowd.daemon.requests import merge_index_options, prepare
+from burrowd.daemon.resolver.service import resolve as resolve_requirements
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
 from burrowd.protocol.build import build_id
@@ -43,6 +44,7 @@ class Handlers:
             "cache.clean": self.cache_clean,
             "cache.prune": self.cache_prune,
             "prefetch": self.prefetch,
+            "resolve": self.resolve,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -148,6 +150,14 @@ class Handlers:
             else:
                 options.merge(parsed.options)
         return entries, options
+
+    async def resolve(self, params: m.ResolveParams, ctx: RequestContext) -> m.ResolveResult:
+        """Resolve requirements to pins in the pip-compile format."""
+
+        def progress(phase: str, current: int, total: int | None) -> None:
+            ctx.progress(phase, current, total)
+
+        return await resolve_requirements(self.services, params, progress)
 
     async def prefetch(self, params: m.PrefetchParams, ctx: RequestContext) -> m.PrefetchResult:
         """Download and unpack pinned wheels into the cache."""

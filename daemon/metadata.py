@@ -32,7 +32,9 @@ class CoreMetadata(msgspec.Struct, frozen=True, kw_only=True):
 def _headers(text: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for line in text.split("\n"):
-        if not line.strip():
+        # Only an empty line ends the headers: a line of spaces continues a folded value
+        # (setuptools writes multi-line License fields that way).
+        if not line:
             break
         if line[:1] in (" ", "\t"):
             if out:

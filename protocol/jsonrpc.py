@@ -116,6 +116,7 @@ METHODS: Final[dict[str, MethodSpec]] = {
     "cache.clean": MethodSpec(m.CacheCleanParams, m.CacheCleanResult, long_running=True),
     "cache.prune": MethodSpec(m.CachePruneParams, m.CachePruneResult, long_running=True),
     "prefetch": MethodSpec(m.PrefetchParams, m.PrefetchResult, long_running=True),
+    "resolve": MethodSpec(m.ResolveParams, m.ResolveResult, long_running=True),
 }
 
 _encoder: Final = msgspec.json.Encoder()

@@ -242,3 +242,79 @@ class PrefetchResult(Message, frozen=True, kw_only=True):
     bytes: int
     elapsed: float
     warnings: list[str] = []
+
+
+# -- resolve --------------------------------------------------------------------------------
+
+
+class ResolveParams(Message, frozen=True, kw_only=True):
+    """Resolve requirements to pins (``burrow compile``), optionally writing a file."""
+
+    env: ClientEnv
+    #: Requirements given directly (``foo>=1``), as on a command line.
+    requirements: list[str] = []
+    #: ``requirements.in``/``.txt`` files and ``pyproject.toml`` files.
+    requirement_files: list[str] = []
+    constraint_files: list[str] = []
+    override_files: list[str] = []
+    extras: list[str] = []
+    all_extras: bool = False
+    groups: list[str] = []
+    index: IndexOptions = IndexOptions()
+    python: PythonOptions = PythonOptions()
+    #: "disallow", "allow", "if-necessary", "explicit", "if-necessary-or-explicit".
+    prerelease: str | None = None
+    #: "highest", "lowest", "lowest-direct".
+    resolution: str = "highest"
+    upgrade: bool = False
+    upgrade_packages: list[str] = []
+    #: RFC 3339 date or date-time: ignore files uploaded after it.
+    exclude_newer: str | None = None
+    no_deps: bool = False
+    #: Write the result here (atomically); its pins are preferences unless upgrading.
+    output_file: str | None = None
+    dry_run: bool = False
+    generate_hashes: bool = False
+    annotate: bool = True
+    header: bool = True
+    emit_index_url: bool = False
+    #: The command line shown in the output's header.
+    command: str = "burrow compile"
+
+
+class Via(Message, frozen=True, kw_only=True):
+    """Why a package is pinned: a requirement file line, or a package that needs it."""
+
+    kind: str
+    name: str
+    line: int | None = None
+
+
+class ResolvedPackage(Message, frozen=True, kw_only=True):
+    """One pin of a resolution."""
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    index: str
+    extras: list[str] = []
+    via: list[Via] = []
+    marker: str | None = None
+    hashes: list[str] = []
+    direct: bool = False
+    yanked: bool = False
+
+
+class ResolveResult(Message, frozen=True, kw_only=True):
+    """The pins, the pip-compile text, and what the resolution cost."""
+
+    target: str
+    packages: list[ResolvedPackage]
+    output: str
+    output_file: str | None = None
+    wrote: bool = False
+    elapsed: float = 0.0
+    warnings: list[str] = []
+    #: Project pages served from memory, disk and network during the request.
+    pages: dict[str, int] = {}

@@ -43,15 +43,13 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def _private_dir_ok(path: str) -> bool:
-    """Return whether ``path`` is a real directory owned by us that only we can enter."""
+    """Return whether ``path`` is a real directory owned by us with mode 0700 (as XDG says)."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
     return (
-        stat.S_ISDIR(st.st_mode)
-        and st.st_uid == os.geteuid()
-        and stat.S_IMODE(st.st_mode) & 0o077 == 0
+        stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700
     )
 
 

@@ -1,0 +1,526 @@
+"""The resolver's provider: versions and dependencies from the index, for one target.
+
+The PubGrub solver (``pubgrub.py``) is pure; this provider answers its questions with data
+from the index client and the cache. It applies everything that is policy rather than
+algorithm: markers and extras, ``Requires-Python``, tags, yanked files, pre-release modes,
+constraints and overrides, resolution strategy, preferences from an existing output file,
+``--exclude-newer`` and ``--no-deps``.
+
+Speed comes from prefetching: as soon as a package appears as a dependency its project page
+is requested in the background, and as soon as a page arrives the metadata of the version
+the solver will most likely pick is requested too, so the network works on many packages
+while the solver walks the graph one step at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Final
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
+from burrowd.daemon.errors import (
+    BuildRequired,
+    DaemonError,
+    InvalidDistribution,
+    InvalidRequirement,
+)
+from burrowd.daemon.index.client import IndexClient
+from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.metadata import CoreMetadata
+from burrowd.daemon.requests import PackageRequest
+from burrowd.daemon.resolver.pubgrub import NoVersion, Unavailable
+from burrowd.daemon.resolver.ranges import VersionSet
+
+__all__ = [
+    "ROOT",
+    "ROOT_VERSION",
+    "Pkg",
+    "PrereleaseMode",
+    "Provider",
+    "ResolutionMode",
+    "ResolveOptions",
+    "check_requirement_names",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pkg:
+    """A package as the solver sees it: a project, or a project with one extra."""
+
+    name: str
+    extra: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.extra}]" if self.extra else self.name
+
+    @property
+    def base(self) -> Pkg:
+        """Return the package without its extra."""
+        return Pkg(self.name) if self.extra else self
+
+
+ROOT: Final = Pkg("")
+ROOT_VERSION: Final = Version("0")
+
+
+class PrereleaseMode(enum.Enum):
+    """When pre-release versions may be chosen (uv's modes)."""
+
+    DISALLOW = "disallow"
+    ALLOW = "allow"
+    IF_NECESSARY = "if-necessary"
+    EXPLICIT = "explicit"
+    IF_NECESSARY_OR_EXPLICIT = "if-necessary-or-explicit"
+
+
+class ResolutionMode(enum.Enum):
+    """Which version of a package to prefer."""
+
+    HIGHEST = "highest"
+    LOWEST = "lowest"
+    LOWEST_DIRECT = "lowest-direct"
+
+
+@dataclass(slots=True)
+class ResolveOptions:
+    """Policy of one resolution."""
+
+    prerelease: PrereleaseMode = PrereleaseMode.IF_NECESSARY_OR_EXPLICIT
+    resolution: ResolutionMode = ResolutionMode.HIGHEST
+    exclude_newer: datetime | None = None
+    no_deps: bool = False
+    #: Versions to keep when still allowed (pins of the existing output file).
+    preferences: dict[str, Version] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=65536)
+def _requirement(text: str) -> Requirement | None:
+    try:
+        return Requirement(text)
+    except PackagingInvalidRequirement:
+        return None
+
+
+@lru_cache(maxsize=16384)
+def _specifier_set(spec: str) -> VersionSet:
+    return VersionSet.from_specifiers(spec)
+
+
+def _marker_mentions_extra(marker: Marker) -> bool:
+    return "extra" in str(marker)
+
+
+@dataclass(slots=True)
+class _Choice:
+    """Which file the provider chose for a version (the one whose metadata counts)."""
+
+    file: IndexFile
+    location: str
+    yanked: bool
+
+
+class Provider:
+    """Answer the solver's questions for one resolution."""
+
+    def __init__(
+        self,
+        index: IndexClient,
+        candidates: CandidateCache,
+        request: PackageRequest,
+        options: ResolveOptions,
+        *,
+        requirements: list[RequirementEntry],
+        constraints: list[RequirementEntry],
+        overrides: list[RequirementEntry],
+        on_progress: Callable[[str, int, int | None], None] = lambda *_: None,
+    ) -> None:
+        self.index = index
+        self.candidate_cache = candidates
+        self.request = request
+        self.options = options
+        self.target = request.target
+        self._env = request.target.marker_env()
+        self.on_progress = on_progress
+        self.requirements = [r for r in requirements if self._applies(r)]
+        self.constraints = self._by_name([c for c in constraints if self._applies(c)])
+        self.overrides = self._by_name([o for o in overrides if self._applies(o)])
+        self.direct: set[str] = {r.name for r in self.requirements}
+        self.pinned_exact: dict[str, Version] = {}
+        self.explicit_pre: set[str] = set()
+        constraint_entries = [c for group in self.constraints.values() for c in group]
+        for entry in [*self.requirements, *constraint_entries]:
+            for spec in entry.requirement.specifier:
+                if spec.operator in ("==", "===") and "*" not in spec.version:
+                    self.pinned_exact[entry.name] = Version(spec.version)
+                if Version(spec.version.rstrip(".*")).is_prerelease:
+                    self.explicit_pre.add(entry.name)
+        self._projects: dict[str, ProjectCandidates] = {}
+        self._pending: dict[str, asyncio.Task[ProjectCandidates]] = {}
+        self._metadata_tasks: dict[tuple[str, Version], asyncio.Task[CoreMetadata]] = {}
+        self.choices: dict[tuple[str, Version], _Choice] = {}
+        self.metadata: dict[tuple[str, Version], CoreMetadata] = {}
+        self.discovered: set[str] = set()
+        self.decided = 0
+        self.warnings: list[str] = []
+        self._background: set[asyncio.Task[object]] = set()
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _applies(self, entry: RequirementEntry) -> bool:
+        marker = entry.requirement.marker
+        return marker is None or marker.evaluate(self._env)
+
+    @staticmethod
+    def _by_name(entries: list[RequirementEntry]) -> dict[str, list[RequirementEntry]]:
+        out: dict[str, list[RequirementEntry]] = {}
+        for e in entries:
+            out.setdefault(e.name, []).append(e)
+        return out
+
+    def _constrained(self, name: str, versions: VersionSet) -> VersionSet:
+        for c in self.constraints.get(name, ()):
+            versions = versions.intersection(_specifier_set(str(c.requirement.specifier)))
+        return versions
+
+    def _add(self, deps: dict[Pkg, VersionSet], req: Requirement, *, from_root: bool) -> None:
+        name = canonicalize_name(req.name)
+        overrides = self.overrides.get(name)
+        if overrides and not from_root:
+            # An override replaces what every package says about ``name``.
+            return
+        if req.url:
+            raise BuildRequired(
+                name,
+                "?",
+                req.url,
+                "direct URL and path requirements are resolved by the build support that "
+                "comes in a later release; pin the project from an index instead",
+            )
+        versions = self._constrained(name, _specifier_set(str(req.specifier)))
+        self._merge(deps, Pkg(name), versions)
+        for extra in sorted(req.extras):
+            self._merge(deps, Pkg(name, canonicalize_name(extra)), versions)
+        self.prefetch(name, versions)
+
+    @staticmethod
+    def _merge(deps: dict[Pkg, VersionSet], pkg: Pkg, versions: VersionSet) -> None:
+        old = deps.get(pkg)
+        deps[pkg] = versions if old is None else old.intersection(versions)
+
+    def root_dependencies(self) -> dict[Pkg, VersionSet]:
+        """Return the root's dependencies: requirements, with overrides applied."""
+        deps: dict[Pkg, VersionSet] = {}
+        seen_overridden: set[str] = set()
+        for entry in self.requirements:
+            req = entry.requirement
+            if entry.name in self.overrides:
+                if entry.name in seen_overridden:
+                    continue
+                seen_overridden.add(entry.name)
+                for o in self.overrides[entry.name]:
+                    merged = Requirement(str(o.requirement))
+                    merged.extras |= req.extras
+                    self._add(deps, merged, from_root=True)
+                continue
+            self._add(deps, req, from_root=True)
+        return deps
+
+    # -- prefetching ------------------------------------------------------------------------
+
+    def prefetch(self, name: str, versions: VersionSet) -> None:
+        """Start fetching the page (and likely metadata) of ``name`` in the background."""
+        if name in self._projects or name in self._pending:
+            return
+        self.discovered.add(name)
+        task = asyncio.ensure_future(self._load_project(name))
+        self._pending[name] = task
+        warm = asyncio.ensure_future(self._warm(name, versions, task))
+        self._background.add(warm)
+        warm.add_done_callback(self._background.discard)
+
+    async def _warm(
+        self, name: str, versions: VersionSet, task: asyncio.Task[ProjectCandidates]
+    ) -> None:
+        try:
+            await asyncio.shield(task)
+            version = self._pick(name, versions)
+            if isinstance(version, Version) and (name, version) in self.choices:
+                self._metadata_task(name, version)
+        except (DaemonError, asyncio.CancelledError):
+            return
+        except Exception:  # the real request will raise it again, with context
+            log.debug("prefetch of %s failed", name, exc_info=True)
+
+    async def _load_project(self, name: str) -> ProjectCandidates:
+        files = await self.index.project_files(self.request.settings, name, self.request.fresh)
+        project = self.candidate_cache.get(files, self.target)
+        self._projects[name] = project
+        self.on_progress("resolving", len(self._projects), len(self.discovered))
+        return project
+
+    async def project(self, name: str) -> ProjectCandidates:
+        """Return the candidates of ``name``, fetching its page if needed."""
+        found = self._projects.get(name)
+        if found is not None:
+            return found
+        task = self._pending.get(name)
+        if task is None:
+            self.discovered.add(name)
+            task = asyncio.ensure_future(self._load_project(name))
+            self._pending[name] = task
+        return await asyncio.shield(task)
+
+    def _metadata_task(self, name: str, version: Version) -> asyncio.Task[CoreMetadata]:
+        key = (name, version)
+        task = self._metadata_tasks.get(key)
+        if task is None:
+            choice = self.choices[key]
+            task = asyncio.ensure_future(
+                self.index.metadata(choice.file, choice.location, name, str(version))
+            )
+            task.add_done_callback(_retrieve)
+            self._metadata_tasks[key] = task
+        return task
+
+    def close(self) -> None:
+        """Cancel background work nobody needs any more (it never holds partial state)."""
+        for task in list(self._background):
+            task.cancel()
+
+    # -- ChooseVersion ----------------------------------------------------------------------
+
+    def _prerelease_ok(self, name: str) -> bool:
+        mode = self.options.prerelease
+        if mode is PrereleaseMode.ALLOW:
+            return True
+        if mode in (PrereleaseMode.EXPLICIT, PrereleaseMode.IF_NECESSARY_OR_EXPLICIT):
+            return name in self.explicit_pre
+        return False
+
+    def _prerelease_fallback(self) -> bool:
+        return self.options.prerelease in (
+            PrereleaseMode.IF_NECESSARY,
+            PrereleaseMode.IF_NECESSARY_OR_EXPLICIT,
+        )
+
+    def _lowest(self, name: str) -> bool:
+        mode = self.options.resolution
+        return mode is ResolutionMode.LOWEST or (
+            mode is ResolutionMode.LOWEST_DIRECT and name in self.direct
+        )
+
+    def _pick(self, name: str, allowed: VersionSet) -> Version | NoVersion:
+        """Return the version to try for ``name`` within ``allowed``, recording its file."""
+        project = self._projects[name]
+        preferred = self.options.preferences.get(name)
+        if (
+            preferred is not None
+            and preferred in allowed
+            and self._acceptable(project, preferred) is None
+        ):
+            return preferred
+        order = reversed(project.ordered) if self._lowest(name) else project.ordered
+        allow_pre = self._prerelease_ok(name)
+        reasons: dict[str, int] = {}
+        skipped_pre: list[Version] = []
+        for version in order:
+            if version not in allowed:
+                continue
+            if version.is_prerelease and not allow_pre:
+                skipped_pre.append(version)
+                continue
+            why = self._acceptable(project, version)
+            if why is None:
+                return version
+            reasons[why] = reasons.get(why, 0) + 1
+        if skipped_pre and self._prerelease_fallback():
+            # if-necessary: only pre-releases fit, so they are allowed for this package.
+            for version in skipped_pre:
+                why = self._acceptable(project, version)
+                if why is None:
+                    return version
+                reasons[why] = reasons.get(why, 0) + 1
+        return NoVersion(self._no_version_reason(name, allowed, reasons, skipped_pre))
+
+    def _no_version_reason(
+        self,
+        name: str,
+        allowed: VersionSet,
+        reasons: dict[str, int],
+        skipped_pre: list[Version],
+    ) -> str | None:
+        if skipped_pre and not reasons:
+            return (
+                f"only pre-releases match ({skipped_pre[0]}); pass --prerelease allow "
+                f"or require {name}>={skipped_pre[-1]} explicitly"
+            )
+        if not reasons:
+            return None
+        return "; ".join(f"{n} version{'s' if n > 1 else ''} {why}" for why, n in reasons.items())
+
+    def _acceptable(self, project: ProjectCandidates, version: Version) -> str | None:
+        """Return why ``version`` cannot be used, or ``None`` (and remember its file)."""
+        vc = project.versions[version]
+        name = project.name
+        if self.options.exclude_newer is not None and not vc.uploaded_before(
+            self.options.exclude_newer
+        ):
+            return "uploaded after --exclude-newer"
+        exact = self.pinned_exact.get(name) == version
+        usable = vc.usable(allow_yanked=exact)
+        if not usable:
+            if vc.yanked:
+                return "yanked (allowed only with an exact == pin)"
+            if vc.other_wheels and not vc.sdists:
+                return f"have no wheel for {self.target.describe()}"
+            return "have no usable files"
+        choice = None
+        for f, loc in usable:
+            if self.target.allows_python(f.requires_python):
+                choice = (f, loc)
+                break
+        if choice is None:
+            need = usable[0][0].requires_python
+            return f"require Python {need}"
+        f, loc = choice
+        if vc.yanked and exact:
+            why = f" ({vc.yank_reason})" if vc.yank_reason else ""
+            warning = f"{name}=={version} is yanked{why}; using it because it is pinned with =="
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        self.choices[(name, version)] = _Choice(f, loc, f.yanked is not None)
+        return None
+
+    async def choose_version(self, pkg: Pkg, allowed: VersionSet) -> Version | NoVersion:
+        """Answer ``ChooseVersion``."""
+        if pkg.extra:
+            # An extra follows its base package, which is pinned to one version by now.
+            project = await self.project(pkg.name)
+            pinned = allowed.singleton()
+            if pinned is not None and pinned in project.versions:
+                return self._pick(pkg.name, VersionSet.exact(pinned))
+            return self._pick(pkg.name, allowed)
+        await self.project(pkg.name)
+        result = self._pick(pkg.name, allowed)
+        if isinstance(result, Version):
+            self._metadata_task(pkg.name, result)
+        return result
+
+    # -- GetDependencies --------------------------------------------------------------------
+
+    async def get_dependencies(
+        self, pkg: Pkg, version: Version
+    ) -> Mapping[Pkg, VersionSet] | Unavailable:
+        """Answer ``GetDependencies``."""
+        if pkg == ROOT:
+            return self.root_dependencies()
+        self.decided += 1
+        self.on_progress("resolving", self.decided, len(self.discovered))
+        key = (pkg.name, version)
+        if key not in self.choices:
+            project = await self.project(pkg.name)
+            self._acceptable(project, version)
+        choice = self.choices.get(key)
+        if choice is None:
+            return Unavailable("it has no usable file")
+        if not choice.file.is_wheel:
+            return Unavailable(
+                f"only a source distribution ({choice.file.filename}) exists for this target, "
+                "and building from source is not available yet"
+            )
+        try:
+            meta = await self._metadata_task(pkg.name, version)
+        except (InvalidDistribution, BuildRequired) as exc:
+            return Unavailable(str(exc.message))
+        self.metadata[key] = meta
+        if meta.requires_python and not self.target.allows_python(meta.requires_python):
+            return Unavailable(f"it requires Python {meta.requires_python}")
+        deps: dict[Pkg, VersionSet] = {}
+        if pkg.extra:
+            deps[pkg.base] = VersionSet.exact(version)
+            provided = {canonicalize_name(e) for e in meta.provides_extra}
+            if meta.provides_extra and pkg.extra not in provided:
+                warning = f"{pkg.name}=={version} has no extra {pkg.extra!r}"
+                if warning not in self.warnings:
+                    self.warnings.append(warning)
+        if self.options.no_deps and not pkg.extra:
+            return deps
+        extra_env = {**self._env, "extra": pkg.extra} if pkg.extra else self._env
+        for text in meta.requires_dist:
+            req = _requirement(text)
+            if req is None:
+                return Unavailable(f"its metadata has an invalid requirement {text!r}")
+            if req.marker is not None:
+                if pkg.extra:
+                    if not _marker_mentions_extra(req.marker) or not req.marker.evaluate(extra_env):
+                        continue
+                elif not req.marker.evaluate(self._env):
+                    continue
+            elif pkg.extra:
+                continue
+            dep = canonicalize_name(req.name)
+            if dep == pkg.name and not req.extras:
+                continue
+            if dep in self.overrides:
+                for o in self.overrides[dep]:
+                    merged = Requirement(str(o.requirement))
+                    merged.extras |= req.extras
+                    self._add(deps, merged, from_root=True)
+                continue
+            try:
+                self._add(deps, req, from_root=False)
+            except BuildRequired as exc:
+                return Unavailable(exc.message)
+        return deps
+
+    def dependency_names(self, pkg: Pkg, version: Version) -> list[tuple[NormalizedName, str]]:
+        """Return (dependency, via-extra) of a resolved package, for ``# via`` lines."""
+        meta = self.metadata.get((pkg.name, version))
+        if meta is None:
+            return []
+        out: list[tuple[NormalizedName, str]] = []
+        extra_env = {**self._env, "extra": pkg.extra or ""}
+        for text in meta.requires_dist:
+            req = _requirement(text)
+            if req is None:
+                continue
+            if req.marker is not None:
+                if pkg.extra and _marker_mentions_extra(req.marker):
+                    if not req.marker.evaluate(extra_env):
+                        continue
+                elif not req.marker.evaluate(self._env):
+                    continue
+            elif pkg.extra:
+                continue
+            out.append((canonicalize_name(req.name), pkg.extra or ""))
+        return out
+
+
+def _retrieve(task: asyncio.Task[CoreMetadata]) -> None:
+    """Mark a background task's exception as seen; the awaiting request re-raises it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def check_requirement_names(entries: list[RequirementEntry]) -> None:
+    """Raise for requirements that can never resolve (an empty name, say)."""
+    for e in entries:
+        if not e.name:
+            raise InvalidRequirement(
+                "a requirement without a name", file=e.origin.file, line=e.origin.line
+            )

@@ -1,0 +1,281 @@
+"""The ``resolve`` method: read the inputs, resolve, write the pip-compile file.
+
+Inputs are requirements files (full pip syntax), ``pyproject.toml`` (dependencies,
+optional dependencies, dependency groups), constraints and overrides files, and
+requirements given directly. The pins of an existing output file are kept as preferences
+unless ``--upgrade`` (or ``--upgrade-package NAME``) says otherwise, as pip-compile does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from burrowd.daemon.errors import DaemonError, InvalidRequirement
+from burrowd.daemon.index.client import local_path
+from burrowd.daemon.index.http import redact
+from burrowd.daemon.inputs.model import IndexOptions as FileOptions
+from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.inputs.pyproject import read_pyproject
+from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
+from burrowd.daemon.prefetch import command_line_entries, pinned_version
+from burrowd.daemon.requests import merge_index_options, prepare
+from burrowd.daemon.resolver.output import OutputOptions, format_resolution
+from burrowd.daemon.resolver.provider import (
+    PrereleaseMode,
+    Provider,
+    ResolutionMode,
+    ResolveOptions,
+)
+from burrowd.daemon.resolver.resolve import Resolution, run_resolver
+from burrowd.daemon.services import Services
+from burrowd.protocol import messages as m
+
+__all__ = ["resolve"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def _parse_datetime(text: str) -> datetime:
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequirement(
+            f"--exclude-newer {text!r} is not a date; use 2024-03-01 or 2024-03-01T12:00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _prerelease(value: str) -> PrereleaseMode:
+    try:
+        return PrereleaseMode(value)
+    except ValueError:
+        allowed = ", ".join(v.value for v in PrereleaseMode)
+        raise InvalidRequirement(f"--prerelease {value!r} is not one of: {allowed}") from None
+
+
+def _resolution(value: str) -> ResolutionMode:
+    try:
+        return ResolutionMode(value)
+    except ValueError:
+        allowed = ", ".join(v.value for v in ResolutionMode)
+        raise InvalidRequirement(f"--resolution {value!r} is not one of: {allowed}") from None
+
+
+class _Inputs:
+    def __init__(self) -> None:
+        self.requirements: list[RequirementEntry] = []
+        self.constraints: list[RequirementEntry] = []
+        self.overrides: list[RequirementEntry] = []
+        self.options: FileOptions | None = None
+
+    def merge(self, options: FileOptions) -> None:
+        if self.options is None:
+            self.options = options
+        else:
+            self.options.merge(options)
+
+
+def _read_inputs(params: m.ResolveParams) -> _Inputs:
+    cwd = Path(params.env.cwd)
+    variables = params.env.variables or None
+    out = _Inputs()
+    out.requirements += command_line_entries(params.requirements, cwd)
+    for name in params.requirement_files:
+        path = cwd / name
+        if path.name == "pyproject.toml" or path.suffix == ".toml":
+            out.requirements += read_pyproject(
+                path, extras=params.extras, all_extras=params.all_extras, groups=params.groups
+            )
+            continue
+        if path.name in ("setup.py", "setup.cfg"):
+            raise InvalidRequirement(
+                f"reading {path.name} needs a build of the project, which is not available "
+                "yet; list the dependencies in pyproject.toml or a requirements file",
+                file=str(path),
+            )
+        parsed = parse_requirements_file(name, cwd=cwd, env=variables)
+        out.requirements += parsed.requirements
+        out.constraints += parsed.constraints
+        out.merge(parsed.options)
+    if (params.extras or params.all_extras or params.groups) and not any(
+        Path(f).suffix == ".toml" for f in params.requirement_files
+    ):
+        raise InvalidRequirement(
+            "--extra, --all-extras and --group need a pyproject.toml among the inputs"
+        )
+    for name in params.constraint_files:
+        parsed = parse_requirements_file(name, cwd=cwd, constraint=True, env=variables)
+        out.constraints += parsed.constraints + parsed.requirements
+        out.merge(parsed.options)
+    for name in params.override_files:
+        parsed = parse_requirements_file(name, cwd=cwd, env=variables)
+        out.overrides += parsed.requirements
+    if not out.requirements:
+        raise InvalidRequirement(
+            "nothing to resolve: give requirements, a requirements file or a pyproject.toml"
+        )
+    return out
+
+
+def _preferences(params: m.ResolveParams, output: Path | None) -> dict[str, Version]:
+    if params.upgrade or output is None or not output.is_file():
+        return {}
+    try:
+        parsed = parse_requirements_file(output, cwd=output.parent)
+    except DaemonError as exc:
+        log.info("ignoring the pins of %s: %s", output, exc)
+        return {}
+    skip = {canonicalize_name(p.split("==")[0]) for p in params.upgrade_packages}
+    prefs: dict[str, Version] = {}
+    for entry in parsed.requirements:
+        version = pinned_version(entry.requirement)
+        if version is not None and entry.name not in skip:
+            prefs[entry.name] = version
+    return prefs
+
+
+def _index_lines(params: m.ResolveParams, index: m.IndexOptions) -> list[str]:
+    if not params.emit_index_url:
+        return []
+    lines: list[str] = []
+    if index.no_index:
+        lines.append("--no-index")
+    elif index.index_url:
+        lines.append(f"--index-url {redact(index.index_url)}")
+    lines += [f"--extra-index-url {redact(u)}" for u in index.extra_index_urls]
+    lines += [f"--find-links {redact(u)}" for u in index.find_links]
+    return lines
+
+
+def _hash_local(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, pin in resolution.pins.items():
+        project = await provider.project(name)
+        vc = project.versions[pin.version]
+        files = [f for _, f, _ in vc.wheels] + vc.other_wheels + [f for f, _ in vc.sdists]
+        digests: list[str] = []
+        for f in files:
+            if f.sha256:
+                digests.append(f"sha256:{f.sha256}")
+            elif f.url.startswith("file:"):
+                digest = await asyncio.to_thread(_hash_local, local_path(f.url))
+                digests.append(f"sha256:{digest}")
+        out[name] = digests
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def resolve(
+    services: Services, params: m.ResolveParams, progress: Progress
+) -> m.ResolveResult:
+    """Serve one ``resolve`` request."""
+    start = time.monotonic()
+    cwd = Path(params.env.cwd)
+    output = (cwd / params.output_file) if params.output_file else None
+    prerelease = params.prerelease
+    resolution_mode = _resolution(params.resolution)
+    exclude_newer = _parse_datetime(params.exclude_newer) if params.exclude_newer else None
+    async with services.cache.operation():
+        progress("reading inputs", 0, None)
+        inputs = await asyncio.to_thread(_read_inputs, params)
+        if prerelease is None:
+            pre = inputs.options is not None and inputs.options.pre
+            prerelease = "allow" if pre else PrereleaseMode.IF_NECESSARY_OR_EXPLICIT.value
+        prerelease_mode = _prerelease(prerelease)
+        index = merge_index_options(params.index, inputs.options)
+        request = await prepare(services, params.env, index, params.python)
+        preferences = await asyncio.to_thread(_preferences, params, output)
+        options = ResolveOptions(
+            prerelease=prerelease_mode,
+            resolution=resolution_mode,
+            exclude_newer=exclude_newer,
+            no_deps=params.no_deps,
+            preferences=preferences,
+        )
+        provider = Provider(
+            services.index,
+            services.candidates,
+            request,
+            options,
+            requirements=inputs.requirements,
+            constraints=inputs.constraints,
+            overrides=inputs.overrides,
+            on_progress=progress,
+        )
+        resolution = await run_resolver(provider)
+        hashes = await _hashes(provider, resolution) if params.generate_hashes else None
+    text = format_resolution(
+        resolution,
+        OutputOptions(
+            command=params.command,
+            header=params.header,
+            annotate=params.annotate,
+            index_lines=_index_lines(params, index),
+        ),
+        hashes,
+    )
+    wrote = False
+    if output is not None and not params.dry_run:
+        await asyncio.to_thread(_write_atomic, output, text)
+        wrote = True
+    packages = [
+        m.ResolvedPackage(
+            name=name,
+            version=str(pin.version),
+            filename=pin.file.filename,
+            url=redact(pin.file.url),
+            index=redact(pin.location),
+            extras=sorted(pin.extras),
+            via=[m.Via(kind=v.kind, name=v.name, line=v.line) for v in sorted(pin.via)],
+            marker=pin.marker,
+            hashes=(hashes or {}).get(name, []),
+            direct=pin.direct,
+            yanked=pin.file.yanked is not None,
+        )
+        for name, pin in resolution.pins.items()
+    ]
+    return m.ResolveResult(
+        target=request.target.describe(),
+        packages=packages,
+        output=text,
+        output_file=str(output) if output is not None else None,
+        wrote=wrote,
+        elapsed=time.monotonic() - start,
+        warnings=resolution.warnings,
+        pages=dict(request.fresh.served),
+    )
