@@ -280,7 +280,9 @@ def _redacted_command(argv: Sequence[str]) -> str:
     import re  # noqa: PLC0415 - only compile needs it
     import shlex  # noqa: PLC0415
 
-    shown = [re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:****@", a) for a in argv]
+    # Flags that change only how burrow talks, not what it writes, stay out of the header.
+    quiet = {"--no-daemon", "--json", "-q", "--quiet", "-v", "--verbose"}
+    shown = [re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:****@", a) for a in argv if a not in quiet]
     return "burrow " + shlex.join(shown)
 
 

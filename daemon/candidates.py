@@ -1,49 +1,101 @@
 """The distributions of a project grouped by version, judged against one target.
 
-Every filename of a project page is parsed once per (page, target): its version, whether it
-is a wheel whose tags the target supports (and how well), or a source distribution. The
-resolver and ``prefetch`` both pick files from here, so "which file of foo 1.2 would be
-installed" has one answer.
+A popular project lists tens of thousands of files, and the resolver usually looks at one
+or two versions of it, so the work is split: files are grouped by the version string in
+their name with plain string operations (one pass, no parsing), each distinct version
+string is parsed once (and memoized across projects and requests), and the tags of a
+version's wheels are ranked against the target only when that version is looked at.
+The resolver and ``prefetch`` both pick files from here, so "which file of foo 1.2 would
+be installed" has one answer.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import Version
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.index.client import ProjectFiles
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.interpreters import Target
 
-__all__ = ["CandidateCache", "ProjectCandidates", "VersionCandidates"]
+__all__ = ["CandidateCache", "ProjectCandidates", "VersionCandidates", "parse_version"]
 
 log = logging.getLogger(__name__)
 
 SDIST_SUFFIXES: Final = (".tar.gz", ".zip")
+_VERSIONS: dict[str, Version | None] = {}
+_VERSIONS_MAX: Final = 500_000
 
 
-@dataclass(slots=True)
+def parse_version(text: str) -> Version | None:
+    """Return ``Version(text)`` (memoized), or ``None`` if it is not a valid version."""
+    try:
+        return _VERSIONS[text]
+    except KeyError:
+        pass
+    try:
+        version: Version | None = Version(text)
+    except InvalidVersion:
+        version = None
+    if len(_VERSIONS) >= _VERSIONS_MAX:
+        _VERSIONS.clear()
+    _VERSIONS[text] = version
+    return version
+
+
+def _wheel_parts(filename: str) -> tuple[str, str, str, str, str] | None:
+    """Split a wheel filename into (name, version, python, abi, platform) tags."""
+    parts = filename[:-4].split("-")
+    if len(parts) == 5:
+        return parts[0], parts[1], parts[2], parts[3], parts[4]
+    if len(parts) == 6:  # with a build tag
+        return parts[0], parts[1], parts[3], parts[4], parts[5]
+    return None
+
+
 class VersionCandidates:
-    """The files of one version of a project."""
+    """The files of one version of a project; wheels are ranked on first use."""
 
-    version: Version
-    #: Compatible wheels as (tag priority, file, location), best first.
-    wheels: list[tuple[int, IndexFile, str]] = field(default_factory=list)
-    #: Wheels none of whose tags the target supports.
-    other_wheels: list[IndexFile] = field(default_factory=list)
-    sdists: list[tuple[IndexFile, str]] = field(default_factory=list)
+    __slots__ = ("_raw_wheels", "_target", "_wheels", "other_wheels", "sdists", "version")
+
+    def __init__(self, version: Version, target: Target) -> None:
+        self.version = version
+        self._target = target
+        self._raw_wheels: list[tuple[IndexFile, str, tuple[str, str, str]]] = []
+        self._wheels: list[tuple[int, IndexFile, str]] | None = None
+        #: Wheels none of whose tags the target supports (filled on first use).
+        self.other_wheels: list[IndexFile] = []
+        self.sdists: list[tuple[IndexFile, str]] = []
+
+    def _rank(self) -> list[tuple[int, IndexFile, str]]:
+        priorities = self._target.tag_strings
+        ranked: list[tuple[int, IndexFile, str]] = []
+        for f, loc, (pys, abis, plats) in self._raw_wheels:
+            best = -1
+            for py in pys.split("."):
+                for abi in abis.split("."):
+                    for plat in plats.split("."):
+                        p = priorities.get(f"{py}-{abi}-{plat}")
+                        if p is not None and (best < 0 or p < best):
+                            best = p
+            if best >= 0:
+                ranked.append((best, f, loc))
+            else:
+                self.other_wheels.append(f)
+        ranked.sort(key=lambda w: w[0])
+        return ranked
+
+    @property
+    def wheels(self) -> list[tuple[int, IndexFile, str]]:
+        """Return compatible wheels as (tag priority, file, location), best first."""
+        if self._wheels is None:
+            self._wheels = self._rank()
+        return self._wheels
 
     def usable(self, *, allow_yanked: bool) -> list[tuple[IndexFile, str]]:
         """Return the files that could be installed, best first (wheels, then sdists)."""
@@ -60,27 +112,24 @@ class VersionCandidates:
                 return f, loc
         return None
 
+    def all_files(self) -> list[IndexFile]:
+        """Return every file of this version, whatever its tags."""
+        return [f for f, _, _ in self._raw_wheels] + [f for f, _ in self.sdists]
+
     @property
     def yanked(self) -> bool:
         """Return whether every file of this version is yanked."""
-        files = [f for _, f, _ in self.wheels] + [f for f, _ in self.sdists] + self.other_wheels
+        files = self.all_files()
         return bool(files) and all(f.yanked is not None for f in files)
 
     @property
     def yank_reason(self) -> str:
         """Return the reason given for the yank, if any."""
-        for _, f, _ in self.wheels:
-            if f.yanked:
-                return f.yanked
-        for f, _ in self.sdists:
-            if f.yanked:
-                return f.yanked
-        return ""
+        return next((f.yanked for f in self.all_files() if f.yanked), "")
 
     def uploaded_before(self, cutoff: datetime) -> bool:
         """Return whether some file was uploaded before ``cutoff`` (``--exclude-newer``)."""
-        files = [f for _, f, _ in self.wheels] + [f for f, _ in self.sdists]
-        for f in files:
+        for f in self.all_files():
             if f.upload_time is None:
                 continue
             try:
@@ -92,66 +141,69 @@ class VersionCandidates:
         return False
 
 
-@dataclass(slots=True)
 class ProjectCandidates:
     """Every version of one project that has at least one file."""
 
-    name: str
-    versions: dict[Version, VersionCandidates]
-    #: Versions, newest first.
-    ordered: list[Version]
-    files: ProjectFiles
+    __slots__ = ("files", "name", "ordered", "versions")
+
+    def __init__(
+        self,
+        name: str,
+        versions: dict[Version, VersionCandidates],
+        files: ProjectFiles,
+    ) -> None:
+        self.name = name
+        self.versions = versions
+        #: Versions, newest first.
+        self.ordered = sorted(versions, reverse=True)
+        self.files = files
 
     @classmethod
     def build(cls, files: ProjectFiles, target: Target) -> ProjectCandidates:
-        """Group ``files`` by version and rank each wheel for ``target``."""
-        priorities = target.tag_priorities
+        """Group ``files`` by version (ranking wheels for ``target`` lazily)."""
         name = files.name
+        wheel_prefix = name.replace("-", "_")
+        by_string: dict[str, VersionCandidates | None] = {}
         versions: dict[Version, VersionCandidates] = {}
-        version_cache: dict[str, Version] = {}
+
+        def slot(raw: str) -> VersionCandidates | None:
+            if raw in by_string:
+                return by_string[raw]
+            version = parse_version(raw)
+            if version is None:
+                by_string[raw] = None
+                return None
+            vc = versions.get(version)
+            if vc is None:
+                vc = versions[version] = VersionCandidates(version, target)
+            by_string[raw] = vc
+            return vc
+
         for f, loc in files.files:
             filename = f.filename
-            try:
-                if filename.endswith(".whl"):
-                    wname, version, _build, wtags = parse_wheel_filename(filename)
-                    if wname != name:
-                        continue
-                    best = min((priorities.get(t, -1) for t in wtags), key=_rank, default=-1)
-                    vc = versions.get(version)
-                    if vc is None:
-                        vc = versions[version] = VersionCandidates(version)
-                    if best >= 0:
-                        vc.wheels.append((best, f, loc))
-                    else:
-                        vc.other_wheels.append(f)
-                elif filename.endswith(SDIST_SUFFIXES):
-                    sname, raw = _sdist(filename, version_cache)
-                    if canonicalize_name(sname) != name:
-                        continue
-                    vc = versions.get(raw)
-                    if vc is None:
-                        vc = versions[raw] = VersionCandidates(raw)
+            if filename.endswith(".whl"):
+                parts = _wheel_parts(filename)
+                if parts is None:
+                    continue
+                wname = parts[0]
+                if wname != wheel_prefix and canonicalize_name(wname) != name:
+                    continue
+                vc = slot(parts[1])
+                if vc is not None:
+                    vc._raw_wheels.append((f, loc, (parts[2], parts[3], parts[4])))
+            elif filename.endswith(SDIST_SUFFIXES):
+                stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
+                sname, sep, raw = stem.rpartition("-")
+                if not sep or canonicalize_name(sname) != name:
+                    continue
+                vc = slot(raw)
+                if vc is not None:
                     vc.sdists.append((f, loc))
-            except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-                log.debug("skipping unparseable filename %s", filename)
-        for vc in versions.values():
-            vc.wheels.sort(key=lambda w: w[0])
-        ordered = sorted(versions, reverse=True)
-        return cls(name, versions, ordered, files)
-
-
-def _rank(priority: int) -> int:
-    """Order tag priorities so that unsupported (-1) comes last."""
-    return priority if priority >= 0 else 1 << 30
-
-
-def _sdist(filename: str, cache: dict[str, Version]) -> tuple[str, Version]:
-    name, version = parse_sdist_filename(filename)
-    return name, cache.setdefault(str(version), version)
+        return cls(name, versions, files)
 
 
 class CandidateCache:
-    """Memo of :class:`ProjectCandidates` per (page identity, target), bounded."""
+    """Memo of :class:`ProjectCandidates` per (page contents, target), bounded."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
@@ -164,10 +216,14 @@ class CandidateCache:
         self._memo.clear()
 
     def get(self, files: ProjectFiles, target: Target) -> ProjectCandidates:
-        """Return the candidates of ``files`` for ``target``, building them once."""
-        key = (id(files.files[0][0]) if files.files else id(files), id(target.tag_priorities))
+        """Return the candidates of ``files`` for ``target``, building them once.
+
+        The index client hands out one ``ProjectFiles`` object per set of parsed pages, so
+        its identity names the contents; the memo keeps it alive, so the id stays valid.
+        """
+        key = (id(files), id(target))
         hit = self._memo.get(key)
-        if hit is not None and hit[0].files == files.files:
+        if hit is not None:
             self._memo.move_to_end(key)
             return hit[1]
         built = ProjectCandidates.build(files, target)

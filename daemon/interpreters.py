@@ -24,6 +24,7 @@ from typing import Final
 
 import msgspec
 from packaging import tags
+from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -291,6 +292,9 @@ class Target:
     python_version: Version
     platform: Platform
     markers: Mapping[str, str] = field(hash=False)
+    _marker_memo: dict[tuple[str, str], bool] = field(
+        default_factory=dict, hash=False, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -323,6 +327,14 @@ class Target:
     def tag_priorities(self) -> dict[tags.Tag, int]:
         """Return every supported tag with its priority (0 is best)."""
         return {t: i for i, t in enumerate(self.supported_tags())}
+
+    @cached_property
+    def tag_strings(self) -> dict[str, int]:
+        """Return ``"py-abi-platform"`` -> priority, for ranking wheel filenames cheaply."""
+        out: dict[str, int] = {}
+        for i, t in enumerate(self.supported_tags()):
+            out.setdefault(f"{t.interpreter}-{t.abi}-{t.platform}", i)
+        return out
 
     def supported_tags(self) -> list[tags.Tag]:
         """Return the supported tags, best first."""
@@ -359,6 +371,14 @@ class Target:
         env = dict(self.markers)
         env["extra"] = extra
         return env
+
+    def evaluate(self, marker: Marker, text: str, extra: str = "") -> bool:
+        """Evaluate ``marker`` (whose string form is ``text``) for this target, memoized."""
+        key = (text, extra)
+        result = self._marker_memo.get(key)
+        if result is None:
+            result = self._marker_memo[key] = marker.evaluate(self.marker_env(extra))
+        return result
 
     def allows_python(self, requires_python: str | None) -> bool:
         """Return whether a ``Requires-Python`` specifier admits the target's version."""

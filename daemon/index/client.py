@@ -174,8 +174,11 @@ class IndexClient:
         self.limits = limits
         self.ttl = ttl
         self._pages: OrderedDict[tuple[str, str], CachedPage] = OrderedDict()
+        self._project_files: OrderedDict[
+            tuple[str, tuple[tuple[int, str], ...]], tuple[list[list[IndexFile]], ProjectFiles]
+        ] = OrderedDict()
         self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
-        self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap()
+        self._page_flights: OnceMap[tuple[str, str, bool, bool], CachedPage] = OnceMap()
         self._meta_flights: OnceMap[str, CoreMetadata] = OnceMap()
         self._wheel_flights: OnceMap[tuple[str, str], WheelPointer] = OnceMap()
         self.downloads = 0
@@ -184,6 +187,7 @@ class IndexClient:
 
     def forget(self, names: Iterable[str] | None = None) -> None:
         """Drop in-memory pages and metadata (of ``names``, or all)."""
+        self._project_files.clear()
         if names is None:
             self._pages.clear()
             self._metadata.clear()
@@ -217,7 +221,9 @@ class IndexClient:
         if entry is not None and not revalidate and self._usable(entry, location, now, fresh):
             fresh.served["memory"] += 1
             return entry.page
-        flight = (location, name, revalidate)
+        # Offline and online requests never share a load: an offline one must not touch the
+        # network, and its OfflineMiss must not fail an online one.
+        flight = (location, name, revalidate, fresh.offline)
         entry = await self._page_flights.run(flight, lambda: self._load_page(location, name, fresh))
         self._remember(key, entry)
         return entry.page
@@ -357,15 +363,13 @@ class IndexClient:
         Raise :class:`PackageNotFound` when no location has the project.
         """
         cname = canonicalize_name(name)
-        files: list[tuple[IndexFile, str]] = []
+        parts: list[tuple[list[IndexFile], str]] = []
         searched: list[str] = []
-        found = False
         for location in settings.index_urls:
             searched.append(redact(location))
             page = await self.page(location, cname, fresh)
             if page is not None:
-                files.extend((f, location) for f in page.files)
-                found = True
+                parts.append((page.files, location))
                 break
         if settings.find_links:
             results = await asyncio.gather(
@@ -374,11 +378,22 @@ class IndexClient:
             for loc, found_files in zip(settings.find_links, results, strict=True):
                 searched.append(redact(loc))
                 if found_files:
-                    found = True
-                    files.extend((f, loc) for f in found_files)
-        if not found:
+                    parts.append((found_files, loc))
+        if not parts:
             raise PackageNotFound(name, searched)
-        return ProjectFiles(cname, files, searched)
+        # Same pages (by identity) -> the same ProjectFiles object, so everything memoized
+        # on it (candidates per target) survives from one request to the next.
+        key = (cname, tuple((id(files), loc) for files, loc in parts))
+        hit = self._project_files.get(key)
+        if hit is not None:
+            self._project_files.move_to_end(key)
+            return hit[1]
+        merged = [(f, loc) for files, loc in parts for f in files]
+        result = ProjectFiles(cname, merged, searched)
+        self._project_files[key] = ([files for files, _ in parts], result)
+        while len(self._project_files) > MEMORY_PAGES:
+            self._project_files.popitem(last=False)
+        return result
 
     # -- metadata ---------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
-from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
@@ -108,21 +107,29 @@ class ResolveOptions:
     preferences: dict[str, Version] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Req:
+    """A parsed ``Requires-Dist`` entry with what filtering it needs, computed once."""
+
+    req: Requirement
+    name: NormalizedName
+    marker: str | None
+    mentions_extra: bool
+
+
 @lru_cache(maxsize=65536)
-def _requirement(text: str) -> Requirement | None:
+def _requirement(text: str) -> _Req | None:
     try:
-        return Requirement(text)
+        req = Requirement(text)
     except PackagingInvalidRequirement:
         return None
+    marker = str(req.marker) if req.marker is not None else None
+    return _Req(req, canonicalize_name(req.name), marker, marker is not None and "extra" in marker)
 
 
 @lru_cache(maxsize=16384)
 def _specifier_set(spec: str) -> VersionSet:
     return VersionSet.from_specifiers(spec)
-
-
-def _marker_mentions_extra(marker: Marker) -> bool:
-    return "extra" in str(marker)
 
 
 @dataclass(slots=True)
@@ -154,7 +161,6 @@ class Provider:
         self.request = request
         self.options = options
         self.target = request.target
-        self._env = request.target.marker_env()
         self.on_progress = on_progress
         self.requirements = [r for r in requirements if self._applies(r)]
         self.constraints = self._by_name([c for c in constraints if self._applies(c)])
@@ -183,7 +189,7 @@ class Provider:
 
     def _applies(self, entry: RequirementEntry) -> bool:
         marker = entry.requirement.marker
-        return marker is None or marker.evaluate(self._env)
+        return marker is None or self.target.evaluate(marker, str(marker))
 
     @staticmethod
     def _by_name(entries: list[RequirementEntry]) -> dict[str, list[RequirementEntry]]:
@@ -460,20 +466,11 @@ class Provider:
                     self.warnings.append(warning)
         if self.options.no_deps and not pkg.extra:
             return deps
-        extra_env = {**self._env, "extra": pkg.extra} if pkg.extra else self._env
-        for text in meta.requires_dist:
-            req = _requirement(text)
-            if req is None:
-                return Unavailable(f"its metadata has an invalid requirement {text!r}")
-            if req.marker is not None:
-                if pkg.extra:
-                    if not _marker_mentions_extra(req.marker) or not req.marker.evaluate(extra_env):
-                        continue
-                elif not req.marker.evaluate(self._env):
-                    continue
-            elif pkg.extra:
-                continue
-            dep = canonicalize_name(req.name)
+        requires = self._requires(meta, pkg.extra)
+        if isinstance(requires, str):
+            return Unavailable(f"its metadata has an invalid requirement {requires!r}")
+        for parsed in requires:
+            req, dep = parsed.req, parsed.name
             if dep == pkg.name and not req.extras:
                 continue
             if dep in self.overrides:
@@ -488,27 +485,38 @@ class Provider:
                 return Unavailable(exc.message)
         return deps
 
-    def dependency_names(self, pkg: Pkg, version: Version) -> list[tuple[NormalizedName, str]]:
-        """Return (dependency, via-extra) of a resolved package, for ``# via`` lines."""
+    def _requires(self, meta: CoreMetadata, extra: str | None) -> list[_Req] | str:
+        """Return the requirements of ``meta`` that apply to the base package or ``extra``.
+
+        Unconditional requirements belong to the base package; the ``[extra]`` package adds
+        only those whose marker names an extra and holds for that extra. Return the text of
+        an invalid requirement instead, if there is one.
+        """
+        out: list[_Req] = []
+        for text in meta.requires_dist:
+            parsed = _requirement(text)
+            if parsed is None:
+                return text
+            if parsed.marker is None:
+                if extra is None:
+                    out.append(parsed)
+                continue
+            marker = parsed.req.marker
+            assert marker is not None
+            if extra:
+                if parsed.mentions_extra and self.target.evaluate(marker, parsed.marker, extra):
+                    out.append(parsed)
+            elif self.target.evaluate(marker, parsed.marker):
+                out.append(parsed)
+        return out
+
+    def dependency_names(self, pkg: Pkg, version: Version) -> list[NormalizedName]:
+        """Return the dependencies of a resolved package, for ``# via`` lines."""
         meta = self.metadata.get((pkg.name, version))
         if meta is None:
             return []
-        out: list[tuple[NormalizedName, str]] = []
-        extra_env = {**self._env, "extra": pkg.extra or ""}
-        for text in meta.requires_dist:
-            req = _requirement(text)
-            if req is None:
-                continue
-            if req.marker is not None:
-                if pkg.extra and _marker_mentions_extra(req.marker):
-                    if not req.marker.evaluate(extra_env):
-                        continue
-                elif not req.marker.evaluate(self._env):
-                    continue
-            elif pkg.extra:
-                continue
-            out.append((canonicalize_name(req.name), pkg.extra or ""))
-        return out
+        requires = self._requires(meta, pkg.extra)
+        return [] if isinstance(requires, str) else [r.name for r in requires]
 
 
 def _retrieve(task: asyncio.Task[CoreMetadata]) -> None:

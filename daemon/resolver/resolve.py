@@ -112,7 +112,7 @@ def _assemble(provider: Provider, solution: dict[Pkg, Version]) -> Resolution:
     for pkg, version in solution.items():
         if pkg == ROOT:
             continue
-        for dep, _extra in provider.dependency_names(pkg, version):
+        for dep in provider.dependency_names(pkg, version):
             if dep in pins and dep != pkg.name:
                 pins[dep].via.add(Via("package", pkg.name))
     for name, found in markers.items():

@@ -175,7 +175,7 @@ async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[
     for name, pin in resolution.pins.items():
         project = await provider.project(name)
         vc = project.versions[pin.version]
-        files = [f for _, f, _ in vc.wheels] + vc.other_wheels + [f for f, _ in vc.sdists]
+        files = vc.all_files()
         digests: list[str] = []
         for f in files:
             if f.sha256:
