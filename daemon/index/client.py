@@ -54,6 +54,7 @@ from burrowd.daemon.index.parse import (
     parse_json_page,
     scan_directory,
 )
+from burrowd.daemon.index.sdist import sdist_metadata
 from burrowd.daemon.metadata import CoreMetadata, check_identity, parse_metadata
 from burrowd.daemon.scheduler import Limits, OnceMap
 
@@ -80,6 +81,7 @@ _CHUNK: Final = 256 * 1024
 #: ``--hash`` pins of one requirement: algorithm -> allowed hex digests.
 Pins = Mapping[str, frozenset[str]]
 ByteProgress = Callable[[int], None]
+PinsKey = tuple[tuple[str, tuple[str, ...]], ...]
 
 _page_decoder: Final = msgspec.msgpack.Decoder(CachedPage)
 _encoder: Final = msgspec.msgpack.Encoder()
@@ -180,7 +182,7 @@ class IndexClient:
         self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
         self._page_flights: OnceMap[tuple[str, str, bool, bool], CachedPage] = OnceMap()
         self._meta_flights: OnceMap[str, CoreMetadata] = OnceMap()
-        self._wheel_flights: OnceMap[tuple[str, str], WheelPointer] = OnceMap()
+        self._wheel_flights: OnceMap[tuple[str, str, PinsKey], WheelPointer] = OnceMap()
         self.downloads = 0
 
     # -- memory -----------------------------------------------------------------------------
@@ -426,8 +428,11 @@ class IndexClient:
         if meta is not None:
             return meta
         source = f"{file.filename} ({redact(file.url)})"
-        data = await self._metadata_bytes(file, key, source)
-        meta = parse_metadata(data, source)
+        if file.is_wheel:
+            data = await self._metadata_bytes(file, key, source)
+            meta = parse_metadata(data, source)
+        else:
+            meta = await self._sdist_metadata(file, name, version)
         check_identity(meta, name, version, source)
         await asyncio.to_thread(write_cached_metadata, self.cache, key, file.sha256, meta)
         return meta
@@ -456,6 +461,21 @@ class IndexClient:
             return got
         pointer = await self.fetch_wheel(file, key, body=got.data if got else None)
         return await asyncio.to_thread(self._archive_metadata, pointer)
+
+    async def _sdist_metadata(self, file: IndexFile, name: str, version: str) -> CoreMetadata:
+        """Read the static metadata of an sdist (downloaded to a temporary file)."""
+        if is_local(file.url):
+            path = local_path(file.url)
+            return await asyncio.to_thread(sdist_metadata, path, file.filename, name, version)
+        suffix = ".zip" if file.filename.endswith(".zip") else ".tar.gz"
+        fd, tmp = self.cache.temp_file(prefix="sdist-", suffix=suffix)
+        os.close(fd)
+        try:
+            hashes, _size = await self._stream_to(file.url, tmp, _algorithms(file, None), None)
+            _verify(file, hashes, None)
+            return await asyncio.to_thread(sdist_metadata, tmp, file.filename, name, version)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _check_metadata_hash(self, file: IndexFile, body: bytes) -> None:
         for algorithm, expected in (file.core_metadata or {}).items():
@@ -504,7 +524,9 @@ class IndexClient:
         One download and unpack per wheel at a time in this daemon (single-flight) and across
         processes (the entry lock). ``pins`` are ``--hash`` values the file must match.
         """
-        flight = (file.url, file.sha256 or "")
+        # Requests with other pins do not share a download: a wrong pin fails only its own
+        # request (and stores nothing), and pinned algorithms get computed.
+        flight = (file.url, file.sha256 or "", _pins_key(pins))
         pointer = await self._wheel_flights.run(
             flight, lambda: self._fetch_wheel(file, key, pins, on_bytes, body)
         )
@@ -521,12 +543,12 @@ class IndexClient:
         body: bytes | None,
     ) -> WheelPointer:
         pointer = await asyncio.to_thread(read_pointer, self.cache, key)
-        if pointer is not None and _pointer_matches(pointer, file, key):
+        if pointer is not None and _pointer_matches(pointer, file, key, pins):
             return pointer
         lock = self.cache.entry_lock(pointer_path(self.cache, key), f"the wheel {file.filename}")
         async with lock:
             pointer = await asyncio.to_thread(read_pointer, self.cache, key)
-            if pointer is not None and _pointer_matches(pointer, file, key):
+            if pointer is not None and _pointer_matches(pointer, file, key, pins):
                 return pointer
             if is_local(file.url):
                 return await self._unpack_local(file, key, pins)
@@ -673,8 +695,21 @@ def _check_pins(file: IndexFile, hashes: Mapping[str, str], pins: Pins) -> None:
     )
 
 
-def _pointer_matches(pointer: WheelPointer, file: IndexFile, key: WheelKey) -> bool:
-    """Return whether a cached pointer still describes the file the index lists."""
+def _pins_key(pins: Pins | None) -> PinsKey:
+    return tuple(sorted((a, tuple(sorted(v))) for a, v in (pins or {}).items()))
+
+
+def _pointer_matches(
+    pointer: WheelPointer, file: IndexFile, key: WheelKey, pins: Pins | None = None
+) -> bool:
+    """Return whether a cached pointer still describes the file the index lists.
+
+    With ``pins``, the pointer must also know the file's digest in a pinned algorithm, or the
+    pins could not be checked (a wheel first fetched unpinned has only its sha256).
+    """
+    usable = [a for a in pins or {} if a in hashlib.algorithms_guaranteed]
+    if usable and not any(a in pointer.hashes for a in usable):
+        return False
     for algorithm, expected in file.hashes.items():
         have = pointer.hashes.get(algorithm)
         if have is not None and have != expected:

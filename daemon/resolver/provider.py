@@ -444,15 +444,13 @@ class Provider:
         choice = self.choices.get(key)
         if choice is None:
             return Unavailable("it has no usable file")
-        if not choice.file.is_wheel:
-            return Unavailable(
-                f"only a source distribution ({choice.file.filename}) exists for this target, "
-                "and building from source is not available yet"
-            )
         try:
             meta = await self._metadata_task(pkg.name, version)
-        except (InvalidDistribution, BuildRequired) as exc:
-            return Unavailable(str(exc.message))
+        except InvalidDistribution as exc:
+            # A broken file rules out this version only; the solver tries others.
+            return Unavailable(exc.reason)
+        # BuildRequired propagates: uv would build this version rather than fall back to
+        # an older one, so quietly backtracking would give a different answer.
         self.metadata[key] = meta
         if meta.requires_python and not self.target.allows_python(meta.requires_python):
             return Unavailable(f"it requires Python {meta.requires_python}")

@@ -1,0 +1,119 @@
+"""Static metadata of a source distribution, when it has some (no build needed).
+
+PEP 643 lets an sdist's ``PKG-INFO`` (metadata 2.2+) promise that its fields are final
+unless listed as ``Dynamic``; a ``pyproject.toml`` ``[project]`` table that does not list
+``dependencies`` as dynamic is final too. Either answers "what does this version need"
+without running a build backend, as uv does. Anything else raises :class:`BuildRequired`.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.errors import BuildRequired, InvalidDistribution
+from burrowd.daemon.metadata import CoreMetadata, parse_metadata
+
+__all__ = ["sdist_metadata"]
+
+_MAX_MEMBER = 8 * 1024 * 1024
+
+
+def _read_members(path: Path, filename: str) -> dict[str, bytes]:
+    """Return ``PKG-INFO`` and ``pyproject.toml`` of the top-level directory, if present."""
+    wanted = ("PKG-INFO", "pyproject.toml")
+    out: dict[str, bytes] = {}
+    try:
+        if filename.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = PurePosixPath(info.filename).parts
+                    if len(parts) == 2 and parts[1] in wanted and info.file_size < _MAX_MEMBER:
+                        out[parts[1]] = zf.read(info)
+            return out
+        with tarfile.open(path, "r:*") as tf:
+            for member in tf:
+                parts = PurePosixPath(member.name).parts
+                if len(parts) == 2 and parts[1] in wanted and member.isfile():
+                    if member.size >= _MAX_MEMBER:
+                        continue
+                    f = tf.extractfile(member)
+                    if f is not None:
+                        out[parts[1]] = f.read()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise InvalidDistribution(filename, f"not a readable source archive ({exc})") from exc
+    return out
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return Version(text).release
+    except InvalidVersion:
+        return (0,)
+
+
+def sdist_metadata(path: Path, filename: str, name: str, version: str) -> CoreMetadata:
+    """Return the static metadata of the sdist at ``path``.
+
+    Raise :class:`BuildRequired` when only a build could tell the dependencies.
+    """
+    members = _read_members(path, filename)
+    pkg_info = members.get("PKG-INFO")
+    if pkg_info is not None:
+        meta = parse_metadata(pkg_info, filename)
+        static = _version_tuple(meta.metadata_version) >= (2, 2) and not (
+            {"requires-dist", "provides-extra", "requires-python"} & set(meta.dynamic)
+        )
+        if static:
+            return meta
+    project = _pyproject_project(members.get("pyproject.toml"))
+    if project is not None:
+        dynamic = {str(d).lower() for d in _list(project.get("dynamic"))}
+        if "dependencies" not in dynamic and "optional-dependencies" not in dynamic:
+            deps = [str(d) for d in _list(project.get("dependencies"))]
+            extras: list[str] = []
+            optional = project.get("optional-dependencies")
+            for extra, reqs in (optional if isinstance(optional, dict) else {}).items():
+                extras.append(str(extra))
+                marker = f'extra == "{canonicalize_name(str(extra))}"'
+                for req in _list(reqs):
+                    spec, sep, cond = str(req).partition(";")
+                    joined = f"({cond.strip()}) and {marker}" if sep else marker
+                    deps.append(f"{spec.strip()} ; {joined}")
+            rp = project.get("requires-python")
+            return CoreMetadata(
+                name=str(project.get("name", name)),
+                version=str(project.get("version", version)),
+                requires_dist=deps,
+                requires_python=str(rp) if rp else None,
+                provides_extra=extras,
+                metadata_version="pyproject",
+            )
+    raise BuildRequired(
+        name,
+        version,
+        filename,
+        "its dependencies are not static (no PKG-INFO 2.2 without Dynamic, no static "
+        "[project] table), so only a build could tell them; building from source is not "
+        "available yet",
+    )
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _pyproject_project(data: bytes | None) -> dict[str, object] | None:
+    if data is None:
+        return None
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    project = doc.get("project")
+    return project if isinstance(project, dict) else None
