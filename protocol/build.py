@@ -8,7 +8,6 @@ data of a few dozen files costs well under a millisecond, hashing their content 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cache
 from pathlib import Path
@@ -22,7 +21,14 @@ def package_roots() -> list[Path]:
     return [here.parent / name for name in ("protocol", "client", "daemon")]
 
 
-def _walk(root: Path, digest: hashlib.blake2b) -> None:
+try:
+    # The builtin module, not ``hashlib``, whose import loads OpenSSL (5 ms of start-up).
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - every CPython has _blake2
+    from hashlib import blake2b
+
+
+def _walk(root: Path, digest: blake2b) -> None:
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -39,7 +45,7 @@ def _walk(root: Path, digest: hashlib.blake2b) -> None:
 @cache
 def build_id() -> str:
     """Return the build id of the code this process runs (16 hex digits)."""
-    digest = hashlib.blake2b(digest_size=8)
+    digest = blake2b(digest_size=8)
     for root in package_roots():
         _walk(root, digest)
     return digest.hexdigest()

@@ -7,8 +7,7 @@ are reported against the method's own fields (``$.requirements[2]``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
@@ -96,9 +95,8 @@ class Envelope(msgspec.Struct, frozen=True):
         return self.is_request and self.id is msgspec.UNSET
 
 
-@dataclass(frozen=True, slots=True)
-class MethodSpec:
-    """The types of one method."""
+class MethodSpec(NamedTuple):
+    """The types of one method (a NamedTuple: ``dataclasses`` costs the client 10 ms)."""
 
     params: type[msgspec.Struct]
     result: type[msgspec.Struct]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -62,6 +61,8 @@ def _base_runtime_dir(env: Mapping[str, str]) -> str:
     run_user = f"/run/user/{os.geteuid()}"
     if _private_dir_ok(run_user):
         return run_user
+    import tempfile  # noqa: PLC0415 - the last fallback; tempfile is slow to import
+
     return os.path.join(tempfile.gettempdir(), f"runtime-{os.geteuid()}")
 
 
