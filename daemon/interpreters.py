@@ -148,10 +148,13 @@ class Platform:
         """Return the platform tags, most specific first (packaging's order)."""
         if self.os == "linux":
             arch = self.arch
-            out = [f"linux_{arch}"]
+            # The plain linux_<arch> tag (a wheel built for one machine) comes last, after
+            # every portable tag, as in packaging, pip and uv.
+            last = f"linux_{arch}"
+            out: list[str] = []
             major, minor = self.version
             if self.libc == "musl":
-                return out + [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)]
+                return [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)] + [last]
             legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
             floor = 17 if arch in ("aarch64", "ppc64le", "s390x", "armv7l") else 5
             for m in range(minor, floor - 1, -1):
@@ -164,7 +167,7 @@ class Platform:
                     "s390x",
                 ):
                     out.append(f"{legacy[(major, m)]}_{arch}")
-            return out
+            return [*out, last]
         if self.os == "macos":
             arch = "arm64" if self.arch in ("aarch64", "arm64") else self.arch
             return list(tags.mac_platforms(self.version, arch))

@@ -162,6 +162,11 @@ def clean(cache: Cache, packages: Iterable[str]) -> CleanReport:
         ):
             if extra.exists():
                 _remove(extra, CleanReport())
+    # Parsed metadata of wheels that were never downloaded has no pointer beside it.
+    if wheels.is_dir():
+        for meta in list(wheels.rglob("*.whl.meta")):
+            if _project_of(meta.with_suffix(""), wheels) in names:
+                _remove(meta, report)
     still_used = _referenced_archives(cache)
     for archive in archives - still_used:
         path = cache.path(Bucket.ARCHIVE, archive)

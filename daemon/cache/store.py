@@ -46,7 +46,8 @@ class Cache:
 
     def ensure(self) -> None:
         """Create the root with its ``CACHEDIR.TAG``, ``.gitignore`` and temp directory."""
-        if self._ensured and self.root.is_dir():
+        # The temp directory, not just the root: ``cache.clean`` removes it with the rest.
+        if self._ensured and (self.root / TMP_DIR).is_dir():
             return
         try:
             (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)

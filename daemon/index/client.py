@@ -60,6 +60,7 @@ from burrowd.daemon.scheduler import Limits, OnceMap
 
 __all__ = [
     "DEFAULT_INDEX",
+    "DIRECT",
     "Freshness",
     "IndexClient",
     "IndexSettings",
@@ -70,6 +71,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_INDEX: Final = "https://pypi.org/simple/"
+#: The "location" of a file named by a direct reference (``name @ url``) rather than an index.
+DIRECT: Final = "direct:"
 ACCEPT: Final = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"
@@ -400,8 +403,11 @@ class IndexClient:
     # -- metadata ---------------------------------------------------------------------------
 
     def wheel_key(self, file: IndexFile, location: str, name: str) -> WheelKey:
+        """Return the cache key of ``file`` found at ``location`` (or given directly)."""
         if is_local(file.url) and not is_local(location):
             return WheelKey.from_path(local_path(file.url))
+        if location == DIRECT:
+            return WheelKey.from_url(file.url, file.filename)
         return WheelKey.from_index(location, canonicalize_name(name), file.filename)
 
     async def metadata(

@@ -8,7 +8,6 @@ they reach a log line, an error message or ``status``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import netrc
@@ -21,6 +20,8 @@ from typing import Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
 from burrowd.daemon.errors import NetworkError
 from burrowd.daemon.scheduler import Limits
@@ -126,17 +127,20 @@ class Http:
             self._credentials[_host(clean)] = creds
         return clean
 
-    def _auth_headers(self, url: str, headers: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Return ``headers`` plus an ``Authorization`` header when ``url``'s host has one."""
-        out = dict(headers or {})
-        host = _host(url)
-        creds = self._credentials.get(host)
+    def _authorized(self, url: str) -> str | URL:
+        """Return ``url`` carrying the credentials of its host, if it has any.
+
+        aiohttp moves URL credentials into an ``Authorization`` header. They are not passed as
+        a header here: with ``trust_env`` aiohttp looks netrc up itself when a request has no
+        credentials, and refuses (ValueError) a request with both an explicit header and a
+        netrc login for the host; and ``BasicAuth`` is deprecated.
+        """
+        creds = self._credentials.get(_host(url))
         if creds is None:
             creds = self._from_netrc(urlsplit(url).hostname or "")
-        if creds is not None:
-            token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-            out["Authorization"] = f"Basic {token}"
-        return out
+        if creds is None:
+            return url
+        return URL(url).with_user(creds[0]).with_password(creds[1])
 
     def _from_netrc(self, host: str) -> tuple[str, str] | None:
         if self._netrc is False:
@@ -175,11 +179,13 @@ class Http:
                 async with self.limits.network:
                     self.requests += 1
                     async with self.session.get(
-                        url, headers=self._auth_headers(url, headers)
+                        self._authorized(url), headers=dict(headers or {})
                     ) as resp:
                         body = await resp.read()
                         if resp.status in ok:
-                            return Reply(resp.status, dict(resp.headers), body, str(resp.url))
+                            # Case-insensitive, as HTTP header names are ("Etag" or "etag").
+                            headers = CIMultiDict(resp.headers)
+                            return Reply(resp.status, headers, body, str(resp.url))
                         last = f"HTTP {resp.status} {resp.reason or ''}".strip()
                         if resp.status in (401, 403):
                             raise NetworkError(
@@ -206,7 +212,7 @@ class Http:
         async with self.limits.network:
             self.requests += 1
             try:
-                async with self.session.get(url, headers=self._auth_headers(url)) as resp:
+                async with self.session.get(self._authorized(url)) as resp:
                     if resp.status != 200:
                         raise NetworkError(
                             redact(url),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from burrowd.daemon.index.client import DIRECT
 from burrowd.daemon.resolver.resolve import Resolution
 
 __all__ = ["OutputOptions", "format_resolution"]
@@ -51,7 +52,7 @@ def format_resolution(
         ]
     lines += list(options.index_lines)
     for name, pin in resolution.pins.items():
-        text = f"{name}=={pin.version}"
+        text = f"{name} @ {pin.file.url}" if pin.location == DIRECT else f"{name}=={pin.version}"
         if pin.marker:
             text += f" ; {pin.marker}"
         digests = sorted(set(hashes.get(name, ()))) if hashes is not None else []

@@ -22,10 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Final
+from urllib.parse import unquote
 
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
 from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 
 from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
@@ -35,8 +41,9 @@ from burrowd.daemon.errors import (
     InvalidDistribution,
     InvalidRequirement,
 )
-from burrowd.daemon.index.client import IndexClient
+from burrowd.daemon.index.client import DIRECT, IndexClient
 from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.metadata import CoreMetadata
 from burrowd.daemon.requests import PackageRequest
@@ -175,6 +182,10 @@ class Provider:
                     self.pinned_exact[entry.name] = Version(spec.version)
                 if Version(spec.version.rstrip(".*")).is_prerelease:
                     self.explicit_pre.add(entry.name)
+        self.direct_files: dict[str, tuple[IndexFile, Version]] = {}
+        for entry in self.requirements:
+            if entry.requirement.url:
+                self.direct_files[entry.name] = _direct_file(entry)
         self._projects: dict[str, ProjectCandidates] = {}
         self._pending: dict[str, asyncio.Task[ProjectCandidates]] = {}
         self._metadata_tasks: dict[tuple[str, Version], asyncio.Task[CoreMetadata]] = {}
@@ -209,14 +220,15 @@ class Provider:
         if overrides and not from_root:
             # An override replaces what every package says about ``name``.
             return
-        if req.url:
-            raise BuildRequired(
-                name,
-                "?",
-                req.url,
-                "direct URL and path requirements are resolved by the build support that "
-                "comes in a later release; pin the project from an index instead",
-            )
+        direct = self.direct_files.get(name)
+        if req.url and direct is None:
+            raise _TransitiveUrl(f"it depends on {name} @ {req.url}")
+        if direct is not None:
+            versions = self._constrained(name, VersionSet.exact(direct[1]))
+            self._merge(deps, Pkg(name), versions)
+            for extra in sorted(req.extras):
+                self._merge(deps, Pkg(name, canonicalize_name(extra)), versions)
+            return
         versions = self._constrained(name, _specifier_set(str(req.specifier)))
         self._merge(deps, Pkg(name), versions)
         for extra in sorted(req.extras):
@@ -414,6 +426,13 @@ class Provider:
 
     async def choose_version(self, pkg: Pkg, allowed: VersionSet) -> Version | NoVersion:
         """Answer ``ChooseVersion``."""
+        direct = self.direct_files.get(pkg.name)
+        if direct is not None:
+            file, version = direct
+            if version not in allowed:
+                return NoVersion(f"{file.url} is version {version}")
+            self.choices[(pkg.name, version)] = _Choice(file, DIRECT, False)
+            return version
         if pkg.extra:
             # An extra follows its base package, which is pinned to one version by now.
             project = await self.project(pkg.name)
@@ -479,8 +498,10 @@ class Provider:
                 continue
             try:
                 self._add(deps, req, from_root=False)
-            except BuildRequired as exc:
-                return Unavailable(exc.message)
+            except _TransitiveUrl as exc:
+                return Unavailable(
+                    f"{exc}, and a direct reference is allowed only in your own requirements"
+                )
         return deps
 
     def _requires(self, meta: CoreMetadata, extra: str | None) -> list[_Req] | str:
@@ -515,6 +536,47 @@ class Provider:
             return []
         requires = self._requires(meta, pkg.extra)
         return [] if isinstance(requires, str) else [r.name for r in requires]
+
+
+class _TransitiveUrl(Exception):
+    """A package's metadata names a direct URL the user's requirements do not."""
+
+
+def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version]:
+    """Return the wheel a direct reference names, and its version.
+
+    Raise :class:`BuildRequired` for anything that is not a wheel (sdist, directory, VCS).
+    """
+    url = entry.requirement.url or ""
+    clean, hashes = split_hash(url)
+    filename = unquote(clean.rsplit("/", 1)[-1])
+    if not filename.endswith(".whl"):
+        raise BuildRequired(
+            entry.name,
+            "?",
+            url,
+            "a direct reference to a source distribution, directory or repository needs a "
+            "build, which is not available yet; point it at a wheel instead",
+        )
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        raise InvalidRequirement(
+            f"{filename} is not a valid wheel filename ({exc})",
+            file=entry.origin.file,
+            line=entry.origin.line,
+        ) from None
+    if name != entry.name:
+        raise InvalidRequirement(
+            f"{filename} is a wheel of {name}, not of {entry.requirement.name}",
+            file=entry.origin.file,
+            line=entry.origin.line,
+        )
+    if entry.hashes:
+        for item in entry.hashes:
+            algorithm, _, digest = item.partition(":")
+            hashes.setdefault(algorithm, digest)
+    return IndexFile(filename=filename, url=clean, hashes=hashes), version
 
 
 def _retrieve(task: asyncio.Task[CoreMetadata]) -> None:

@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from burrowd.daemon.errors import DaemonError, InvalidRequirement
-from burrowd.daemon.index.client import local_path
+from burrowd.daemon.index.client import DIRECT, local_path
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import RequirementEntry
@@ -173,9 +173,11 @@ def _hash_local(path: Path) -> str:
 async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, pin in resolution.pins.items():
-        project = await provider.project(name)
-        vc = project.versions[pin.version]
-        files = vc.all_files()
+        if pin.location == DIRECT:
+            files = [pin.file]
+        else:
+            project = await provider.project(name)
+            files = project.versions[pin.version].all_files()
         digests: list[str] = []
         for f in files:
             if f.sha256:
