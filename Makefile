@@ -32,7 +32,8 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy -p burrowd.protocol -p burrowd.client -p burrowd.daemon tests bench
+	$(BIN)/mypy -p burrowd.protocol -p burrowd.client -p burrowd.daemon
+	$(BIN)/mypy tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

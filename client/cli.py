@@ -144,6 +144,7 @@ def do_daemon_stop(ctx: Context) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Return whether ``pid`` still runs (an exited process nobody reaped yet does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -151,10 +152,12 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # The state follows the parenthesised command name, which may hold spaces.
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return True
-    return waited == 0
+    return state not in (b"Z", b"X")
 
 
 def do_daemon_logs(ctx: Context) -> int:

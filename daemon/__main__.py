@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from burrowd.daemon.app import AlreadyRunning, Daemon, bind_listener
+from burrowd.daemon.app import AlreadyRunning, Daemon, SocketBusy, bind_listener
 from burrowd.daemon.config import Config, ConfigError
 from burrowd.protocol import __version__
 from burrowd.protocol.paths import SocketPathError
@@ -83,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         listener = bind_listener(config)
+    except SocketBusy as exc:
+        print(f"burrowd: {exc}", file=sys.stderr)
+        _write_ready(ready_fd, f"ERROR={exc}")
+        return 1
     except AlreadyRunning as exc:
         print(f"burrowd: {exc}", file=sys.stderr)
         logging.getLogger(__name__).info("not starting: %s", exc)

@@ -28,8 +28,9 @@ from burrowd.daemon.handlers import Handlers
 from burrowd.daemon.locks import FileLock
 from burrowd.daemon.rpc import MAX_MESSAGE, RpcServer
 from burrowd.daemon.services import Services, open_services
+from burrowd.protocol.build import build_id
 
-__all__ = ["AlreadyRunning", "Daemon", "Listener", "bind_listener", "sd_notify"]
+__all__ = ["AlreadyRunning", "Daemon", "Listener", "SocketBusy", "bind_listener", "sd_notify"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,11 @@ SD_LISTEN_FDS_START = 3
 
 
 class AlreadyRunning(Exception):
-    """Another daemon holds the instance lock or serves the socket."""
+    """Another daemon holds the instance lock: a client can simply connect to it."""
+
+
+class SocketBusy(AlreadyRunning):
+    """Something serves the socket without holding the lock: nothing a client can use."""
 
 
 @dataclass(eq=False)
@@ -166,7 +171,7 @@ def bind_listener(config: Config) -> Listener:
                 # Never delete a user's file that BURROW_SOCKET happens to name.
                 raise FileExistsError(errno.EEXIST, "exists and is not a socket", os.fspath(path))
             if _live(path):
-                raise AlreadyRunning(
+                raise SocketBusy(
                     f"something already serves {path} without holding {config.lock_path} "
                     "(a systemd socket unit?); stop it or set BURROW_SOCKET to another path"
                 )
@@ -206,6 +211,8 @@ class Daemon:
             config=config, rpc=self.rpc, socket_path=listener.path, lifecycle=self
         )
         self.rpc.handlers = Handlers(self.services).table()
+        # Fixed at start: an edit of the checkout while running makes this an old build.
+        self.build = build_id()
         self._server: asyncio.Server | None = None
         self._stop: asyncio.Event | None = None
         self.stop_reason = ""

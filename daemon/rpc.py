@@ -248,6 +248,7 @@ class RpcServer:
     def __init__(
         self, handlers: Mapping[str, Handler], on_activity: OnActivity | None = None
     ) -> None:
+        self._handlers: dict[str, Handler] = {}
         self.handlers = dict(handlers)
         self.connections: set[Connection] = set()
         self.accepting = True
@@ -256,6 +257,19 @@ class RpcServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._batches: set[asyncio.Task[None]] = set()
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """Return method name -> handler."""
+        return self._handlers
+
+    @handlers.setter
+    def handlers(self, table: Mapping[str, Handler]) -> None:
+        unknown = sorted(set(table) - set(jsonrpc.METHODS))
+        if unknown:
+            # A programming error: the method table is the contract, handlers follow it.
+            raise ValueError(f"handlers for methods missing from jsonrpc.METHODS: {unknown}")
+        self._handlers = dict(table)
 
     # -- bookkeeping used by status and the idle timer -----------------------------------
 

@@ -1,0 +1,70 @@
+"""The client stays light: it loads neither aiohttp nor the daemon, and imports flow one way.
+
+``client -> protocol <- daemon``: the client imports the protocol and never the daemon at
+module level (``--no-daemon`` loads it lazily), and the daemon never imports the client.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.protocol.importgraph import imports_of, package_files
+
+#: Never loaded by ``import burrowd.client.cli``: the daemon and its third-party stack.
+HEAVY = ("aiohttp", "burrowd.daemon", "packaging", "watchfiles", "platformdirs", "filelock")
+
+PROBE = """\
+import json, sys, time
+start = time.perf_counter()
+import {module}
+elapsed = time.perf_counter() - start
+print(json.dumps({{"modules": sorted(sys.modules), "elapsed": elapsed}}))
+"""
+
+
+def _heavy(module: str) -> bool:
+    return any(module == h or module.startswith(h + ".") for h in HEAVY)
+
+
+class TestClientImports:
+    @pytest.mark.parametrize(
+        "module",
+        ["burrowd.client.cli", "burrowd.client.connection", "burrowd.client.render"],
+    )
+    def test_import_loads_nothing_heavy(self, module: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE.format(module=module)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        report = json.loads(out)
+        assert module in report["modules"]
+        assert [m for m in report["modules"] if _heavy(m)] == []
+
+    def test_no_module_level_import_of_the_daemon(self) -> None:
+        found = [
+            imp for path, package in package_files("client") for imp in imports_of(path, package)
+        ]
+        assert any(imp.module.startswith("burrowd.protocol") for imp in found)
+        at_import_time = [
+            imp for imp in found if imp.module_level and imp.module.startswith("burrowd.daemon")
+        ]
+        assert at_import_time == []
+        third_party = [
+            imp for imp in found if imp.module_level and _heavy(imp.module.split(".")[0])
+        ]
+        assert third_party == []
+
+    def test_daemon_never_imports_the_client(self) -> None:
+        found = [
+            imp
+            for path, package in package_files("daemon")
+            for imp in imports_of(path, package)
+            if imp.module == "burrowd.client" or imp.module.startswith("burrowd.client.")
+        ]
+        assert found == []

@@ -1,0 +1,147 @@
+"""Human output: units, durations, the status table, errors, JSON and the progress line."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from burrowd.client import render
+from burrowd.protocol.errors import RpcError
+from burrowd.protocol.messages import ProgressParams, RequestInfo, StatusResult
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        pytest.param(0, "0 B", id="zero"),
+        pytest.param(1023, "1023 B", id="bytes"),
+        pytest.param(1024, "1.0 KiB", id="kib"),
+        pytest.param(1536, "1.5 KiB", id="kib-half"),
+        pytest.param(5 * 1024**2, "5.0 MiB", id="mib"),
+        pytest.param(3 * 1024**3, "3.0 GiB", id="gib"),
+        pytest.param(5000 * 1024**3, "5000.0 GiB", id="beyond-gib"),
+    ],
+)
+def test_format_bytes(n: int, text: str) -> None:
+    assert render.format_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        pytest.param(0, "0.0s", id="zero"),
+        pytest.param(3.24, "3.2s", id="seconds"),
+        pytest.param(59.9, "59.9s", id="under-a-minute"),
+        pytest.param(60, "1m 00s", id="a-minute"),
+        pytest.param(245, "4m 05s", id="minutes"),
+        pytest.param(7800, "2h 10m", id="hours"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert render.format_duration(seconds) == text
+
+
+def _status(**changes: object) -> StatusResult:
+    fields: dict[str, object] = {
+        "pid": 42,
+        "version": "0.1",
+        "build": "abcd",
+        "started_at": 0.0,
+        "uptime": 61.0,
+        "socket": "/run/b.sock",
+        "cache_dir": "/c",
+        "log_file": "/l.log",
+        "connections": 2,
+        "requests": [],
+        "idle_timeout": 900.0,
+        "idle_for": 1.0,
+    }
+    fields.update(changes)
+    return StatusResult(**fields)  # type: ignore[arg-type]
+
+
+class TestRenderStatus:
+    def test_table(self) -> None:
+        out = io.StringIO()
+        render.render_status(_status(), out)
+        assert out.getvalue().splitlines() == [
+            "pid           42",
+            "version       0.1 (build abcd)",
+            "uptime        1m 01s",
+            "socket        /run/b.sock",
+            "cache         /c",
+            "log           /l.log",
+            "connections   2",
+            "idle timeout  15m 00s",
+            "requests in flight: none",
+        ]
+
+    def test_requests_and_no_idle_timeout(self) -> None:
+        out = io.StringIO()
+        requests = [
+            RequestInfo(id=7, method="sync", elapsed=2.5, phase="download"),
+            RequestInfo(id="x", method="resolve", elapsed=0.1),
+        ]
+        render.render_status(_status(idle_timeout=0.0, requests=requests), out)
+        lines = out.getvalue().splitlines()
+        assert "idle timeout  never" in lines
+        assert lines[-3:] == [
+            "requests in flight (2):",
+            "       7  sync [download]  2.5s",
+            "       x  resolve  0.1s",
+        ]
+
+
+class TestPrintError:
+    def test_message_only(self) -> None:
+        out = io.StringIO()
+        render.print_error(ValueError("it broke"), out)
+        assert out.getvalue() == "error: it broke\n"
+
+    def test_build_log_and_traceback(self) -> None:
+        error = RpcError("build failed", {"log_tail": "gcc: error", "traceback": "Traceback..."})
+        quiet, verbose = io.StringIO(), io.StringIO()
+        render.print_error(error, quiet)
+        render.print_error(error, verbose, verbose=True)
+        assert quiet.getvalue() == "error: build failed\n--- build log ---\ngcc: error\n"
+        assert verbose.getvalue().endswith("Traceback...")
+
+
+def test_print_json() -> None:
+    out = io.StringIO()
+    render.print_json(_status(pid=7), out)
+    text = out.getvalue()
+    assert text.endswith("}\n")
+    assert '\n  "pid": 7,' in text
+    assert json.loads(text)["pid"] == 7
+
+
+class TestProgress:
+    def test_disabled_when_not_a_terminal(self) -> None:
+        out = io.StringIO()
+        progress = render.Progress(out)
+        progress(ProgressParams(token=1, phase="download", current=1, total=2))
+        progress.clear()
+        assert out.getvalue() == ""
+
+    def test_bar_and_clear(self) -> None:
+        out = io.StringIO()
+        progress = render.Progress(out, enabled=True)
+        progress(ProgressParams(token=1, phase="download", current=6, total=24, bytes=2048))
+        assert out.getvalue() == "\r\x1b[2Kdownload [######..................] 6/24 2.0 KiB"
+        # Throttled: a step right after is not drawn, the last step always is.
+        progress(ProgressParams(token=1, phase="download", current=7, total=24))
+        progress(ProgressParams(token=1, phase="download", current=24, total=24, message="ok"))
+        assert out.getvalue().count("\r\x1b[2K") == 2
+        assert out.getvalue().endswith("[########################] 24/24 ok")
+        progress.clear()
+        assert out.getvalue().endswith("ok\r\x1b[2K")
+        progress.clear()
+        assert out.getvalue().endswith("ok\r\x1b[2K")
+
+    def test_count_without_total(self) -> None:
+        out = io.StringIO()
+        render.Progress(out, enabled=True)(ProgressParams(token=1, phase="resolve", current=12))
+        assert out.getvalue() == "\r\x1b[2Kresolve 12"
