@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import enum
 import heapq
+from bisect import bisect_left
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar
 
 from packaging.version import Version
 
-from .ranges import VersionSet
+from burrowd.daemon.resolver.ranges import VersionSet
 
 __all__ = [
     "Answer",
@@ -194,7 +195,9 @@ class NoSolution(Exception):
     ``{"text", "causes": [node, node]}`` for a derived step and ``{"text", "kind"}`` for an
     external fact (``kind`` one of ``dependency``, ``no_versions``, ``unavailable``,
     ``root``). A derived step that appears more than once is given in full the first time,
-    with an ``"id"``, and later as ``{"text", "causes": [], "ref": id}``.
+    with an ``"id"``, and later as ``{"text", "causes": [], "ref": id}``. Below a depth of
+    400 a step is cut short as ``{"text", "causes": [], "truncated": true}`` so the tree
+    stays serializable with ``json``'s default recursion limit.
     """
 
     def __init__(self, incompatibility: Incompatibility[Any], root: Hashable) -> None:
@@ -413,30 +416,39 @@ class _State(Generic[P]):
             learned_new = True
 
     def find_satisfier(self, incompatibility: Incompatibility[P]) -> tuple[_Assignment[P], int]:
-        """Return the satisfier of ``incompatibility`` and the previous satisfier's level."""
-        satisfiers: dict[P, _Assignment[P]] = {}
+        """Return the satisfier of ``incompatibility`` and the previous satisfier's level.
+
+        A package's accumulated term only narrows along its history, so "satisfied from
+        here on" is monotone and found by bisection: one package can collect hundreds of
+        assignments when its versions are ruled out one by one.
+        """
+        satisfiers: dict[P, tuple[int, _Assignment[P]]] = {}
         for package, term in incompatibility.terms.items():
-            for assignment in self.history[package]:
-                if _satisfies(assignment.accumulated, term):
-                    satisfiers[package] = assignment
-                    break
-            else:
+            history = self.history[package]
+            position = bisect_left(
+                range(len(history)), True, key=lambda i: _satisfies(history[i].accumulated, term)
+            )
+            if position == len(history):
                 raise RuntimeError(f"{incompatibility!r} is not satisfied")
-        satisfier = max(satisfiers.values(), key=lambda assignment: assignment.index)
+            satisfiers[package] = (position, history[position])
+        position, satisfier = max(satisfiers.values(), key=lambda found: found[1].index)
         package = satisfier.package
         previous_level = 1
-        for other, assignment in satisfiers.items():
+        for other, (_, assignment) in satisfiers.items():
             if other != package:
                 previous_level = max(previous_level, assignment.level)
         term = incompatibility.terms[package]
         if not _satisfies(satisfier.term, term):
             # The satisfier only completes the term together with earlier assignments.
-            for assignment in self.history[package]:
-                if assignment.index >= satisfier.index:
-                    break
-                if _satisfies(_intersect(assignment.accumulated, satisfier.term), term):
-                    previous_level = max(previous_level, assignment.level)
-                    break
+            history = self.history[package]
+            own = satisfier.term
+            earlier = bisect_left(
+                range(position),
+                True,
+                key=lambda i: _satisfies(_intersect(history[i].accumulated, own), term),
+            )
+            if earlier < position:
+                previous_level = max(previous_level, history[earlier].level)
         return satisfier, previous_level
 
     # Decision making ---------------------------------------------------------------------
@@ -673,6 +685,7 @@ class _Report:
     def __init__(self, incompatibility: Incompatibility[Any], root: Hashable) -> None:
         self.root = root
         self.gaps = self._find_gaps(incompatibility)
+        self.simplest: dict[tuple[Any, VersionSet], VersionSet] = {}
         self.top = self._collapse(incompatibility)
         self._mark_shared()
         self.lines: list[str] = []
@@ -805,15 +818,23 @@ class _Report:
 
         Versions the caller said do not exist may be added or dropped without changing what
         a sentence means; after trying versions one at a time that turns
-        ``foo!=1.2,!=1.3`` into ``foo==1.1`` while keeping ``foo>=1.0,<2.0`` as written.
+        ``foo!=1.2,!=1.3`` into ``foo==1.1`` and ``foo==1.1 | ==1.2 | ==1.3`` into
+        ``foo<1.4``, while keeping ``foo>=1.0,<2.0`` as written.
         """
         gap = self.gaps.get(package)
         if gap is None:
             return versions
+        known = self.simplest.get((package, versions))
+        if known is not None:
+            return known
         best = versions
-        for candidate in (versions.difference(gap), versions.union(gap)):
-            if not candidate.is_empty() and candidate.interval_count() < best.interval_count():
-                best = candidate
+        if versions.interval_count() > 1:
+            # The bare list of remaining versions reads best when it is as short as the
+            # fewest-intervals form; the original spelling when nothing is shorter.
+            for candidate in (versions.difference(gap), versions.simplify(gap)):
+                if not candidate.is_empty() and candidate.interval_count() < best.interval_count():
+                    best = candidate
+        self.simplest[(package, versions)] = best
         return best
 
     def _depender(self, package: Any, versions: VersionSet) -> tuple[str, str]:

@@ -28,7 +28,7 @@ ignore it.
 from __future__ import annotations
 
 import functools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from typing import Final
 
@@ -172,10 +172,11 @@ class VersionSet:
     number of intervals.
     """
 
-    __slots__ = ("_cuts", "_hash")
+    __slots__ = ("_cuts", "_hash", "_text")
 
     _cuts: tuple[_Cut, ...]
     _hash: int | None
+    _text: str | None
 
     def __init__(self) -> None:
         raise TypeError("use VersionSet.full(), .empty(), .exact() or .from_specifiers()")
@@ -185,6 +186,7 @@ class VersionSet:
         result = object.__new__(cls)
         object.__setattr__(result, "_cuts", cuts)
         object.__setattr__(result, "_hash", None)
+        object.__setattr__(result, "_text", None)
         return result
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -234,6 +236,10 @@ class VersionSet:
             return self
         if not a:
             return other
+        if len(b) <= 2:
+            return VersionSet._make(_splice(a, b, keep_inside=True))
+        if len(a) <= 2:
+            return VersionSet._make(_splice(b, a, keep_inside=True))
         result: list[_Cut] = []
         i = j = 0
         in_a = in_b = inside = False
@@ -269,6 +275,10 @@ class VersionSet:
             return other
         if len(b) == 1 and b[0][0] == _NEG_KEY:
             return self
+        if len(b) <= 2:
+            return VersionSet._make(_clip(a, b))
+        if len(a) <= 2:
+            return VersionSet._make(_clip(b, a))
         result: list[_Cut] = []
         i = j = 0
         in_a = in_b = inside = False
@@ -310,7 +320,33 @@ class VersionSet:
         """Return the versions in this set but not in ``other``."""
         if not other._cuts or not self._cuts:
             return self
+        if len(other._cuts) <= 2:
+            return VersionSet._make(_splice(self._cuts, other._cuts, keep_inside=False))
         return self.intersection(other.complement())
+
+    def simplify(self, dont_care: VersionSet) -> VersionSet:
+        """Return the set with the fewest intervals that agrees with this one outside ``dont_care``.
+
+        Versions in ``dont_care`` (say, ones known not to exist) may go either way, so
+        ``==1.1 | ==1.2 | ==1.3`` with nothing else published below 1.4 becomes ``<1.4``.
+        """
+        required = self.difference(dont_care)
+        if required.is_empty():
+            return self
+        allowed = self.union(dont_care)._cuts
+        needed = required._cuts
+        kept: list[_Cut] = []
+        # Every interval of ``allowed`` holding a required version is kept whole; the
+        # first required cut at or after its start is the start of such a version's run.
+        for start in range(0, len(allowed), 2):
+            lower = allowed[start]
+            upper = allowed[start + 1] if start + 1 < len(allowed) else None
+            index = bisect_left(needed, lower[0], key=_cut_key)
+            if index < len(needed) and (upper is None or needed[index][0] < upper[0]):
+                kept.append(lower)
+                if upper is not None:
+                    kept.append(upper)
+        return VersionSet._make(tuple(kept))
 
     __or__ = union
     __and__ = intersection
@@ -457,6 +493,13 @@ class VersionSet:
         return f"<VersionSet {self}>"
 
     def __str__(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._render()
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def _render(self) -> str:
         cuts = self._cuts
         if not cuts:
             return "∅"
@@ -480,6 +523,42 @@ class VersionSet:
             if following is not None:
                 lower = following
         return " | ".join(runs)
+
+
+def _splice(
+    cuts: tuple[_Cut, ...], interval: tuple[_Cut, ...], *, keep_inside: bool
+) -> tuple[_Cut, ...]:
+    """Return ``cuts`` with one interval added (``keep_inside``) or removed.
+
+    The cuts before and after the interval are copied as slices, so excluding one version
+    from a set with hundreds of holes costs two bisections and a copy.
+    """
+    lower = interval[0]
+    start = bisect_left(cuts, lower[0], key=_cut_key)
+    inside_before = start % 2 == 1
+    middle: list[_Cut] = []
+    if inside_before is not keep_inside:
+        middle.append(lower)
+    if len(interval) == 1:
+        return (*cuts[:start], *middle)
+    upper = interval[1]
+    end = bisect_right(cuts, upper[0], key=_cut_key)
+    if (end % 2 == 1) is not keep_inside:
+        middle.append(upper)
+    return (*cuts[:start], *middle, *cuts[end:])
+
+
+def _clip(cuts: tuple[_Cut, ...], interval: tuple[_Cut, ...]) -> tuple[_Cut, ...]:
+    """Return ``cuts`` restricted to one interval."""
+    lower = interval[0]
+    start = bisect_right(cuts, lower[0], key=_cut_key)
+    head = (lower,) if start % 2 == 1 else ()
+    if len(interval) == 1:
+        return (*head, *cuts[start:])
+    upper = interval[1]
+    end = bisect_left(cuts, upper[0], key=_cut_key)
+    tail = (upper,) if end % 2 == 1 else ()
+    return (*head, *cuts[start:end], *tail)
 
 
 def _unpickle(cuts: tuple[_Cut, ...]) -> VersionSet:
