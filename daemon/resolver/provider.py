@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +33,7 @@ from packaging.utils import (
     canonicalize_name,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
 from burrowd.daemon.errors import (
@@ -40,6 +41,7 @@ from burrowd.daemon.errors import (
     DaemonError,
     InvalidDistribution,
     InvalidRequirement,
+    PackageNotFound,
 )
 from burrowd.daemon.index.client import DIRECT, IndexClient
 from burrowd.daemon.index.models import IndexFile
@@ -178,9 +180,14 @@ class Provider:
         constraint_entries = [c for group in self.constraints.values() for c in group]
         for entry in [*self.requirements, *constraint_entries]:
             for spec in entry.requirement.specifier:
+                try:
+                    # "===" takes any string; one that is no version pins nothing.
+                    named = Version(spec.version.removesuffix(".*"))
+                except InvalidVersion:
+                    continue
                 if spec.operator in ("==", "===") and "*" not in spec.version:
-                    self.pinned_exact[entry.name] = Version(spec.version)
-                if Version(spec.version.rstrip(".*")).is_prerelease:
+                    self.pinned_exact[entry.name] = named
+                if named.is_prerelease:
                     self.explicit_pre.add(entry.name)
         self.direct_files: dict[str, tuple[IndexFile, Version]] = {}
         for entry in self.requirements:
@@ -224,12 +231,14 @@ class Provider:
         if req.url and direct is None:
             raise _TransitiveUrl(f"it depends on {name} @ {req.url}")
         if direct is not None:
-            versions = self._constrained(name, VersionSet.exact(direct[1]))
+            versions = VersionSet.exact(direct[1])
             self._merge(deps, Pkg(name), versions)
             for extra in sorted(req.extras):
                 self._merge(deps, Pkg(name, canonicalize_name(extra)), versions)
             return
-        versions = self._constrained(name, _specifier_set(str(req.specifier)))
+        # Constraints are applied when a version is chosen, not here: a dependency keeps its
+        # own bounds, so an explanation names both them and the constraint that excludes them.
+        versions = _specifier_set(str(req.specifier))
         self._merge(deps, Pkg(name), versions)
         for extra in sorted(req.extras):
             self._merge(deps, Pkg(name, canonicalize_name(extra)), versions)
@@ -342,13 +351,20 @@ class Provider:
             mode is ResolutionMode.LOWEST_DIRECT and name in self.direct
         )
 
+    def _constraint_reason(self, name: str) -> str:
+        shown = ", ".join(
+            f"{name}{c.requirement.specifier} from {c.origin}" for c in self.constraints[name]
+        )
+        return f"are excluded by the constraint {shown}"
+
     def _pick(self, name: str, allowed: VersionSet) -> Version | NoVersion:
         """Return the version to try for ``name`` within ``allowed``, recording its file."""
         project = self._projects[name]
+        constrained = self._constrained(name, allowed)
         preferred = self.options.preferences.get(name)
         if (
             preferred is not None
-            and preferred in allowed
+            and preferred in constrained
             and self._acceptable(project, preferred) is None
         ):
             return preferred
@@ -358,6 +374,10 @@ class Provider:
         skipped_pre: list[Version] = []
         for version in order:
             if version not in allowed:
+                continue
+            if version not in constrained:
+                excluded = self._constraint_reason(name)
+                reasons[excluded] = reasons.get(excluded, 0) + 1
                 continue
             if version.is_prerelease and not allow_pre:
                 skipped_pre.append(version)
@@ -389,7 +409,7 @@ class Provider:
             )
         if not reasons:
             return None
-        return "; ".join(f"{n} version{'s' if n > 1 else ''} {why}" for why, n in reasons.items())
+        return "; ".join(_count_versions(n, why) for why, n in reasons.items())
 
     def _acceptable(self, project: ProjectCandidates, version: Version) -> str | None:
         """Return why ``version`` cannot be used, or ``None`` (and remember its file)."""
@@ -431,6 +451,9 @@ class Provider:
             file, version = direct
             if version not in allowed:
                 return NoVersion(f"{file.url} is version {version}")
+            if version not in self._constrained(pkg.name, allowed):
+                why = self._constraint_reason(pkg.name).removeprefix("are ")
+                return NoVersion(f"{file.url} is version {version}, which is {why}")
             self.choices[(pkg.name, version)] = _Choice(file, DIRECT, False)
             return version
         if pkg.extra:
@@ -440,7 +463,14 @@ class Provider:
             if pinned is not None and pinned in project.versions:
                 return self._pick(pkg.name, VersionSet.exact(pinned))
             return self._pick(pkg.name, allowed)
-        await self.project(pkg.name)
+        try:
+            await self.project(pkg.name)
+        except PackageNotFound as exc:
+            if pkg.name in self.direct:
+                raise
+            # A dependency that no index has rules out the versions that need it, as with
+            # pip and uv: the solver backtracks and explains it if nothing else fits.
+            return NoVersion(f"{pkg.name} was not found on {', '.join(exc.indexes)}")
         result = self._pick(pkg.name, allowed)
         if isinstance(result, Version):
             self._metadata_task(pkg.name, result)
@@ -476,12 +506,12 @@ class Provider:
         deps: dict[Pkg, VersionSet] = {}
         if pkg.extra:
             deps[pkg.base] = VersionSet.exact(version)
-            provided = {canonicalize_name(e) for e in meta.provides_extra}
-            if meta.provides_extra and pkg.extra not in provided:
+            if pkg.extra not in _declared_extras(meta):
                 warning = f"{pkg.name}=={version} has no extra {pkg.extra!r}"
                 if warning not in self.warnings:
                     self.warnings.append(warning)
-        if self.options.no_deps and not pkg.extra:
+        if self.options.no_deps:
+            # Only the requirements themselves: an extra adds no packages either (pip, uv).
             return deps
         requires = self._requires(meta, pkg.extra)
         if isinstance(requires, str):
@@ -577,6 +607,31 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version]:
             algorithm, _, digest = item.partition(":")
             hashes.setdefault(algorithm, digest)
     return IndexFile(filename=filename, url=clean, hashes=hashes), version
+
+
+def _count_versions(n: int, why: str) -> str:
+    """Return ``2 versions require ...`` or ``1 version requires ...`` (``why`` is plural)."""
+    if n > 1:
+        return f"{n} versions {why}"
+    verb, sep, rest = why.partition(" ")
+    singular = {"are": "is", "have": "has", "require": "requires"}.get(verb)
+    return f"1 version {singular}{sep}{rest}" if singular else f"1 version {why}"
+
+
+def _declared_extras(meta: CoreMetadata) -> set[str]:
+    """Return the extras ``meta`` declares or names in an ``extra == "..."`` marker."""
+    found: set[str] = {canonicalize_name(e) for e in meta.provides_extra}
+    for text in meta.requires_dist:
+        parsed = _requirement(text)
+        if parsed is not None and parsed.mentions_extra:
+            for left, right in _EXTRA_IN_MARKER.findall(parsed.marker or ""):
+                found.add(canonicalize_name(left or right))
+    return found
+
+
+_EXTRA_IN_MARKER: Final = re.compile(
+    r"""\bextra\s*==\s*["']([^"']+)["']|["']([^"']+)["']\s*==\s*extra\b"""
+)
 
 
 def _retrieve(task: asyncio.Task[CoreMetadata]) -> None:

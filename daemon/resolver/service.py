@@ -9,10 +9,13 @@ unless ``--upgrade`` (or ``--upgrade-package NAME``) says otherwise, as pip-comp
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +23,11 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from burrowd.daemon.errors import DaemonError, InvalidRequirement
+from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DIRECT, local_path
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
-from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.inputs.model import Origin, RequirementEntry
 from burrowd.daemon.inputs.pyproject import read_pyproject
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version
@@ -98,9 +101,15 @@ def _read_inputs(params: m.ResolveParams) -> _Inputs:
     for name in params.requirement_files:
         path = cwd / name
         if path.name == "pyproject.toml" or path.suffix == ".toml":
-            out.requirements += read_pyproject(
+            entries = read_pyproject(
                 path, extras=params.extras, all_extras=params.all_extras, groups=params.groups
             )
+            # ``# via`` names the file as the user wrote it, as for requirements files (the
+            # reader only knows the absolute path, which differs between checkouts).
+            out.requirements += [
+                dataclasses.replace(e, origin=Origin(e.origin.file, e.origin.line, name))
+                for e in entries
+            ]
             continue
         if path.name in ("setup.py", "setup.cfg"):
             raise InvalidRequirement(
@@ -190,16 +199,23 @@ async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per write: two requests of this daemon may write the same file at once.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise InvalidParams(
+            f"cannot write the output file {path}: {exc.strerror or exc}",
+            {"file": str(path), "reason": exc.strerror or str(exc)},
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 async def resolve(
