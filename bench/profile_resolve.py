@@ -13,11 +13,10 @@ import pstats
 import time
 
 from burrowd.daemon.config import Config
+from burrowd.daemon.resolver.service import resolve
 from burrowd.daemon.rpc import RpcServer
 from burrowd.daemon.services import Services, open_services
 from burrowd.protocol.messages import ClientEnv, ResolveParams
-
-from burrowd.daemon.resolver.service import resolve
 
 
 async def _main(path: str, runs: int, profile: bool) -> None:
@@ -36,8 +35,10 @@ async def _main(path: str, runs: int, profile: bool) -> None:
             result = await resolve(services, params, lambda *_: None)
             if prof:
                 prof.disable()
-            print(f"run {i}: {1000 * (time.perf_counter() - start):.1f} ms, "
-                  f"{len(result.packages)} packages, pages {result.pages}")
+            print(
+                f"run {i}: {1000 * (time.perf_counter() - start):.1f} ms, "
+                f"{len(result.packages)} packages, pages {result.pages}"
+            )
             if prof:
                 pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 

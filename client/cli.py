@@ -310,10 +310,12 @@ def do_compile(ctx: Context) -> int:
                 "or requirements"
             )
     prerelease = a.prerelease or ("allow" if a.pre else None)
+    stdin = sys.stdin.read() if "-" in files else None
     params = ResolveParams(
         env=client_env(),
         requirements=direct,
         requirement_files=files,
+        stdin=stdin,
         constraint_files=a.constraint or [],
         override_files=a.override or [],
         extras=a.extra or [],

@@ -149,7 +149,10 @@ def render_resolve(
         stream.write(result.output)
     if quiet:
         return
-    note = f"Resolved {len(result.packages)} packages in {format_duration(result.elapsed)}"
+    count = len(result.packages)
+    note = (
+        f"Resolved {count} package{'' if count == 1 else 's'} in {format_duration(result.elapsed)}"
+    )
     if result.wrote:
         note += f", wrote {result.output_file}"
     if verbose:

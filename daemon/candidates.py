@@ -128,7 +128,14 @@ class VersionCandidates:
         return next((f.yanked for f in self.all_files() if f.yanked), "")
 
     def uploaded_before(self, cutoff: datetime) -> bool:
-        """Return whether some file was uploaded before ``cutoff`` (``--exclude-newer``)."""
+        """Return whether some file was uploaded before ``cutoff`` (``--exclude-newer``).
+
+        A version whose index gives no upload time at all cannot be judged and counts as
+        old enough (an index without PEP 700 data would otherwise offer nothing).
+        """
+        times = [f.upload_time for f in self.all_files() if f.upload_time is not None]
+        if not times:
+            return True
         for f in self.all_files():
             if f.upload_time is None:
                 continue

@@ -22,8 +22,14 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.wheels import WheelKey, read_pointer
 from burrowd.daemon.candidates import CandidateCache
-from burrowd.daemon.errors import InvalidDistribution, InvalidRequirement, PackageNotFound
-from burrowd.daemon.index.client import IndexClient, Pins
+from burrowd.daemon.errors import (
+    InvalidDistribution,
+    InvalidRequirement,
+    OfflineMiss,
+    PackageNotFound,
+)
+from burrowd.daemon.index.client import IndexClient, Pins, is_local
+from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import Origin, RequirementEntry
@@ -136,7 +142,18 @@ class Prefetcher:
                 files.searched,
                 hint=f"that version does not exist there (newest: {near})",
             )
-        best = vc.wheels[0] if vc.wheels else None
+        target = self.request.target
+        fitting = [w for w in vc.wheels if target.allows_python(w[1].requires_python)]
+        if vc.wheels and not fitting:
+            raise PackageNotFound(
+                f"{req.name}=={version}",
+                files.searched,
+                hint=(
+                    f"it requires Python {vc.wheels[0][1].requires_python}, and the target is "
+                    f"{target.describe()}; pass --python or --python-version"
+                ),
+            )
+        best = fitting[0] if fitting else None
         if best is None:
             have = [f.filename for f in vc.other_wheels] + [f.filename for f, _ in vc.sdists]
             raise PackageNotFound(
@@ -172,6 +189,8 @@ class Prefetcher:
         yanked: str | None,
     ) -> _Done:
         cached = await asyncio.to_thread(read_pointer, self.index.cache, key) is not None
+        if not cached and self.request.fresh.offline and not is_local(file.url):
+            raise OfflineMiss(f"the wheel {file.filename} ({redact(file.url)})")
         before = self._bytes
         pointer = await self.index.fetch_wheel(
             file, key, pins=pins_of(entry), on_bytes=self._on_bytes

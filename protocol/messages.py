@@ -253,8 +253,10 @@ class ResolveParams(Message, frozen=True, kw_only=True):
     env: ClientEnv
     #: Requirements given directly (``foo>=1``), as on a command line.
     requirements: list[str] = []
-    #: ``requirements.in``/``.txt`` files and ``pyproject.toml`` files.
+    #: ``requirements.in``/``.txt`` files and ``pyproject.toml`` files; ``-`` is ``stdin``.
     requirement_files: list[str] = []
+    #: The text the client read from standard input, for a ``-`` among the files.
+    stdin: str | None = None
     constraint_files: list[str] = []
     override_files: list[str] = []
     extras: list[str] = []

@@ -179,8 +179,12 @@ def parse_requirements_file(
     cwd: Path,
     constraint: bool = False,
     env: Mapping[str, str] | None = None,
+    text: str | None = None,
 ) -> ParsedRequirements:
     """Read a requirements (or, with ``constraint``, a constraints) file and its includes.
+
+    With ``text``, that is the file's content (``-`` for standard input, say) and ``path``
+    only names it; relative paths in it resolve against ``cwd``.
 
     ``path`` resolves against ``cwd`` when relative. ``-r`` files add to the same list as
     the file that names them; ``-c`` files, and everything read from a constraints file,
@@ -193,6 +197,8 @@ def parse_requirements_file(
     result = ParsedRequirements()
     reader = _FileReader(result, os.environ if env is None else env)
     absolute = os.path.normpath(os.path.join(os.fspath(cwd), os.fspath(path)))
+    if text is not None:
+        reader.preloaded[absolute] = text
     reader.read(absolute, str(path), constraint=constraint, included_by=None)
     return result
 
@@ -258,6 +264,8 @@ class _FileReader:
         self._env = env
         self._stack: list[_Include] = []
         self._done: set[tuple[str, bool]] = set()
+        #: Files whose text was given rather than read (standard input).
+        self.preloaded: dict[str, str] = {}
 
     def read(
         self, absolute: str, display: str, *, constraint: bool, included_by: _Where | None
@@ -288,6 +296,8 @@ class _FileReader:
 
     def _load(self, absolute: str, included_by: _Where | None) -> str:
         """Return the decoded text of a requirements file."""
+        if absolute in self.preloaded:
+            return self.preloaded[absolute]
         try:
             with open(absolute, "rb") as handle:
                 data = handle.read()

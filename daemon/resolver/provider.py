@@ -199,7 +199,7 @@ class Provider:
         self.choices: dict[tuple[str, Version], _Choice] = {}
         self.metadata: dict[tuple[str, Version], CoreMetadata] = {}
         self.discovered: set[str] = set()
-        self.decided = 0
+        self.decided_names: set[str] = set()
         self.warnings: list[str] = []
         self._background: set[asyncio.Task[object]] = set()
 
@@ -297,7 +297,7 @@ class Provider:
         files = await self.index.project_files(self.request.settings, name, self.request.fresh)
         project = self.candidate_cache.get(files, self.target)
         self._projects[name] = project
-        self.on_progress("resolving", len(self._projects), len(self.discovered))
+        self.on_progress("fetching project pages", len(self._projects), len(self.discovered))
         return project
 
     async def project(self, name: str) -> ProjectCandidates:
@@ -484,8 +484,8 @@ class Provider:
         """Answer ``GetDependencies``."""
         if pkg == ROOT:
             return self.root_dependencies()
-        self.decided += 1
-        self.on_progress("resolving", self.decided, len(self.discovered))
+        self.decided_names.add(pkg.name)
+        self.on_progress("resolving", len(self.decided_names), len(self.discovered))
         key = (pkg.name, version)
         if key not in self.choices:
             project = await self.project(pkg.name)

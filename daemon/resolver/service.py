@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -117,7 +118,10 @@ def _read_inputs(params: m.ResolveParams) -> _Inputs:
                 "yet; list the dependencies in pyproject.toml or a requirements file",
                 file=str(path),
             )
-        parsed = parse_requirements_file(name, cwd=cwd, env=variables)
+        if name == "-" and params.stdin is None:
+            raise InvalidRequirement("'-' names standard input, but the client sent none")
+        text = params.stdin if name == "-" else None
+        parsed = parse_requirements_file(name, cwd=cwd, env=variables, text=text)
         out.requirements += parsed.requirements
         out.constraints += parsed.constraints
         out.merge(parsed.options)
@@ -131,6 +135,7 @@ def _read_inputs(params: m.ResolveParams) -> _Inputs:
         parsed = parse_requirements_file(name, cwd=cwd, constraint=True, env=variables)
         out.constraints += parsed.constraints + parsed.requirements
         out.merge(parsed.options)
+    out.constraints += _upgrade_constraints(params, cwd)
     for name in params.override_files:
         parsed = parse_requirements_file(name, cwd=cwd, env=variables)
         out.overrides += parsed.requirements
@@ -149,13 +154,25 @@ def _preferences(params: m.ResolveParams, output: Path | None) -> dict[str, Vers
     except DaemonError as exc:
         log.info("ignoring the pins of %s: %s", output, exc)
         return {}
-    skip = {canonicalize_name(p.split("==")[0]) for p in params.upgrade_packages}
+    skip = {_upgrade_name(p) for p in params.upgrade_packages}
     prefs: dict[str, Version] = {}
     for entry in parsed.requirements:
         version = pinned_version(entry.requirement)
         if version is not None and entry.name not in skip:
             prefs[entry.name] = version
     return prefs
+
+
+def _upgrade_name(spec: str) -> str:
+    """Return the project an ``--upgrade-package`` value names (``pkg`` or ``pkg<2``)."""
+    name = re.split(r"[\s\[<>=!~;@]", spec.strip(), maxsplit=1)[0]
+    return canonicalize_name(name)
+
+
+def _upgrade_constraints(params: m.ResolveParams, cwd: Path) -> list[RequirementEntry]:
+    """Return ``-P 'pkg==2.0'``-style values as constraints (pip-compile's meaning)."""
+    specs = [p for p in params.upgrade_packages if _upgrade_name(p) != canonicalize_name(p)]
+    return command_line_entries(specs, cwd)
 
 
 def _index_lines(params: m.ResolveParams, index: m.IndexOptions) -> list[str]:

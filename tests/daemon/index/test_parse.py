@@ -1,0 +1,161 @@
+"""Page parsers: PEP 691 JSON, PEP 503 HTML, find-links pages and directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from burrowd.daemon.index.parse import (
+    filename_project,
+    parse_html_page,
+    parse_json_page,
+    scan_directory,
+    split_hash,
+)
+
+PAGE_URL = "https://host/simple/foo/"
+
+
+class TestHelpers:
+    @pytest.mark.parametrize(
+        ("url", "clean", "hashes"),
+        [
+            pytest.param("https://h/f.whl", "https://h/f.whl", {}, id="none"),
+            pytest.param(
+                "https://h/f.whl#sha256=AB", "https://h/f.whl", {"sha256": "ab"}, id="one"
+            ),
+            pytest.param(
+                "https://h/f.whl?x=1#md5=1&sha512=2",
+                "https://h/f.whl?x=1",
+                {"md5": "1", "sha512": "2"},
+                id="query-and-two",
+            ),
+            pytest.param("https://h/f.whl#egg=foo", "https://h/f.whl", {}, id="not-a-hash"),
+        ],
+    )
+    def test_split_hash(self, url: str, clean: str, hashes: dict[str, str]) -> None:
+        assert split_hash(url) == (clean, hashes)
+
+    @pytest.mark.parametrize(
+        ("filename", "parsed"),
+        [
+            pytest.param("Foo_Bar-1.0-py3-none-any.whl", ("foo-bar", "1.0"), id="wheel"),
+            pytest.param("foo-1.0.tar.gz", ("foo", "1.0"), id="sdist"),
+            pytest.param("foo-1.0.zip", ("foo", "1.0"), id="zip"),
+            pytest.param("foo-1.0.exe", None, id="installer"),
+            pytest.param("foo.whl", None, id="bad-wheel"),
+        ],
+    )
+    def test_filename_project(self, filename: str, parsed: tuple[str, str] | None) -> None:
+        assert filename_project(filename) == parsed
+
+
+class TestHtml:
+    def test_attributes(self) -> None:
+        page = b"""<html><body>
+        <a href="../../files/foo-1.0-py3-none-any.whl#sha256=aa"
+           data-requires-python="&gt;=3.8" data-core-metadata="sha256=BB">x</a>
+        <a href='foo-1.1.tar.gz' data-yanked="">y</a>
+        <a href=foo-1.2-py3-none-any.whl data-dist-info-metadata="true" data-yanked="why">z</a>
+        <a href="foo-1.3-py3-none-any.whl" data-core-metadata="false">w</a>
+        <a href="README.html">not a distribution</a>
+        <a>no href</a>
+        </body></html>"""
+        parsed = parse_html_page(page, PAGE_URL, "https://host/simple/", "foo")
+        assert parsed.name == "foo"
+        assert [
+            (f.filename, f.url, f.hashes, f.requires_python, f.yanked, f.core_metadata)
+            for f in parsed.files
+        ] == [
+            (
+                "foo-1.0-py3-none-any.whl",
+                "https://host/files/foo-1.0-py3-none-any.whl",
+                {"sha256": "aa"},
+                ">=3.8",
+                None,
+                {"sha256": "bb"},
+            ),
+            ("foo-1.1.tar.gz", PAGE_URL + "foo-1.1.tar.gz", {}, None, "", None),
+            (
+                "foo-1.2-py3-none-any.whl",
+                PAGE_URL + "foo-1.2-py3-none-any.whl",
+                {},
+                None,
+                "why",
+                {},
+            ),
+            (
+                "foo-1.3-py3-none-any.whl",
+                PAGE_URL + "foo-1.3-py3-none-any.whl",
+                {},
+                None,
+                None,
+                None,
+            ),
+        ]
+
+    def test_base_href(self) -> None:
+        page = b'<base href="https://mirror/pkgs/"><a href="foo-1.0.tar.gz">f</a>'
+        parsed = parse_html_page(page, PAGE_URL, "https://host/simple/", "foo")
+        assert parsed.files[0].url == "https://mirror/pkgs/foo-1.0.tar.gz"
+
+    def test_find_links_page_keeps_only_the_project(self) -> None:
+        page = b"""<a href="foo-1.0.tar.gz">a</a><a href="foobar-1.0.tar.gz">b</a>
+        <a href="Foo-2.0-py3-none-any.whl">c</a><a href="bar-1.0-py3-none-any.whl">d</a>"""
+        parsed = parse_html_page(
+            page, "https://h/links/", "https://h/links/", "foo", only_project=True
+        )
+        assert [f.filename for f in parsed.files] == ["foo-1.0.tar.gz", "Foo-2.0-py3-none-any.whl"]
+
+
+class TestJson:
+    def test_fields_and_legacy_metadata_key(self) -> None:
+        doc = {
+            "meta": {"api-version": "1.1"},
+            "name": "Foo",
+            "files": [
+                {
+                    "filename": "foo-1.0-py3-none-any.whl",
+                    "url": "../../files/foo-1.0-py3-none-any.whl",
+                    "hashes": {"SHA256": "AA"},
+                    "requires-python": "",
+                    "yanked": "reason",
+                    "dist-info-metadata": {"sha256": "BB"},
+                    "size": 10,
+                    "upload-time": "2026-01-01T00:00:00.000000Z",
+                },
+                {
+                    "filename": "foo-1.0.tar.gz",
+                    "url": "https://files/foo-1.0.tar.gz#sha256=cc",
+                    "hashes": {},
+                    "yanked": True,
+                    "core-metadata": True,
+                },
+            ],
+        }
+        page = parse_json_page(json.dumps(doc).encode(), PAGE_URL, "https://host/simple/")
+        first, second = page.files
+        assert page.name == "foo"
+        assert first.url == "https://host/files/foo-1.0-py3-none-any.whl"
+        assert first.hashes == {"sha256": "aa"}
+        assert first.requires_python is None
+        assert first.yanked == "reason"
+        assert first.core_metadata == {"sha256": "bb"}
+        assert (first.size, first.upload_time) == (10, "2026-01-01T00:00:00.000000Z")
+        assert second.hashes == {"sha256": "cc"}  # from the fragment when "hashes" is empty
+        assert second.yanked == ""
+        assert second.core_metadata == {}
+
+
+def test_scan_directory(tmp_path: Path) -> None:
+    for name in ("foo-1.0-py3-none-any.whl", "foo-0.9.tar.gz", "bar-1.0.tar.gz", "foo.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "foo-2.0.tar.gz").mkdir()  # a directory is not a file
+    page = scan_directory(tmp_path, "foo", tmp_path.as_uri())
+    assert [(f.filename, f.url, f.size) for f in page.files] == [
+        ("foo-0.9.tar.gz", (tmp_path / "foo-0.9.tar.gz").as_uri(), 1),
+        ("foo-1.0-py3-none-any.whl", (tmp_path / "foo-1.0-py3-none-any.whl").as_uri(), 1),
+    ]
+    assert scan_directory(tmp_path / "missing", "foo", "x").files == []
