@@ -31,6 +31,7 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
+from burrowd.daemon.scheduler import OnceMap
 
 __all__ = [
     "InterpreterInfo",
@@ -437,6 +438,7 @@ class Interpreters:
         self.cache = cache
         self._memory: dict[str, tuple[int, int, InterpreterInfo]] = {}
         self._targets: dict[tuple[int, str | None, str | None], Target] = {}
+        self._queries: OnceMap[tuple[str, int, int], InterpreterInfo] = OnceMap()
 
     def _candidates(self, req: PythonRequest) -> list[Path]:
         if req.python:
@@ -515,6 +517,12 @@ class Interpreters:
         mem = self._memory.get(key)
         if mem is not None and mem[0] == st.st_mtime_ns and mem[1] == st.st_size:
             return mem[2]
+        # Concurrent first requests for one interpreter share one query subprocess.
+        return await self._queries.run(
+            (key, st.st_mtime_ns, st.st_size), lambda: self._load(exe, key, st)
+        )
+
+    async def _load(self, exe: Path, key: str, st: os.stat_result) -> InterpreterInfo:
         path = self.cache.path(Bucket.INTERPRETER, f"{digest(key)}.msgpack")
         data = await asyncio.to_thread(Cache.read_file, path)
         if data is not None:

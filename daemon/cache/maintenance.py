@@ -212,9 +212,10 @@ def prune(cache: Cache) -> PruneReport:
         parsed = bucket_version_of(child.name)
         if parsed is None or not child.is_dir():
             continue
-        stem, _version = parsed
+        stem, version = parsed
         bucket = current.get(stem)
-        if bucket is None or child.name != bucket.value:
+        # Only older versions go: a newer burrowd sharing this cache still needs its own.
+        if bucket is not None and version < _version_of(bucket):
             _remove(child, report, "old bucket versions")
     # Pointers whose archive is gone, or that are not pointers at all (a zipped wheel).
     referenced: set[str] = set()
@@ -245,6 +246,12 @@ def prune(cache: Cache) -> PruneReport:
     _remove_empty_dirs(cache.bucket(Bucket.WHEELS))
     _remove_empty_dirs(cache.bucket(Bucket.SIMPLE))
     return report
+
+
+def _version_of(bucket: Bucket) -> int:
+    parsed = bucket_version_of(bucket.value)
+    assert parsed is not None
+    return parsed[1]
 
 
 def _remove_empty_dirs(base: Path) -> None:

@@ -184,7 +184,7 @@ class IndexClient:
         ] = OrderedDict()
         self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
         self._page_flights: OnceMap[tuple[str, str, bool, bool], CachedPage] = OnceMap()
-        self._meta_flights: OnceMap[str, CoreMetadata] = OnceMap()
+        self._meta_flights: OnceMap[tuple[str, bool], CoreMetadata] = OnceMap()
         self._wheel_flights: OnceMap[tuple[str, str, PinsKey], WheelPointer] = OnceMap()
         self.downloads = 0
 
@@ -411,15 +411,20 @@ class IndexClient:
         return WheelKey.from_index(location, canonicalize_name(name), file.filename)
 
     async def metadata(
-        self, file: IndexFile, location: str, name: str, version: str
+        self, file: IndexFile, location: str, name: str, version: str, *, offline: bool = False
     ) -> CoreMetadata:
-        """Return the core metadata of a wheel listed for ``name`` ``version``."""
+        """Return the core metadata of a distribution listed for ``name`` ``version``.
+
+        With ``offline``, only what memory, the cache or local files hold is used;
+        anything else raises :class:`OfflineMiss`.
+        """
         cached = self._metadata.get(file.url)
         if cached is not None:
             self._metadata.move_to_end(file.url)
             return cached
         meta = await self._meta_flights.run(
-            file.url, lambda: self._load_metadata(file, location, name, version)
+            (file.url, offline),
+            lambda: self._load_metadata(file, location, name, version, offline=offline),
         )
         self._metadata[file.url] = meta
         while len(self._metadata) > MEMORY_METADATA:
@@ -427,13 +432,17 @@ class IndexClient:
         return meta
 
     async def _load_metadata(
-        self, file: IndexFile, location: str, name: str, version: str
+        self, file: IndexFile, location: str, name: str, version: str, *, offline: bool
     ) -> CoreMetadata:
         key = self.wheel_key(file, location, name)
         meta = await asyncio.to_thread(read_cached_metadata, self.cache, key, file.sha256)
         if meta is not None:
             return meta
         source = f"{file.filename} ({redact(file.url)})"
+        if offline and not is_local(file.url):
+            pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+            if pointer is None:
+                raise OfflineMiss(f"the metadata of {file.filename}")
         if file.is_wheel:
             data = await self._metadata_bytes(file, key, source)
             meta = parse_metadata(data, source)
@@ -647,6 +656,8 @@ class IndexClient:
                         await asyncio.to_thread(out.close)
                 return {a: h.hexdigest() for a, h in hashers.items()}, size
             except NetworkError as exc:
+                if on_bytes is not None and size:
+                    on_bytes(-size)  # the retry counts its bytes again
                 if exc.status is not None and exc.status < 500:
                     raise
                 last = exc

@@ -318,7 +318,13 @@ class Provider:
         if task is None:
             choice = self.choices[key]
             task = asyncio.ensure_future(
-                self.index.metadata(choice.file, choice.location, name, str(version))
+                self.index.metadata(
+                    choice.file,
+                    choice.location,
+                    name,
+                    str(version),
+                    offline=self.request.fresh.offline,
+                )
             )
             task.add_done_callback(_retrieve)
             self._metadata_tasks[key] = task

@@ -271,7 +271,7 @@ class TestCacheCommands:
         assert "2 temporary" in out
         assert tmp_debris(cache) == []
         assert not zipped.exists()
-        assert not (env.cache / "wheels-v7").exists()
+        assert (env.cache / "wheels-v7").is_dir()  # a newer burrowd's bucket is kept
         assert len(os.listdir(cache.bucket(Bucket.ARCHIVE))) == 2
         result = env.cli_json("cache", "prune")
         assert result["removed"] == {}
