@@ -80,6 +80,11 @@ def render_status(status: StatusResult, out: TextIO | None = None) -> None:
         ("log", status.log_file),
         ("connections", str(status.connections)),
         (
+            "in memory",
+            f"{status.memory_pages} project pages, {status.memory_metadata} metadata",
+        ),
+        ("network", f"{status.http_requests} HTTP requests, {status.downloads} downloads"),
+        (
             "idle timeout",
             "never" if status.idle_timeout <= 0 else format_duration(status.idle_timeout),
         ),

@@ -64,6 +64,7 @@ class Handlers:
         """Describe the daemon; answers at once whatever else is running."""
         s = self.services
         now = time.monotonic()
+        memory = s.index.memory_stats()
         return m.StatusResult(
             pid=os.getpid(),
             version=__version__,
@@ -77,6 +78,10 @@ class Handlers:
             requests=[r for r in s.rpc.request_infos() if r.id != ctx.id or r.method != "status"],
             idle_timeout=s.config.idle_timeout,
             idle_for=now - s.last_activity,
+            memory_pages=memory["pages"],
+            memory_metadata=memory["metadata"],
+            http_requests=s.http.requests,
+            downloads=s.index.downloads,
         )
 
     async def shutdown(self, params: m.ShutdownParams, ctx: RequestContext) -> m.ShutdownResult:

@@ -80,6 +80,11 @@ class StatusResult(Message, frozen=True, kw_only=True):
     requests: list[RequestInfo]
     idle_timeout: float
     idle_for: float
+    #: What the daemon keeps warm, and what it cost so far.
+    memory_pages: int = 0
+    memory_metadata: int = 0
+    http_requests: int = 0
+    downloads: int = 0
 
 
 class ShutdownParams(Message, frozen=True, kw_only=True):

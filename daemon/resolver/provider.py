@@ -327,8 +327,13 @@ class Provider:
                 )
             )
             task.add_done_callback(_retrieve)
+            task.add_done_callback(self._metadata_done)
             self._metadata_tasks[key] = task
         return task
+
+    def _metadata_done(self, task: asyncio.Task[CoreMetadata]) -> None:
+        done = sum(1 for t in self._metadata_tasks.values() if t.done())
+        self.on_progress("fetching metadata", done, len(self._metadata_tasks))
 
     def close(self) -> None:
         """Cancel background work nobody needs any more (it never holds partial state)."""

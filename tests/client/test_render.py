@@ -74,6 +74,8 @@ class TestRenderStatus:
             "cache         /c",
             "log           /l.log",
             "connections   2",
+            "in memory     0 project pages, 0 metadata",
+            "network       0 HTTP requests, 0 downloads",
             "idle timeout  15m 00s",
             "requests in flight: none",
         ]
