@@ -11,6 +11,7 @@ be installed" has one answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from datetime import datetime
@@ -28,6 +29,8 @@ __all__ = ["CandidateCache", "ProjectCandidates", "VersionCandidates", "parse_ve
 log = logging.getLogger(__name__)
 
 SDIST_SUFFIXES: Final = (".tar.gz", ".zip")
+#: Projects with more files than this are grouped in a worker thread.
+_THREAD_THRESHOLD: Final = 2000
 _VERSIONS: dict[str, Version | None] = {}
 _VERSIONS_MAX: Final = 500_000
 
@@ -222,6 +225,20 @@ class CandidateCache:
         """Forget everything (after ``cache.clean``)."""
         self._memo.clear()
 
+    async def get_async(self, files: ProjectFiles, target: Target) -> ProjectCandidates:
+        """Return :meth:`get`'s answer, grouping a large project in a worker thread.
+
+        Grouping tens of thousands of filenames takes tens of milliseconds, which the
+        event loop must not spend (``status`` answers within 50 ms during a resolve).
+        """
+        hit = self._memo.get((id(files), id(target)))
+        if hit is not None:
+            return hit[1]
+        if len(files.files) < _THREAD_THRESHOLD:
+            return self.get(files, target)
+        built = await asyncio.to_thread(ProjectCandidates.build, files, target)
+        return self._store(files, target, built)
+
     def get(self, files: ProjectFiles, target: Target) -> ProjectCandidates:
         """Return the candidates of ``files`` for ``target``, building them once.
 
@@ -233,7 +250,12 @@ class CandidateCache:
         if hit is not None:
             self._memo.move_to_end(key)
             return hit[1]
-        built = ProjectCandidates.build(files, target)
+        return self._store(files, target, ProjectCandidates.build(files, target))
+
+    def _store(
+        self, files: ProjectFiles, target: Target, built: ProjectCandidates
+    ) -> ProjectCandidates:
+        key = (id(files), id(target))
         self._memo[key] = (files, built)
         while len(self._memo) > self.size:
             self._memo.popitem(last=False)

@@ -133,7 +133,7 @@ class Prefetcher:
                 text=str(req),
             )
         files = await self.index.project_files(self.request.settings, req.name, self.request.fresh)
-        project = self.candidates.get(files, self.request.target)
+        project = await self.candidates.get_async(files, self.request.target)
         vc = project.versions.get(version)
         if vc is None:
             near = ", ".join(str(v) for v in project.ordered[:8]) or "none"

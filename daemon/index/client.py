@@ -266,11 +266,10 @@ class IndexClient:
         fresh.revalidated.add(key)
         fresh.served["network"] += 1
         entry = await self._fetch_page(location, name, stored)
+        path = self._page_path(location, name)
+        # Encoding a page of thousands of files takes milliseconds: off the event loop too.
         await asyncio.to_thread(
-            self.cache.write_file,
-            self._page_path(location, name),
-            _encoder.encode(entry),
-            fsync=False,
+            lambda: self.cache.write_file(path, _encoder.encode(entry), fsync=False)
         )
         return entry
 
@@ -301,7 +300,7 @@ class IndexClient:
         content_type = reply.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
             if content_type == "application/vnd.pypi.simple.v1+json":
-                page = parse_json_page(reply.body, reply.url, location)
+                page = await asyncio.to_thread(parse_json_page, reply.body, reply.url, location)
             else:
                 page = await asyncio.to_thread(
                     parse_html_page, reply.body, reply.url, location, name

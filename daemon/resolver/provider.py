@@ -295,7 +295,7 @@ class Provider:
 
     async def _load_project(self, name: str) -> ProjectCandidates:
         files = await self.index.project_files(self.request.settings, name, self.request.fresh)
-        project = self.candidate_cache.get(files, self.target)
+        project = await self.candidate_cache.get_async(files, self.target)
         self._projects[name] = project
         self.on_progress("fetching project pages", len(self._projects), len(self.discovered))
         return project
