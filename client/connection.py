@@ -16,7 +16,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -58,7 +57,9 @@ class DaemonUnavailable(Exception):
 
 
 class Transport:
-    """Send requests and wait for their results."""
+    """Send requests and wait for their results; subclasses move the bytes."""
+
+    _next_id = 1
 
     def call(
         self,
@@ -68,15 +69,23 @@ class Transport:
         on_progress: ProgressCallback | None = None,
     ) -> T:
         """Send one request; return its decoded result or raise :class:`RpcError`."""
+        rid = self._next_id
+        self._next_id = rid + 1
+        env = self._exchange(
+            rid, jsonrpc.Request(method=method, id=rid, params=params), on_progress
+        )
+        if isinstance(env.error, ErrorObject):
+            raise RpcError.from_error(env.error)
+        return jsonrpc.decode_as(env.result, result_type)
+
+    def _exchange(
+        self, rid: int, request: jsonrpc.Request, on_progress: ProgressCallback | None
+    ) -> jsonrpc.Envelope:
+        """Deliver ``request``; pass notifications to ``on_progress``; return the reply."""
         raise NotImplementedError
 
     def close(self) -> None:
         """Release the connection."""
-
-    def _result(self, env: jsonrpc.Envelope, result_type: type[T]) -> T:
-        if isinstance(env.error, ErrorObject):
-            raise RpcError.from_error(env.error)
-        return jsonrpc.decode_as(env.result, result_type)
 
 
 def _progress(env: jsonrpc.Envelope, on_progress: ProgressCallback | None) -> None:
@@ -88,11 +97,10 @@ def _progress(env: jsonrpc.Envelope, on_progress: ProgressCallback | None) -> No
 class SocketTransport(Transport):
     """Newline-delimited JSON-RPC over a connected Unix socket."""
 
-    def __init__(self, sock: socket.socket, path: Path) -> None:
+    def __init__(self, sock: socket.socket, path: str) -> None:
         self.sock = sock
         self.path = path
         self._reader = sock.makefile("rb")
-        self._next_id = 1
 
     def _send(self, message: Any) -> None:
         self.sock.sendall(jsonrpc.encode(message) + b"\n")
@@ -103,23 +111,17 @@ class SocketTransport(Transport):
             raise DaemonUnavailable(f"burrowd closed the connection on {self.path}")
         return jsonrpc.decode_single(line)
 
-    def call(
-        self,
-        method: str,
-        params: msgspec.Struct,
-        result_type: type[T],
-        on_progress: ProgressCallback | None = None,
-    ) -> T:
-        rid = self._next_id
-        self._next_id += 1
-        self._send(jsonrpc.Request(method=method, id=rid, params=params))
+    def _exchange(
+        self, rid: int, request: jsonrpc.Request, on_progress: ProgressCallback | None
+    ) -> jsonrpc.Envelope:
+        self._send(request)
         try:
             while True:
                 env = self._read()
                 if env.is_request:
                     _progress(env, on_progress)
                 elif env.id == rid:
-                    return self._result(env, result_type)
+                    return env
         except KeyboardInterrupt:
             self._cancel(rid)
             raise
@@ -148,29 +150,22 @@ class InProcessTransport(Transport):
         from burrowd.daemon.inprocess import serve_one  # noqa: PLC0415
 
         self._serve_one = serve_one
-        self._next_id = 1
 
-    def call(
-        self,
-        method: str,
-        params: msgspec.Struct,
-        result_type: type[T],
-        on_progress: ProgressCallback | None = None,
-    ) -> T:
-        rid = self._next_id
-        self._next_id += 1
-        request = jsonrpc.encode(jsonrpc.Request(method=method, id=rid, params=params))
+    def _exchange(
+        self, rid: int, request: jsonrpc.Request, on_progress: ProgressCallback | None
+    ) -> jsonrpc.Envelope:
         reply = self._serve_one(
-            request, lambda data: _progress(jsonrpc.decode_single(data), on_progress)
+            jsonrpc.encode(request),
+            lambda data: _progress(jsonrpc.decode_single(data), on_progress),
         )
-        return self._result(jsonrpc.decode_single(reply), result_type)
+        return jsonrpc.decode_single(reply)
 
 
-def connect(path: Path) -> socket.socket | None:
+def connect(path: str) -> socket.socket | None:
     """Connect to the daemon's socket; return ``None`` when nothing listens there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        sock.connect(os.fspath(path))
+        sock.connect(path)
     except OSError as exc:
         sock.close()
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
@@ -179,7 +174,7 @@ def connect(path: Path) -> socket.socket | None:
     return sock
 
 
-def log_tail(log_file: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(log_file: str, lines: int = LOG_TAIL_LINES) -> str:
     """Return the last ``lines`` lines of the daemon log."""
     try:
         with open(log_file, "rb") as f:
@@ -199,7 +194,7 @@ def spawn_daemon(env: Mapping[str, str] | None = None) -> None:
     """
     environ = dict(os.environ if env is None else env)
     log_file = paths.log_file(environ)
-    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, True)
     try:
@@ -212,7 +207,7 @@ def spawn_daemon(env: Mapping[str, str] | None = None) -> None:
                 (
                     os.POSIX_SPAWN_OPEN,
                     1,
-                    os.fspath(log_file),
+                    log_file,
                     os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                     0o600,
                 ),
@@ -264,7 +259,7 @@ def _wait_ready(fd: int, timeout: float) -> str | None:
             return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
 
 
-def _connect_retrying(path: Path, timeout: float) -> socket.socket | None:
+def _connect_retrying(path: str, timeout: float) -> socket.socket | None:
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -291,7 +286,7 @@ def _matches(result: InitializeResult) -> bool:
     return result.protocol_version == jsonrpc.PROTOCOL_VERSION and result.server_build == build_id()
 
 
-def _wait_gone(path: Path, timeout: float) -> None:
+def _wait_gone(path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sock = connect(path)
@@ -301,8 +296,8 @@ def _wait_gone(path: Path, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _mismatch_marker(path: Path, server_build: str) -> Path:
-    return path.parent / f".mismatch-{server_build}-{build_id()}"
+def _mismatch_marker(path: str, server_build: str) -> str:
+    return os.path.join(os.path.dirname(path), f".mismatch-{server_build}-{build_id()}")
 
 
 def open_transport(
@@ -344,11 +339,11 @@ def open_transport(
         if _matches(result):
             return transport
         marker = _mismatch_marker(path, result.server_build)
-        if restarted or marker.exists():
+        if restarted or os.path.exists(marker):
             transport.close()
-            if not marker.exists():
+            if not os.path.exists(marker):
                 with contextlib.suppress(OSError):
-                    marker.touch()
+                    open(marker, "a").close()
                 warn(
                     f"the daemon on {path} runs burrowd {result.server_version} "
                     f"(build {result.server_build}) and keeps coming back after a restart; "

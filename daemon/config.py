@@ -59,10 +59,10 @@ class Config:
         sock = paths.socket_path(e)
         under_systemd = bool(e.get("INVOCATION_ID") or e.get("JOURNAL_STREAM"))
         return cls(
-            socket_path=sock,
-            lock_path=paths.lock_path(sock),
-            cache_dir=paths.cache_dir(e),
-            log_file=paths.log_file(e),
+            socket_path=Path(sock),
+            lock_path=Path(paths.lock_path(sock)),
+            cache_dir=Path(paths.cache_dir(e)),
+            log_file=Path(paths.log_file(e)),
             idle_timeout=_seconds(e, "BURROW_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
             lock_timeout=_seconds(e, "BURROW_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
             index_ttl=_seconds(e, "BURROW_INDEX_TTL", DEFAULT_INDEX_TTL),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from burrowd.daemon.cache.maintenance import bucket_stats, clean, prune
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from burrowd.daemon.services import Services
 
 __all__ = ["Handlers"]
+
+R = TypeVar("R")
 
 
 class Handlers:
@@ -117,12 +120,9 @@ class Handlers:
     ) -> m.CacheCleanResult:
         """Remove the cache's entries for some packages, or all of it."""
         cache = self.services.cache
-        ctx.progress("waiting for the cache lock", force=True)
-        async with cache.exclusive():
-            ctx.progress("cleaning", force=True)
-            report = await asyncio.to_thread(clean, cache, params.packages)
-            self.services.index.forget(params.packages or None)
-            self.services.candidates.clear()
+        report = await self._exclusively(ctx, "cleaning", clean, cache, params.packages)
+        self.services.index.forget(params.packages or None)
+        self.services.candidates.clear()
         return m.CacheCleanResult(
             path=str(cache.root), packages=params.packages, entries=report.entries, size=report.size
         )
@@ -132,11 +132,17 @@ class Handlers:
     ) -> m.CachePruneResult:
         """Remove temporary debris, unreferenced archives and old bucket versions."""
         cache = self.services.cache
-        ctx.progress("waiting for the cache lock", force=True)
-        async with cache.exclusive():
-            ctx.progress("pruning", force=True)
-            report = await asyncio.to_thread(prune, cache)
+        report = await self._exclusively(ctx, "pruning", prune, cache)
         return m.CachePruneResult(path=str(cache.root), removed=report.removed, size=report.size)
+
+    async def _exclusively(
+        self, ctx: RequestContext, phase: str, work: Callable[..., R], *args: object
+    ) -> R:
+        """Run ``work`` in a worker thread while holding the cache root lock exclusively."""
+        ctx.progress("waiting for the cache lock", force=True)
+        async with self.services.cache.exclusive():
+            ctx.progress(phase, force=True)
+            return await asyncio.to_thread(work, *args)
 
     # -- packages ---------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ Each resource is opened by a cleanup context (an async generator, as aiohttp's
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -69,6 +71,25 @@ class Services:
 CleanupContext = Callable[[Services], contextlib.AbstractAsyncContextManager[None]]
 
 
+#: Worker threads for blocking work (file I/O, hashing, unpacking). The default executor's
+#: ``cpu_count + 4`` is too few: a couple of long unpacks would starve the short writes of
+#: dozens of concurrent downloads. Unpacks are bounded separately by ``Limits.unpack``.
+WORKER_THREADS = 32
+
+
+@contextlib.asynccontextmanager
+async def _executor(services: Services) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=WORKER_THREADS, thread_name_prefix="burrowd-worker"
+    )
+    loop.set_default_executor(pool)
+    try:
+        yield
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 @contextlib.asynccontextmanager
 async def _http(services: Services) -> AsyncIterator[None]:
     await services.http.open()
@@ -79,7 +100,7 @@ async def _http(services: Services) -> AsyncIterator[None]:
 
 
 #: Cleanup contexts run in order at start-up and in reverse order at exit.
-CLEANUP_CONTEXTS: list[CleanupContext] = [_http]
+CLEANUP_CONTEXTS: list[CleanupContext] = [_executor, _http]
 
 
 @contextlib.asynccontextmanager

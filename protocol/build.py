@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from pathlib import Path
 
 __all__ = ["build_id", "package_roots"]
 
 
-def package_roots() -> list[Path]:
+def package_roots() -> list[str]:
     """Return the directories of ``burrowd.protocol``, ``.client`` and ``.daemon``."""
-    here = Path(__file__).resolve().parent
-    return [here.parent / name for name in ("protocol", "client", "daemon")]
+    parent = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    return [os.path.join(parent, name) for name in ("protocol", "client", "daemon")]
 
 
 try:
@@ -28,7 +27,7 @@ except ImportError:  # pragma: no cover - every CPython has _blake2
     from hashlib import blake2b
 
 
-def _walk(root: Path, digest: blake2b) -> None:
+def _walk(root: str, digest: blake2b) -> None:
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -36,7 +35,7 @@ def _walk(root: Path, digest: blake2b) -> None:
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             if entry.name != "__pycache__":
-                _walk(Path(entry.path), digest)
+                _walk(entry.path, digest)
         elif entry.name.endswith(".py"):
             st = entry.stat()
             digest.update(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

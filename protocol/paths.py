@@ -3,8 +3,9 @@
 Client and daemon must agree on these paths without the client importing platformdirs (its
 start-up is on the hot path of every command), so the Linux/XDG rules of platformdirs'
 ``user_runtime_dir``, ``user_cache_dir`` and ``user_state_dir`` are mirrored here with the
-standard library; a test checks both agree. Environment overrides: ``BURROW_SOCKET``,
-``BURROW_CACHE_DIR``, ``BURROW_LOG_FILE``.
+standard library, and paths are plain strings (``pathlib`` alone costs the client a few
+milliseconds of start-up); a test checks both agree with platformdirs. Environment
+overrides: ``BURROW_SOCKET``, ``BURROW_CACHE_DIR``, ``BURROW_LOG_FILE``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
 
 __all__ = [
@@ -66,19 +66,19 @@ def _base_runtime_dir(env: Mapping[str, str]) -> str:
     return os.path.join(tempfile.gettempdir(), f"runtime-{os.geteuid()}")
 
 
-def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
+def runtime_dir(env: Mapping[str, str] | None = None) -> str:
     """Return the per-user runtime directory of burrowd (not created here)."""
-    return Path(_base_runtime_dir(_env(env))) / APP
+    return os.path.join(_base_runtime_dir(_env(env)), APP)
 
 
-def socket_path(env: Mapping[str, str] | None = None) -> Path:
+def socket_path(env: Mapping[str, str] | None = None) -> str:
     """Return the daemon's socket path, honouring ``BURROW_SOCKET``.
 
     Raise :class:`SocketPathError` when the path does not fit ``sun_path``.
     """
     e = _env(env)
     override = e.get("BURROW_SOCKET")
-    path = Path(override).absolute() if override else runtime_dir(e) / "burrowd.sock"
+    path = os.path.abspath(override) if override else os.path.join(runtime_dir(e), "burrowd.sock")
     if len(os.fsencode(path)) > SOCKET_PATH_MAX:
         raise SocketPathError(
             f"socket path {path} is {len(os.fsencode(path))} bytes long; a Unix socket path "
@@ -87,38 +87,44 @@ def socket_path(env: Mapping[str, str] | None = None) -> Path:
     return path
 
 
-def lock_path(sock: Path) -> Path:
+def lock_path(sock: str | os.PathLike[str]) -> str:
     """Return the instance lock that guards ``sock`` (``burrowd.lock`` beside the default)."""
-    return sock.with_suffix(".lock")
+    head, tail = os.path.split(os.fspath(sock))
+    stem, ext = os.path.splitext(tail)
+    return os.path.join(head, (stem if ext else tail) + ".lock")
 
 
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> str:
     """Return the cache root, honouring ``BURROW_CACHE_DIR``."""
     e = _env(env)
     override = e.get("BURROW_CACHE_DIR")
     if override:
-        return Path(override).expanduser().absolute()
+        return _absolute(override)
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / APP
+        return os.path.expanduser(f"~/Library/Caches/{APP}")
     xdg = e.get("XDG_CACHE_HOME", "").strip()
     base = xdg if xdg and os.path.isabs(xdg) else os.path.expanduser("~/.cache")
-    return Path(base) / APP
+    return os.path.join(base, APP)
 
 
-def state_dir(env: Mapping[str, str] | None = None) -> Path:
+def state_dir(env: Mapping[str, str] | None = None) -> str:
     """Return the per-user state directory (logs, the watch list)."""
     e = _env(env)
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / APP
+        return os.path.expanduser(f"~/Library/Application Support/{APP}")
     xdg = e.get("XDG_STATE_HOME", "").strip()
     base = xdg if xdg and os.path.isabs(xdg) else os.path.expanduser("~/.local/state")
-    return Path(base) / APP
+    return os.path.join(base, APP)
 
 
-def log_file(env: Mapping[str, str] | None = None) -> Path:
+def log_file(env: Mapping[str, str] | None = None) -> str:
     """Return the daemon's log file, honouring ``BURROW_LOG_FILE``."""
     e = _env(env)
     override = e.get("BURROW_LOG_FILE")
     if override:
-        return Path(override).expanduser().absolute()
-    return state_dir(e) / "log" / "burrowd.log"
+        return _absolute(override)
+    return os.path.join(state_dir(e), "log", "burrowd.log")

@@ -577,23 +577,9 @@ class IndexClient:
         except OSError as exc:
             raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
         hashes = await asyncio.to_thread(_hash_file, path, _algorithms(file, pins))
-        _verify(file, hashes, pins)
-        async with self.limits.unpack:
-            archive = await asyncio.to_thread(
-                unpack_wheel, self.cache, path, filename=file.filename, sha256=hashes["sha256"]
-            )
-        pointer = WheelPointer(
-            filename=file.filename,
-            archive=archive.name,
-            hashes=hashes,
-            url=file.url,
-            size=st.st_size,
-            created=time.time(),
-            source_mtime_ns=st.st_mtime_ns,
-            source_size=st.st_size,
+        return await self._store(
+            file, key, path, hashes=hashes, pins=pins, size=st.st_size, source=st
         )
-        await asyncio.to_thread(write_pointer, self.cache, key, pointer)
-        return pointer
 
     async def _download(
         self,
@@ -614,13 +600,29 @@ class IndexClient:
             else:
                 hashes, size = await self._stream_to(file.url, tmp, algorithms, on_bytes)
             self.downloads += 1
-            _verify(file, hashes, pins)
-            async with self.limits.unpack:
-                archive = await asyncio.to_thread(
-                    unpack_wheel, self.cache, tmp, filename=file.filename, sha256=hashes["sha256"]
-                )
+            return await self._store(
+                file, key, tmp, hashes=hashes, pins=pins, size=size, source=None
+            )
         finally:
             tmp.unlink(missing_ok=True)
+
+    async def _store(
+        self,
+        file: IndexFile,
+        key: WheelKey,
+        wheel: Path,
+        *,
+        hashes: dict[str, str],
+        pins: Pins | None,
+        size: int,
+        source: os.stat_result | None,
+    ) -> WheelPointer:
+        """Check the hashes, unpack ``wheel`` into the archive, then write the pointer last."""
+        _verify(file, hashes, pins)
+        async with self.limits.unpack:
+            archive = await asyncio.to_thread(
+                unpack_wheel, self.cache, wheel, filename=file.filename, sha256=hashes["sha256"]
+            )
         pointer = WheelPointer(
             filename=file.filename,
             archive=archive.name,
@@ -628,6 +630,8 @@ class IndexClient:
             url=file.url,
             size=size,
             created=time.time(),
+            source_mtime_ns=source.st_mtime_ns if source is not None else None,
+            source_size=source.st_size if source is not None else None,
         )
         await asyncio.to_thread(write_pointer, self.cache, key, pointer)
         return pointer

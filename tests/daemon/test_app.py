@@ -39,7 +39,7 @@ def make_config(directory: Path, sock: Path | None = None, **changes: Any) -> Co
     sock = sock or directory / "run" / "burrowd.sock"
     config = Config(
         socket_path=sock,
-        lock_path=paths.lock_path(sock),
+        lock_path=Path(paths.lock_path(sock)),
         cache_dir=directory / "cache",
         log_file=directory / "log" / "burrowd.log",
     )

@@ -62,14 +62,14 @@ class TestAgreesWithPlatformdirs:
         if xdg is not None:
             monkeypatch.setenv("XDG_CACHE_HOME", xdg.format(tmp=tmp_path) + "-cache")
             monkeypatch.setenv("XDG_STATE_HOME", xdg.format(tmp=tmp_path) + "-state")
-        assert paths.cache_dir() == _platformdirs(platformdirs.user_cache_dir)
-        assert paths.state_dir() == _platformdirs(platformdirs.user_state_dir)
-        assert paths.log_file().parent == _platformdirs(platformdirs.user_log_dir)
-        assert paths.log_file().name == "burrowd.log"
+        assert Path(paths.cache_dir()) == _platformdirs(platformdirs.user_cache_dir)
+        assert Path(paths.state_dir()) == _platformdirs(platformdirs.user_state_dir)
+        assert Path(paths.log_file()).parent == _platformdirs(platformdirs.user_log_dir)
+        assert Path(paths.log_file()).name == "burrowd.log"
 
     def test_default_cache_dir_is_under_home(self, home: Path) -> None:
-        assert paths.cache_dir() == home / ".cache" / "burrowd"
-        assert paths.state_dir() == home / ".local" / "state" / "burrowd"
+        assert Path(paths.cache_dir()) == home / ".cache" / "burrowd"
+        assert Path(paths.state_dir()) == home / ".local" / "state" / "burrowd"
 
     @pytest.mark.parametrize(
         "mode",
@@ -88,12 +88,12 @@ class TestAgreesWithPlatformdirs:
         runtime.chmod(mode)
         monkeypatch.setenv("XDG_RUNTIME_DIR", os.fspath(runtime))
         expected = _platformdirs(platformdirs.user_runtime_dir)
-        assert paths.runtime_dir() == expected
+        assert Path(paths.runtime_dir()) == expected
         if mode == 0o700:
             assert expected == runtime / "burrowd"
-            assert paths.socket_path() == runtime / "burrowd" / "burrowd.sock"
+            assert Path(paths.socket_path()) == runtime / "burrowd" / "burrowd.sock"
         else:
-            assert not paths.runtime_dir().is_relative_to(runtime)
+            assert not Path(paths.runtime_dir()).is_relative_to(runtime)
 
     @pytest.mark.parametrize(
         "make",
@@ -113,7 +113,7 @@ class TestAgreesWithPlatformdirs:
             monkeypatch.setenv("XDG_RUNTIME_DIR", os.fspath(short_dir / "link"))
         elif make == "relative":
             monkeypatch.setenv("XDG_RUNTIME_DIR", "run/user")
-        assert paths.runtime_dir() == _platformdirs(platformdirs.user_runtime_dir)
+        assert Path(paths.runtime_dir()) == _platformdirs(platformdirs.user_runtime_dir)
 
     def test_missing_runtime_dir_falls_back(
         self, home: Path, short_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -121,9 +121,9 @@ class TestAgreesWithPlatformdirs:
         # A deliberate difference: platformdirs takes a missing XDG_RUNTIME_DIR as it is (it
         # could create it); burrowd falls back, as for an unset one, since a stale variable
         # (a tmux session outliving its login) names a dir under /run/user it cannot create.
-        fallback = paths.runtime_dir()
+        fallback = Path(paths.runtime_dir())
         monkeypatch.setenv("XDG_RUNTIME_DIR", os.fspath(short_dir / "missing"))
-        assert paths.runtime_dir() == fallback
+        assert Path(paths.runtime_dir()) == fallback
 
     def test_runtime_dir_of_another_user(
         self, home: Path, short_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -134,8 +134,8 @@ class TestAgreesWithPlatformdirs:
         runtime.mkdir(mode=0o700)
         os.chown(runtime, 65534, 65534)
         monkeypatch.setenv("XDG_RUNTIME_DIR", os.fspath(runtime))
-        assert paths.runtime_dir() == _platformdirs(platformdirs.user_runtime_dir)
-        assert not paths.runtime_dir().is_relative_to(runtime)
+        assert Path(paths.runtime_dir()) == _platformdirs(platformdirs.user_runtime_dir)
+        assert not Path(paths.runtime_dir()).is_relative_to(runtime)
 
 
 class TestOverrides:
@@ -145,24 +145,24 @@ class TestOverrides:
             "BURROW_CACHE_DIR": os.fspath(tmp_path / "c"),
             "BURROW_LOG_FILE": os.fspath(tmp_path / "l" / "d.log"),
         }
-        assert paths.socket_path(env) == Path("/tmp/b/s.sock")
-        assert paths.lock_path(paths.socket_path(env)) == Path("/tmp/b/s.lock")
-        assert paths.cache_dir(env) == tmp_path / "c"
-        assert paths.log_file(env) == tmp_path / "l" / "d.log"
+        assert Path(paths.socket_path(env)) == Path("/tmp/b/s.sock")
+        assert Path(paths.lock_path(Path(paths.socket_path(env)))) == Path("/tmp/b/s.lock")
+        assert Path(paths.cache_dir(env)) == tmp_path / "c"
+        assert Path(paths.log_file(env)) == tmp_path / "l" / "d.log"
 
     def test_relative_and_home_relative_overrides(self, home: Path) -> None:
         env = {"BURROW_SOCKET": "s.sock", "BURROW_CACHE_DIR": "~/c", "BURROW_LOG_FILE": "~/l"}
-        assert paths.socket_path(env) == Path.cwd() / "s.sock"
-        assert paths.cache_dir(env) == home / "c"
-        assert paths.log_file(env) == home / "l"
+        assert Path(paths.socket_path(env)) == Path.cwd() / "s.sock"
+        assert Path(paths.cache_dir(env)) == home / "c"
+        assert Path(paths.log_file(env)) == home / "l"
 
     def test_an_explicit_mapping_ignores_os_environ(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("BURROW_CACHE_DIR", "/elsewhere")
-        assert paths.cache_dir({"XDG_CACHE_HOME": "/xdg"}) == Path("/xdg/burrowd")
+        assert Path(paths.cache_dir({"XDG_CACHE_HOME": "/xdg"})) == Path("/xdg/burrowd")
 
     def test_default_lock_is_burrowd_lock(self) -> None:
         sock = Path("/run/user/1000/burrowd/burrowd.sock")
-        assert paths.lock_path(sock) == Path("/run/user/1000/burrowd/burrowd.lock")
+        assert Path(paths.lock_path(sock)) == Path("/run/user/1000/burrowd/burrowd.lock")
 
 
 class TestSocketPathLength:
@@ -179,10 +179,10 @@ class TestSocketPathLength:
         assert len(path) == length
         env = {"BURROW_SOCKET": path}
         if fits:
-            assert paths.socket_path(env) == Path(path)
+            assert Path(paths.socket_path(env)) == Path(path)
         else:
             with pytest.raises(paths.SocketPathError) as caught:
-                paths.socket_path(env)
+                Path(paths.socket_path(env))
             message = str(caught.value)
             assert f"is {length} bytes long" in message
             assert "Set BURROW_SOCKET to a shorter path" in message
@@ -191,10 +191,10 @@ class TestSocketPathLength:
     def test_non_ascii_counts_in_bytes(self) -> None:
         path = "/tmp/" + "é" * 52  # 5 + 104 bytes
         with pytest.raises(paths.SocketPathError, match="109 bytes"):
-            paths.socket_path({"BURROW_SOCKET": path})
+            Path(paths.socket_path({"BURROW_SOCKET": path}))
 
     def test_a_long_runtime_dir(self, short_dir: Path) -> None:
         deep = short_dir / ("d" * 100)
         deep.mkdir(mode=0o700)
         with pytest.raises(paths.SocketPathError):
-            paths.socket_path({"XDG_RUNTIME_DIR": os.fspath(deep)})
+            Path(paths.socket_path({"XDG_RUNTIME_DIR": os.fspath(deep)}))
