@@ -97,9 +97,9 @@ def _progress(env: jsonrpc.Envelope, on_progress: ProgressCallback | None) -> No
 class SocketTransport(Transport):
     """Newline-delimited JSON-RPC over a connected Unix socket."""
 
-    def __init__(self, sock: socket.socket, path: str) -> None:
+    def __init__(self, sock: socket.socket, path: str | os.PathLike[str]) -> None:
         self.sock = sock
-        self.path = path
+        self.path = os.fspath(path)
         self._reader = sock.makefile("rb")
 
     def _send(self, message: Any) -> None:
@@ -161,11 +161,11 @@ class InProcessTransport(Transport):
         return jsonrpc.decode_single(reply)
 
 
-def connect(path: str) -> socket.socket | None:
+def connect(path: str | os.PathLike[str]) -> socket.socket | None:
     """Connect to the daemon's socket; return ``None`` when nothing listens there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        sock.connect(path)
+        sock.connect(os.fspath(path))
     except OSError as exc:
         sock.close()
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
@@ -174,7 +174,7 @@ def connect(path: str) -> socket.socket | None:
     return sock
 
 
-def log_tail(log_file: str, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(log_file: str | os.PathLike[str], lines: int = LOG_TAIL_LINES) -> str:
     """Return the last ``lines`` lines of the daemon log."""
     try:
         with open(log_file, "rb") as f:

@@ -162,7 +162,7 @@ def _old_build(root: Path) -> Path:
     it shadows the editable install (whose finder comes after the path finder).
     """
     tree = root / "old"
-    for source in package_roots():
+    for source in map(Path, package_roots()):
         shutil.copytree(
             source, tree / "burrowd" / source.name, ignore=shutil.ignore_patterns("__pycache__")
         )

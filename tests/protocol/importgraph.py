@@ -25,7 +25,7 @@ class Import:
 
 def package_files(name: str) -> Iterator[tuple[Path, str]]:
     """Yield every ``.py`` file of ``burrowd.<name>`` with its dotted package name."""
-    [root] = [r for r in package_roots() if r.name == name]
+    [root] = [Path(r) for r in package_roots() if Path(r).name == name]
     for path in sorted(root.rglob("*.py")):
         if "__pycache__" in path.parts:
             continue

@@ -13,7 +13,7 @@ from burrowd.protocol import build
 
 def _digest(root: Path) -> str:
     digest = hashlib.blake2b(digest_size=8)
-    build._walk(root, digest)
+    build._walk(str(root), digest)
     return digest.hexdigest()
 
 
@@ -42,7 +42,7 @@ class TestBuildId:
         assert theirs == ours
 
     def test_package_roots(self) -> None:
-        roots = build.package_roots()
+        roots = [Path(r) for r in build.package_roots()]
         assert [r.name for r in roots] == ["protocol", "client", "daemon"]
         for root in roots:
             assert (root / "__init__.py").is_file()
