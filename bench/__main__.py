@@ -30,6 +30,7 @@ from bench.tools import (
     Machine,
     MissingTool,
     Tools,
+    compile_bytecode,
     format_load,
     load_average,
     make_temp_root,
@@ -225,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingTool as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    compile_bytecode()
     root = make_temp_root()
     ctx = Context(tools=tools, root=root, sets_dir=args.sets_dir.resolve(), options=options)
     missing = _check_sets(ctx, suites)

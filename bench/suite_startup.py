@@ -157,6 +157,9 @@ def run(ctx: Context) -> SuiteResult:
         f"rotating by one command each round; {WARMUP} warm-up runs per command first. Timer: "
         f"{timer}.",
         "The daemon is warm: started with a fresh cache, then asked `daemon status` once.",
+        "burrowd's `.pyc` files are written first and `PYTHONDONTWRITEBYTECODE` is unset, "
+        "as for a package installed from a wheel (this machine sets it, which makes every "
+        "start compile the sources again).",
         "`burrow --version` imports the client and exits without contacting the daemon: "
         "the floor of any burrow command.",
         f"Target: median(`burrow daemon status`) - median(venv `python -c pass`) <= "

@@ -40,7 +40,9 @@ BURROW_INDEX_TTL = 600.0
 SOCKET_PATH_MAX = 107
 
 _STRIPPED_PREFIXES = ("PIP_", "UV_", "BURROW_")
-_STRIPPED_NAMES = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
+# PYTHONDONTWRITEBYTECODE (set on these machines) would make every burrow and pip-compile
+# start compile its sources again: an installed package never runs that way.
+_STRIPPED_NAMES = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -54,6 +56,19 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+def compile_bytecode() -> None:
+    """Write the ``.pyc`` files of burrowd, as an installation from a wheel has them."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *(str(REPO / d) for d in PACKAGES)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=clean_env(),
+    )
+
+
+PACKAGES = ("protocol", "client", "daemon")
 
 
 def _venv_bin() -> Path:
