@@ -7,7 +7,9 @@ indexes and find-links add up, ``--no-index`` anywhere switches the indexes off.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +60,14 @@ async def prepare(
     env: ClientEnv,
     index: IndexOptions,
     python: PythonOptions,
+    *,
+    warm: Iterable[str] = (),
 ) -> PackageRequest:
-    """Find the target interpreter and build the index settings of a request."""
+    """Find the target interpreter and build the index settings of a request.
+
+    The project pages of ``warm`` (the request's direct requirements) are requested at
+    once, so the network works while the interpreter is found and queried.
+    """
     cwd = Path(env.cwd)
     links = [
         link if "://" in link else os.path.normpath(os.path.join(cwd, link))
@@ -77,6 +85,13 @@ async def prepare(
         refresh_packages=frozenset(canonicalize_name(p) for p in index.refresh_packages),
         offline=index.offline,
     )
+    early = [
+        asyncio.ensure_future(services.index.project_files(settings, name, fresh))
+        for name in dict.fromkeys(warm)
+    ]
+    for task in early:
+        # Errors surface again, with context, when the resolver asks for the same page.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
     info = await services.interpreters.find(
         PythonRequest(python=python.python, cwd=env.cwd, virtual_env=env.virtual_env, path=env.path)
     )

@@ -79,7 +79,8 @@ class Limits:
 
     #: Concurrent HTTP requests to indexes and file hosts.
     network: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(48))
-    #: Concurrent unpacks (CPU and disk bound, each in a worker thread).
+    #: Concurrent unpacks, each in a worker thread. More than the CPUs: unpacking a wheel of
+    #: small files waits on file creation far more than it computes (the GIL is released).
     unpack: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(max(2, _cpu_count()))
+        default_factory=lambda: asyncio.Semaphore(max(4, 3 * _cpu_count()))
     )

@@ -96,6 +96,7 @@ async def _http(services: Services) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await services.index.drain()
         await services.http.close()
 
 

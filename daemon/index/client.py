@@ -16,7 +16,7 @@ import os
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -153,6 +153,13 @@ class Freshness:
     revalidated: set[tuple[str, str]] = field(default_factory=set)
     #: Pages served from memory / disk / network in this request (for ``-v`` and status).
     served: dict[str, int] = field(default_factory=lambda: {"memory": 0, "disk": 0, "network": 0})
+    _counted: set[tuple[str, str]] = field(default_factory=set)
+
+    def record(self, location: str, name: str, source: str) -> None:
+        """Count where a page came from: once per page and request, its first source."""
+        if (location, name) not in self._counted:
+            self._counted.add((location, name))
+            self.served[source] += 1
 
     def wants_revalidation(self, location: str, name: str) -> bool:
         """Return whether ``--refresh`` asks to revalidate this page (once per request)."""
@@ -183,10 +190,11 @@ class IndexClient:
             tuple[str, tuple[tuple[int, str], ...]], tuple[list[list[IndexFile]], ProjectFiles]
         ] = OrderedDict()
         self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
-        self._page_flights: OnceMap[tuple[str, str, bool, bool], CachedPage] = OnceMap()
+        self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap()
         self._meta_flights: OnceMap[tuple[str, bool], CoreMetadata] = OnceMap()
         self._wheel_flights: OnceMap[tuple[str, str, PinsKey], WheelPointer] = OnceMap()
         self.downloads = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- memory -----------------------------------------------------------------------------
 
@@ -220,18 +228,33 @@ class IndexClient:
     async def page(self, location: str, name: str, fresh: Freshness) -> ProjectPage | None:
         """Return the page of ``name`` on the index ``location``; ``None`` if it is not there."""
         key = (location, name)
-        now = time.time()
-        entry = self._pages.get(key)
-        revalidate = fresh.wants_revalidation(location, name)
-        if entry is not None and not revalidate and self._usable(entry, location, now, fresh):
-            fresh.served["memory"] += 1
-            return entry.page
         # Offline and online requests never share a load: an offline one must not touch the
         # network, and its OfflineMiss must not fail an online one.
-        flight = (location, name, revalidate, fresh.offline)
-        entry = await self._page_flights.run(flight, lambda: self._load_page(location, name, fresh))
-        self._remember(key, entry)
-        return entry.page
+        flight = (location, name, fresh.offline)
+        while True:
+            joining = flight in self._page_flights
+            entry = self._pages.get(key)
+            revalidate = fresh.wants_revalidation(location, name)
+            # While a load runs, memory may hold the page it is replacing: wait for it.
+            if (
+                not joining
+                and entry is not None
+                and not revalidate
+                and self._usable(entry, location, time.time(), fresh)
+            ):
+                fresh.record(location, name, "memory")
+                return entry.page
+            entry = await self._page_flights.run(
+                flight, lambda: self._load_and_remember(location, name, fresh)
+            )
+            if joining and fresh.wants_revalidation(location, name):
+                continue  # the load joined was not a revalidation this request asked for
+            return entry.page
+
+    async def _load_and_remember(self, location: str, name: str, fresh: Freshness) -> CachedPage:
+        entry = await self._load_page(location, name, fresh)
+        self._remember((location, name), entry)
+        return entry
 
     def _usable(self, entry: CachedPage, location: str, now: float, fresh: Freshness) -> bool:
         if is_local(location):
@@ -257,21 +280,39 @@ class IndexClient:
             stored = await asyncio.to_thread(self._read_disk_page, location, name)
         revalidate = fresh.wants_revalidation(location, name)
         if stored is not None and not revalidate and (fresh.offline or stored.policy.is_fresh(now)):
-            fresh.served["disk"] += 1
+            fresh.record(location, name, "disk")
             return stored
         if fresh.offline:
             if stored is not None:
                 return stored
             raise OfflineMiss(f"the project page of {name} on {redact(location)}")
         fresh.revalidated.add(key)
-        fresh.served["network"] += 1
+        fresh.record(location, name, "network")
         entry = await self._fetch_page(location, name, stored)
         path = self._page_path(location, name)
-        # Encoding a page of thousands of files takes milliseconds: off the event loop too.
-        await asyncio.to_thread(
-            lambda: self.cache.write_file(path, _encoder.encode(entry), fsync=False)
+        # Written in the background: the resolver need not wait for the disk (encoding a big
+        # page takes milliseconds, off the event loop too). A crash loses only this copy.
+        self._in_background(
+            asyncio.to_thread(
+                lambda: self.cache.write_file(path, _encoder.encode(entry), fsync=False)
+            )
         )
         return entry
+
+    def _in_background(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not store a page in the cache: %s", task.exception())
+
+    async def drain(self) -> None:
+        """Wait for background cache writes (at shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def _read_disk_page(self, location: str, name: str) -> CachedPage | None:
         data = Cache.read_file(self._page_path(location, name))

@@ -253,7 +253,8 @@ async def resolve(
             prerelease = "allow" if pre else PrereleaseMode.IF_NECESSARY_OR_EXPLICIT.value
         prerelease_mode = _prerelease(prerelease)
         index = merge_index_options(params.index, inputs.options)
-        request = await prepare(services, params.env, index, params.python)
+        direct = [e.name for e in inputs.requirements if not e.requirement.url]
+        request = await prepare(services, params.env, index, params.python, warm=direct)
         preferences = await asyncio.to_thread(_preferences, params, output)
         options = ResolveOptions(
             prerelease=prerelease_mode,

@@ -91,6 +91,7 @@ class TestPageFormats:
         assert files.searched == [simple + "/"]
 
         fake_index.reset_hits()
+        await stack.index.drain()  # the HTTP page is written to disk in the background
         pages = cache_files(stack.cache, Bucket.SIMPLE)
         wheels = await stack.prefetch(["foo==1.0"], stack.settings(simple))
         assert archive_problems(Path(wheels[0].archive)) == []
