@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NamedTuple, NoReturn, TypeVar
 
 import msgspec
 
@@ -393,58 +393,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``burrow``."""
-    parser = argparse.ArgumentParser(
-        prog="burrow",
-        description="Talk to burrowd, the per-user Python package cache daemon.",
-        epilog="Exit status: 0 ok, 1 the operation failed, 2 usage error.",
-    )
-    parser.add_argument("--version", action="version", version=f"burrow {__version__}")
-    _common(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    daemon = sub.add_parser("daemon", help="start, stop and inspect the daemon")
-    dsub = daemon.add_subparsers(dest="daemon_command", metavar="ACTION", required=True)
-    p = dsub.add_parser("start", help="start the daemon if it is not running")
-    _common(p)
-    p.set_defaults(func=do_daemon_start)
-    p = dsub.add_parser("status", help="show what the daemon is doing")
-    _common(p)
-    p.set_defaults(func=do_daemon_status)
-    p = dsub.add_parser("stop", help="stop the daemon once its requests are done")
-    _common(p)
+def _setup_daemon_stop(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=35.0, help="seconds to wait (default 35)")
-    p.set_defaults(func=do_daemon_stop)
-    p = dsub.add_parser("logs", help="print the daemon log")
-    _common(p)
+
+
+def _setup_daemon_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--lines", type=int, default=40, help="how many lines (default 40)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p.set_defaults(func=do_daemon_logs)
 
-    cache = sub.add_parser("cache", help="inspect and clean the cache")
-    csub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    p = csub.add_parser("dir", help="print the cache directory")
-    _common(p)
-    p.set_defaults(func=do_cache_dir)
-    p = csub.add_parser("stats", help="entries and size per bucket")
-    _common(p)
-    p.set_defaults(func=do_cache_stats)
-    p = csub.add_parser("clean", help="remove entries of PACKAGEs, or everything")
-    _common(p)
+
+def _setup_cache_clean(p: argparse.ArgumentParser) -> None:
     p.add_argument("packages", nargs="*", metavar="PACKAGE")
-    p.set_defaults(func=do_cache_clean)
-    p = csub.add_parser("prune", help="remove what no entry needs")
-    _common(p)
-    p.set_defaults(func=do_cache_prune)
 
-    p = sub.add_parser(
-        "compile",
-        help="resolve requirements to pinned versions (like uv pip compile / pip-compile)",
-        description="Resolve requirements files, pyproject.toml or requirements given here "
-        "(arguments that are not files) into pins written in the pip-compile format.",
-    )
-    _common(p)
+
+def _setup_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", nargs="*", metavar="SRC", help="requirements.in, pyproject.toml, or REQ")
     p.add_argument("-o", "--output-file", metavar="FILE", help="write the pins here")
     p.add_argument("-c", "--constraint", action="append", metavar="FILE", help="constraints file")
@@ -477,23 +439,135 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print, do not write -o FILE")
     _index_args(p)
     _python_args(p)
-    p.set_defaults(func=do_compile)
 
-    p = sub.add_parser("prefetch", help="download and unpack pinned wheels into the cache")
-    _common(p)
+
+def _setup_prefetch(p: argparse.ArgumentParser) -> None:
     p.add_argument("requirements", nargs="*", metavar="NAME==VERSION")
     p.add_argument("-r", "--requirement", action="append", metavar="FILE", help="pins file")
     _index_args(p)
     _python_args(p)
-    p.set_defaults(func=do_prefetch)
+
+
+def _no_options(p: argparse.ArgumentParser) -> None:
+    return None
+
+
+class _Leaf(NamedTuple):
+    group: str | None
+    name: str
+    help: str
+    func: Command
+    setup: Callable[[argparse.ArgumentParser], None] = _no_options
+    description: str | None = None
+
+
+#: Command groups: name -> (help, dest of the action).
+_GROUPS: Final = {
+    "daemon": ("start, stop and inspect the daemon", "daemon_command"),
+    "cache": ("inspect and clean the cache", "cache_command"),
+}
+
+#: Every command, in the order ``--help`` lists them.
+_LEAVES: Final = [
+    _Leaf("daemon", "start", "start the daemon if it is not running", do_daemon_start),
+    _Leaf("daemon", "status", "show what the daemon is doing", do_daemon_status),
+    _Leaf(
+        "daemon",
+        "stop",
+        "stop the daemon once its requests are done",
+        do_daemon_stop,
+        _setup_daemon_stop,
+    ),
+    _Leaf("daemon", "logs", "print the daemon log", do_daemon_logs, _setup_daemon_logs),
+    _Leaf("cache", "dir", "print the cache directory", do_cache_dir),
+    _Leaf("cache", "stats", "entries and size per bucket", do_cache_stats),
+    _Leaf(
+        "cache",
+        "clean",
+        "remove entries of PACKAGEs, or everything",
+        do_cache_clean,
+        _setup_cache_clean,
+    ),
+    _Leaf("cache", "prune", "remove what no entry needs", do_cache_prune),
+    _Leaf(
+        None,
+        "compile",
+        "resolve requirements to pinned versions (like uv pip compile / pip-compile)",
+        do_compile,
+        _setup_compile,
+        "Resolve requirements files, pyproject.toml or requirements given here "
+        "(arguments that are not files) into pins written in the pip-compile format.",
+    ),
+    _Leaf(
+        None,
+        "prefetch",
+        "download and unpack pinned wheels into the cache",
+        do_prefetch,
+        _setup_prefetch,
+    ),
+]
+
+
+def _chosen(argv: Sequence[str] | None) -> tuple[str | None, str | None] | None:
+    """Return the (group, command) ``argv`` names, or ``None`` to build every command."""
+    if argv is None:
+        return None
+    words = [a for a in argv if not a.startswith("-")]
+    if not words:
+        return None
+    if words[0] in _GROUPS:
+        return words[0], words[1] if len(words) > 1 else None
+    return None, words[0]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser of ``burrow``.
+
+    Given ``argv`` that names a command, only that command's parser is built: building
+    all of them costs a third as much as importing the client, on every run.
+    """
+    parser = argparse.ArgumentParser(
+        prog="burrow",
+        description="Talk to burrowd, the per-user Python package cache daemon.",
+        epilog="Exit status: 0 ok, 1 the operation failed, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"burrow {__version__}")
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = _chosen(argv)
+    if chosen is not None and not any(
+        chosen in ((leaf.group, leaf.name), (leaf.group, None)) for leaf in _LEAVES
+    ):
+        chosen = None  # an unknown command: build them all so the error lists the choices
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for leaf in _LEAVES:
+        wanted = chosen is None or chosen in ((leaf.group, leaf.name), (leaf.group, None))
+        if not wanted:
+            # Each sub-parser costs gettext lookups on disk; only the command run needs one.
+            continue
+        if leaf.group is None:
+            parent = sub
+        elif leaf.group in groups:
+            parent = groups[leaf.group]
+        else:
+            help_text, dest = _GROUPS[leaf.group]
+            group = sub.add_parser(leaf.group, help=help_text)
+            parent = groups[leaf.group] = group.add_subparsers(
+                dest=dest, metavar="ACTION", required=True
+            )
+        p = parent.add_parser(leaf.name, help=leaf.help, description=leaf.description)
+        _common(p)
+        leaf.setup(p)
+        p.set_defaults(func=leaf.func)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``burrow``; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    args.argv = args_list
     for flag in ("json", "no_daemon", "quiet", "verbose"):
         if not hasattr(args, flag):
             setattr(args, flag, False)
