@@ -9,6 +9,7 @@ unless ``--upgrade`` (or ``--upgrade-package NAME``) says otherwise, as pip-comp
 from __future__ import annotations
 
 import asyncio
+import enum
 import contextlib
 import dataclasses
 import hashlib
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -46,6 +48,8 @@ from burrowd.protocol import messages as m
 
 __all__ = ["resolve"]
 
+E = TypeVar("E", bound=enum.Enum)
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int | None], None]
@@ -64,20 +68,13 @@ def _parse_datetime(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _prerelease(value: str) -> PrereleaseMode:
+def _choice(kind: type[E], value: str, flag: str) -> E:
+    """Return the ``kind`` member named ``value``, or an error naming ``flag``'s choices."""
     try:
-        return PrereleaseMode(value)
+        return kind(value)
     except ValueError:
-        allowed = ", ".join(v.value for v in PrereleaseMode)
-        raise InvalidRequirement(f"--prerelease {value!r} is not one of: {allowed}") from None
-
-
-def _resolution(value: str) -> ResolutionMode:
-    try:
-        return ResolutionMode(value)
-    except ValueError:
-        allowed = ", ".join(v.value for v in ResolutionMode)
-        raise InvalidRequirement(f"--resolution {value!r} is not one of: {allowed}") from None
+        allowed = ", ".join(str(v.value) for v in kind)
+        raise InvalidRequirement(f"{flag} {value!r} is not one of: {allowed}") from None
 
 
 class _Inputs:
@@ -243,7 +240,7 @@ async def resolve(
     cwd = Path(params.env.cwd)
     output = (cwd / params.output_file) if params.output_file else None
     prerelease = params.prerelease
-    resolution_mode = _resolution(params.resolution)
+    resolution_mode = _choice(ResolutionMode, params.resolution, "--resolution")
     exclude_newer = _parse_datetime(params.exclude_newer) if params.exclude_newer else None
     async with services.cache.operation():
         progress("reading inputs", 0, None)
@@ -251,7 +248,7 @@ async def resolve(
         if prerelease is None:
             pre = inputs.options is not None and inputs.options.pre
             prerelease = "allow" if pre else PrereleaseMode.IF_NECESSARY_OR_EXPLICIT.value
-        prerelease_mode = _prerelease(prerelease)
+        prerelease_mode = _choice(PrereleaseMode, prerelease, "--prerelease")
         index = merge_index_options(params.index, inputs.options)
         direct = [e.name for e in inputs.requirements if not e.requirement.url]
         request = await prepare(services, params.env, index, params.python, warm=direct)
