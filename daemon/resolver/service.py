@@ -9,9 +9,9 @@ unless ``--upgrade`` (or ``--upgrade-package NAME``) says otherwise, as pip-comp
 from __future__ import annotations
 
 import asyncio
-import enum
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import logging
 import os
