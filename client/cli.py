@@ -329,6 +329,8 @@ def do_compile(ctx: Context) -> int:
         upgrade_packages=a.upgrade_package or [],
         exclude_newer=a.exclude_newer,
         no_deps=a.no_deps,
+        only_binary=a.only_binary or [],
+        no_binary=a.no_binary or [],
         output_file=a.output_file,
         dry_run=a.dry_run,
         generate_hashes=a.generate_hashes,
@@ -432,6 +434,12 @@ def _setup_compile(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--exclude-newer", metavar="DATE", help="ignore files uploaded after DATE")
     p.add_argument("--no-deps", action="store_true", help="only the direct requirements")
+    p.add_argument(
+        "--only-binary", action="append", metavar="NAMES", help="wheels only (names or :all:)"
+    )
+    p.add_argument(
+        "--no-binary", action="append", metavar="NAMES", help="sdists only (names or :all:)"
+    )
     p.add_argument("--generate-hashes", action="store_true", help="add --hash for every file")
     p.add_argument("--no-annotate", action="store_true", help="leave out the # via comments")
     p.add_argument("--no-header", action="store_true", help="leave out the header")

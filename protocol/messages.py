@@ -278,6 +278,9 @@ class ResolveParams(Message, frozen=True, kw_only=True):
     #: RFC 3339 date or date-time: ignore files uploaded after it.
     exclude_newer: str | None = None
     no_deps: bool = False
+    #: pip's format control: project names, ``:all:`` or ``:none:`` (also read from files).
+    only_binary: list[str] = []
+    no_binary: list[str] = []
     #: Write the result here (atomically); its pins are preferences unless upgrading.
     output_file: str | None = None
     dry_run: bool = False

@@ -114,6 +114,24 @@ class ResolveOptions:
     no_deps: bool = False
     #: Versions to keep when still allowed (pins of the existing output file).
     preferences: dict[str, Version] = field(default_factory=dict)
+    #: ``--only-binary`` / ``--no-binary`` names (canonical, or ``:all:``), pip's semantics.
+    only_binary: frozenset[str] = frozenset()
+    no_binary: frozenset[str] = frozenset()
+
+    def formats(self, name: str) -> str:
+        """Return which files of ``name`` may be used: "any", "binary" or "source".
+
+        A name given to one option wins over ``:all:`` given to the other, as in pip.
+        """
+        if name in self.only_binary:
+            return "binary"
+        if name in self.no_binary:
+            return "source"
+        if ":all:" in self.only_binary:
+            return "binary"
+        if ":all:" in self.no_binary:
+            return "source"
+        return "any"
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +450,13 @@ class Provider:
             return "uploaded after --exclude-newer"
         exact = self.pinned_exact.get(name) == version
         usable = vc.usable(allow_yanked=exact)
+        formats = self.options.formats(name)
+        if formats != "any":
+            kept = [(f, loc) for f, loc in usable if f.is_wheel == (formats == "binary")]
+            if usable and not kept:
+                flag = "--only-binary" if formats == "binary" else "--no-binary"
+                return f"have no {'wheel' if formats == 'binary' else 'sdist'} ({flag})"
+            usable = kept
         if not usable:
             if vc.yanked:
                 return "yanked (allowed only with an exact == pin)"

@@ -30,7 +30,7 @@ from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DIRECT, local_path
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
-from burrowd.daemon.inputs.model import Origin, RequirementEntry
+from burrowd.daemon.inputs.model import Origin, RequirementEntry, apply_binary_option
 from burrowd.daemon.inputs.pyproject import read_pyproject
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version
@@ -160,6 +160,21 @@ def _preferences(params: m.ResolveParams, output: Path | None) -> dict[str, Vers
     return prefs
 
 
+def _format_control(
+    params: m.ResolveParams, files: FileOptions | None
+) -> tuple[set[str], set[str]]:
+    """Return (only-binary, no-binary): the files' options, then the command line's."""
+    only: set[str] = set(files.only_binary) if files is not None else set()
+    no: set[str] = set(files.no_binary) if files is not None else set()
+    # The order between the two flags is lost in the params: the blanket values (":all:",
+    # ":none:") go first, so a project named in either option keeps its own setting.
+    given = [(v, no, only) for v in params.no_binary] + [(v, only, no) for v in params.only_binary]
+    given.sort(key=lambda item: ":" not in item[0])
+    for value, target, other in given:
+        apply_binary_option(value, target, other)
+    return only, no
+
+
 def _upgrade_name(spec: str) -> str:
     """Return the project an ``--upgrade-package`` value names (``pkg`` or ``pkg<2``)."""
     name = re.split(r"[\s\[<>=!~;@]", spec.strip(), maxsplit=1)[0]
@@ -249,6 +264,7 @@ async def resolve(
             pre = inputs.options is not None and inputs.options.pre
             prerelease = "allow" if pre else PrereleaseMode.IF_NECESSARY_OR_EXPLICIT.value
         prerelease_mode = _choice(PrereleaseMode, prerelease, "--prerelease")
+        only_binary, no_binary = _format_control(params, inputs.options)
         index = merge_index_options(params.index, inputs.options)
         direct = [e.name for e in inputs.requirements if not e.requirement.url]
         request = await prepare(services, params.env, index, params.python, warm=direct)
@@ -259,6 +275,8 @@ async def resolve(
             exclude_newer=exclude_newer,
             no_deps=params.no_deps,
             preferences=preferences,
+            only_binary=frozenset(only_binary),
+            no_binary=frozenset(no_binary),
         )
         provider = Provider(
             services.index,

@@ -674,6 +674,27 @@ class TestSourceDistributions:
         result = await compiler.compile("both")
         assert result.packages[0].filename == "both-1.0-py3-none-any.whl"
 
+    async def test_no_binary_takes_the_sdist(self, compiler: Compiler) -> None:
+        compiler.index.add(DistSpec("both", "1.0"), sdist=True)
+        result = await compiler.compile("both", no_binary=["both"])
+        assert result.packages[0].filename == "both-1.0.tar.gz"
+
+    async def test_only_binary_skips_sdist_only_versions(self, compiler: Compiler) -> None:
+        release(compiler.index, "mixed==1.0")
+        compiler.index.add(DistSpec("mixed", "2.0"), wheel=False, sdist=True)
+        assert await compiler.pins("mixed") == {"mixed": "2.0"}
+        assert await compiler.pins("mixed", only_binary=[":all:"]) == {"mixed": "1.0"}
+        # A name given to --no-binary wins over --only-binary :all: (pip's rule).
+        assert await compiler.pins("mixed", only_binary=[":all:"], no_binary=["mixed"]) == {
+            "mixed": "2.0"
+        }
+
+    async def test_only_binary_explains_a_sdist_only_project(self, compiler: Compiler) -> None:
+        compiler.index.add(DistSpec("srconly", "1.0"), wheel=False, sdist=True)
+        error = await compiler.fail("srconly", only_binary=["srconly"])
+        assert error.code == ErrorCode.RESOLUTION_IMPOSSIBLE
+        assert "--only-binary" in error.message
+
     @pytest.mark.parametrize(
         "backend",
         [pytest.param("in-tree", id="pkg-info-dynamic"), pytest.param("setup.py", id="setup-py")],
