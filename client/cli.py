@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re  # argparse imports it anyway
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from burrowd.client.connection import (
     connect,
     log_tail,
     open_transport,
+    process_alive,
 )
 from burrowd.protocol import __version__, paths
 from burrowd.protocol.errors import EXIT_FAILED, EXIT_OK, RpcError
@@ -135,29 +137,12 @@ def do_daemon_stop(ctx: Context) -> int:
     finally:
         transport.close()
     deadline = time.monotonic() + ctx.args.timeout
-    while time.monotonic() < deadline and _alive(result.pid):
+    while time.monotonic() < deadline and process_alive(result.pid):
         time.sleep(0.02)
-    if _alive(result.pid):
+    if process_alive(result.pid):
         fail(f"burrowd (pid {result.pid}) is still finishing requests after {ctx.args.timeout:g}s")
     ctx.output({"stopped": result.pid}, lambda: print(f"stopped burrowd (pid {result.pid})"))
     return EXIT_OK
-
-
-def _alive(pid: int) -> bool:
-    """Return whether ``pid`` still runs (an exited process nobody reaped yet does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # The state follows the parenthesised command name, which may hold spaces.
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in (b"Z", b"X")
 
 
 def do_daemon_logs(ctx: Context) -> int:
@@ -278,14 +263,19 @@ def do_prefetch(ctx: Context) -> int:
 _SOURCE_SUFFIXES = (".in", ".txt", ".toml", ".cfg", ".py")
 
 
+def _redact_secrets(text: str) -> str:
+    """Hide URL secrets the way the daemon does: ``user:****@`` or, for a lone token, ``****@``."""
+    text = re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:****@", text)
+    return re.sub(r"://[^:/@\s]+@", "://****@", text)
+
+
 def _redacted_command(argv: Sequence[str]) -> str:
     """Return the command line for the output header, without passwords in URLs."""
-    import re  # noqa: PLC0415 - only compile needs it
     import shlex  # noqa: PLC0415
 
     # Flags that change only how burrow talks, not what it writes, stay out of the header.
     quiet = {"--no-daemon", "--json", "-q", "--quiet", "-v", "--verbose"}
-    shown = [re.sub(r"://([^:/@\s]+):[^@/\s]+@", r"://\1:****@", a) for a in argv if a not in quiet]
+    shown = [_redact_secrets(a) for a in argv if a not in quiet]
     return "burrow " + shlex.join(shown)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Transport",
     "connect",
     "open_transport",
+    "process_alive",
     "spawn_daemon",
 ]
 
@@ -286,9 +287,33 @@ def _matches(result: InitializeResult) -> bool:
     return result.protocol_version == jsonrpc.PROTOCOL_VERSION and result.server_build == build_id()
 
 
-def _wait_gone(path: str, timeout: float) -> None:
+def process_alive(pid: int) -> bool:
+    """Return whether ``pid`` still runs (an exited process nobody reaped yet does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # The state follows the parenthesised command name, which may hold spaces.
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
+
+
+def _wait_gone(path: str, pid: int | None, timeout: float) -> None:
+    """Wait until nothing answers on ``path`` or the old daemon ``pid`` has exited.
+
+    Under systemd socket activation the socket keeps listening after the daemon exits
+    (systemd owns it), so the process, not the socket, tells when it is gone.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if pid is not None and not process_alive(pid):
+            return
         sock = connect(path)
         if sock is None:
             return
@@ -331,7 +356,7 @@ def open_transport(
         transport = SocketTransport(sock, path)
         try:
             result = _handshake(transport)
-        except (OSError, DaemonUnavailable) as exc:
+        except (OSError, DaemonUnavailable, RpcError) as exc:
             transport.close()
             raise DaemonUnavailable(
                 f"burrowd at {path} did not complete the handshake: {exc}"
@@ -352,8 +377,9 @@ def open_transport(
                 )
             return InProcessTransport()
         # An older (or newer) build answers: ask it to go, then start our own.
+        old_pid: int | None = result.pid
         with contextlib.suppress(RpcError, OSError, DaemonUnavailable):
-            transport.call("shutdown", ShutdownParams(), ShutdownResult)
+            old_pid = transport.call("shutdown", ShutdownParams(), ShutdownResult).pid
         transport.close()
-        _wait_gone(path, STOP_TIMEOUT)
+        _wait_gone(path, old_pid, STOP_TIMEOUT)
         restarted = True

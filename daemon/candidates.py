@@ -24,7 +24,13 @@ from burrowd.daemon.index.client import ProjectFiles
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.interpreters import Target
 
-__all__ = ["CandidateCache", "ProjectCandidates", "VersionCandidates", "parse_version"]
+__all__ = [
+    "CandidateCache",
+    "ProjectCandidates",
+    "VersionCandidates",
+    "parse_version",
+    "uploaded_by",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,25 +136,20 @@ class VersionCandidates:
         """Return the reason given for the yank, if any."""
         return next((f.yanked for f in self.all_files() if f.yanked), "")
 
-    def uploaded_before(self, cutoff: datetime) -> bool:
-        """Return whether some file was uploaded before ``cutoff`` (``--exclude-newer``).
 
-        A version whose index gives no upload time at all cannot be judged and counts as
-        old enough (an index without PEP 700 data would otherwise offer nothing).
-        """
-        times = [f.upload_time for f in self.all_files() if f.upload_time is not None]
-        if not times:
-            return True
-        for f in self.all_files():
-            if f.upload_time is None:
-                continue
-            try:
-                when = datetime.fromisoformat(f.upload_time.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if when < cutoff:
-                return True
-        return False
+def uploaded_by(file: IndexFile, cutoff: datetime) -> bool:
+    """Return whether ``file`` was uploaded before ``cutoff`` (``--exclude-newer``).
+
+    A file whose index gives no upload time cannot be judged and counts as old enough
+    (an index without PEP 700 data would otherwise offer nothing).
+    """
+    if file.upload_time is None:
+        return True
+    try:
+        when = datetime.fromisoformat(file.upload_time.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return when < cutoff
 
 
 class ProjectCandidates:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import errno
 import hashlib
 import io
 import logging
@@ -83,8 +84,11 @@ def _unsafe(name: str) -> str | None:
     # Plain string checks: this runs for every member of every wheel.
     if name.startswith("/"):
         return "is an absolute path"
-    if ".." in name.split("/"):
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
         return "escapes the archive with '..'"
+    if "." in parts or "" in parts:
+        return "has an empty or '.' path component"
     if len(name) > 1 and name[1] == ":":
         return "has a drive letter"
     return None
@@ -228,7 +232,15 @@ def _write_member(
     raw = view[begin : begin + info.compress_size]
     if len(raw) != info.compress_size:
         raise EOFError(f"{info.filename} is truncated")
-    data = raw if info.compress_type == _STORED else zlib.decompress(raw, -15)
+    if info.compress_type == _STORED:
+        data = raw
+    else:
+        # Never inflate past the size the member claims: a few hundred kilobytes of
+        # deflated zeros would otherwise take gigabytes before the size check below.
+        inflater = zlib.decompressobj(-15)
+        data = inflater.decompress(raw, info.file_size + 1)
+        if not inflater.eof:
+            raise zipfile.BadZipFile(f"{info.filename} inflates past its stated size")
     if len(data) != info.file_size:
         raise zipfile.BadZipFile(f"bad size for {info.filename}")
     if algorithm is None and zlib.crc32(data) != info.CRC:
@@ -307,9 +319,9 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
             expected = _expected(record, name, dist_info, filename)
             out = os.path.join(root, name)
             parent = os.path.dirname(name)
-            if parent and parent not in made:
-                _make_dirs(dest, parent, made)
             try:
+                if parent and parent not in made:
+                    _make_dirs(dest, parent, made)
                 digest = _write_member(zf, view, info, out, expected[0] if expected else None)
             except (
                 zipfile.BadZipFile,
@@ -317,8 +329,16 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
                 zlib.error,
                 ValueError,
                 NotImplementedError,
+                RuntimeError,  # an encrypted member
             ) as exc:
                 raise InvalidDistribution(filename, f"member {name!r} is corrupt ({exc})") from exc
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                    # A member named like a directory of another member (or the reverse).
+                    raise InvalidDistribution(
+                        filename, f"member {name!r} clashes with another member's path"
+                    ) from exc
+                raise
             if mode & 0o111:
                 os.chmod(out, 0o755)
             if expected is not None and digest != expected[1]:

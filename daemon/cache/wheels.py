@@ -84,6 +84,9 @@ class CachedMetadata(msgspec.Struct, frozen=True, kw_only=True):
     sha256: str
     metadata: CoreMetadata
     created: float = 0.0
+    #: For a local file: its mtime and size when the metadata was read.
+    source_mtime_ns: int | None = None
+    source_size: int | None = None
 
 
 _pointer_decoder: Final = msgspec.msgpack.Decoder(WheelPointer)
@@ -136,8 +139,15 @@ def write_pointer(cache: Cache, key: WheelKey, pointer: WheelPointer) -> Path:
     return path
 
 
-def read_cached_metadata(cache: Cache, key: WheelKey, sha256: str | None) -> CoreMetadata | None:
-    """Return cached metadata of ``key`` if present and, when known, for the same file hash."""
+def read_cached_metadata(
+    cache: Cache, key: WheelKey, sha256: str | None, stamp: tuple[int, int] | None = None
+) -> CoreMetadata | None:
+    """Return cached metadata of ``key`` if it is for the same file.
+
+    The same file means the same sha256 when the index gives one, and for a local file
+    (``stamp``: its mtime in ns and size) the same stamp: a wheel rebuilt under the same
+    name must not keep its old requirements.
+    """
     data = Cache.read_file(metadata_path(cache, key))
     if data is None:
         return None
@@ -147,12 +157,24 @@ def read_cached_metadata(cache: Cache, key: WheelKey, sha256: str | None) -> Cor
         return None
     if sha256 and cached.sha256 and cached.sha256 != sha256:
         return None
+    if stamp is not None and (cached.source_mtime_ns, cached.source_size) != stamp:
+        return None
     return cached.metadata
 
 
 def write_cached_metadata(
-    cache: Cache, key: WheelKey, sha256: str | None, metadata: CoreMetadata
+    cache: Cache,
+    key: WheelKey,
+    sha256: str | None,
+    metadata: CoreMetadata,
+    stamp: tuple[int, int] | None = None,
 ) -> None:
     """Store parsed metadata of ``key`` atomically."""
-    record = CachedMetadata(sha256=sha256 or "", metadata=metadata, created=time.time())
+    record = CachedMetadata(
+        sha256=sha256 or "",
+        metadata=metadata,
+        created=time.time(),
+        source_mtime_ns=stamp[0] if stamp is not None else None,
+        source_size=stamp[1] if stamp is not None else None,
+    )
     cache.write_file(metadata_path(cache, key), _encoder.encode(record), fsync=False)

@@ -292,12 +292,14 @@ class IndexClient:
         path = self._page_path(location, name)
         # Written in the background: the resolver need not wait for the disk (encoding a big
         # page takes milliseconds, off the event loop too). A crash loses only this copy.
-        self._in_background(
-            asyncio.to_thread(
+        self._in_background(self._store_page(path, entry))
+        return entry
+
+    async def _store_page(self, path: Path, entry: CachedPage) -> None:
+        async with self.cache.operation():
+            await asyncio.to_thread(
                 lambda: self.cache.write_file(path, _encoder.encode(entry), fsync=False)
             )
-        )
-        return entry
 
     def _in_background(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -458,24 +460,36 @@ class IndexClient:
         With ``offline``, only what memory, the cache or local files hold is used;
         anything else raises :class:`OfflineMiss`.
         """
-        cached = self._metadata.get(file.url)
+        stamp = _stamp(file)
+        # A local file's stamp is part of the key: a rebuild under the same name is new.
+        mkey = file.url if stamp is None else f"{file.url}\0{stamp[0]}\0{stamp[1]}"
+        cached = self._metadata.get(mkey)
         if cached is not None:
-            self._metadata.move_to_end(file.url)
+            self._metadata.move_to_end(mkey)
             return cached
         meta = await self._meta_flights.run(
-            (file.url, offline),
-            lambda: self._load_metadata(file, location, name, version, offline=offline),
+            (mkey, offline),
+            lambda: self._load_metadata(
+                file, location, name, version, offline=offline, stamp=stamp
+            ),
         )
-        self._metadata[file.url] = meta
+        self._metadata[mkey] = meta
         while len(self._metadata) > MEMORY_METADATA:
             self._metadata.popitem(last=False)
         return meta
 
     async def _load_metadata(
-        self, file: IndexFile, location: str, name: str, version: str, *, offline: bool
+        self,
+        file: IndexFile,
+        location: str,
+        name: str,
+        version: str,
+        *,
+        offline: bool,
+        stamp: tuple[int, int] | None,
     ) -> CoreMetadata:
         key = self.wheel_key(file, location, name)
-        meta = await asyncio.to_thread(read_cached_metadata, self.cache, key, file.sha256)
+        meta = await asyncio.to_thread(read_cached_metadata, self.cache, key, file.sha256, stamp)
         if meta is not None:
             return meta
         source = f"{file.filename} ({redact(file.url)})"
@@ -489,7 +503,10 @@ class IndexClient:
         else:
             meta = await self._sdist_metadata(file, name, version)
         check_identity(meta, name, version, source)
-        await asyncio.to_thread(write_cached_metadata, self.cache, key, file.sha256, meta)
+        async with self.cache.operation():
+            await asyncio.to_thread(
+                write_cached_metadata, self.cache, key, file.sha256, meta, stamp
+            )
         return meta
 
     async def _metadata_bytes(self, file: IndexFile, key: WheelKey, source: str) -> bytes:
@@ -601,7 +618,9 @@ class IndexClient:
         if pointer is not None and _pointer_matches(pointer, file, key, pins):
             return pointer
         lock = self.cache.entry_lock(pointer_path(self.cache, key), f"the wheel {file.filename}")
-        async with lock:
+        # The shared root lock is held by the work itself, not only by the requests that
+        # wait for it: shielded work may outlive them, and clean/prune must wait for it.
+        async with self.cache.operation(), lock:
             pointer = await asyncio.to_thread(read_pointer, self.cache, key)
             if pointer is not None and _pointer_matches(pointer, file, key, pins):
                 return pointer
@@ -709,6 +728,17 @@ class IndexClient:
         raise last
 
 
+def _stamp(file: IndexFile) -> tuple[int, int] | None:
+    """Return (mtime_ns, size) of a local file, ``None`` for a remote one (or a missing one)."""
+    if not is_local(file.url):
+        return None
+    try:
+        st = os.stat(local_path(file.url))
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO) -> None:
     for h in hashers.values():
         h.update(chunk)
@@ -775,10 +805,9 @@ def _pointer_matches(
         have = pointer.hashes.get(algorithm)
         if have is not None and have != expected:
             return False
-    if key.kind == "path":
-        try:
-            st = os.stat(key.location)
-        except OSError:
-            return True
-        return st.st_mtime_ns == pointer.source_mtime_ns and st.st_size == pointer.source_size
+    # A local file (a find-links folder, a file:// index, a path) may be rebuilt in place
+    # under the same name: its mtime and size tell.
+    stamp = _stamp(file)
+    if stamp is not None:
+        return stamp == (pointer.source_mtime_ns, pointer.source_size)
     return True

@@ -47,15 +47,24 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 def redact(url: str) -> str:
-    """Return ``url`` with any password replaced by ``****``."""
+    """Return ``url`` with its secret replaced by ``****``.
+
+    That is the password of ``user:password@``, or the whole user part when it stands
+    alone, since ``https://TOKEN@host`` is how many indexes take a token (pip does the same).
+    """
     parts = urlsplit(url)
     if parts.password is None and parts.username is None:
         return url
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:****@{host}", parts.path, parts.query, ""))
+    shown = f"{parts.username}:****" if parts.password is not None else "****"
+    return urlunsplit((parts.scheme, f"{shown}@{host}", parts.path, parts.query, ""))
+
+
+def _origin(url: str) -> str:
+    """Return ``scheme://host:port``: credentials given for https never go out over http."""
+    return f"{urlsplit(url).scheme}://{_host(url)}"
 
 
 def _host(url: str) -> str:
@@ -124,7 +133,7 @@ class Http:
         """Remember credentials carried by ``url``; return the URL without them."""
         clean, creds = split_credentials(url)
         if creds is not None:
-            self._credentials[_host(clean)] = creds
+            self._credentials[_origin(clean)] = creds
         return clean
 
     def _authorized(self, url: str) -> str | URL:
@@ -135,7 +144,7 @@ class Http:
         credentials, and refuses (ValueError) a request with both an explicit header and a
         netrc login for the host; and ``BasicAuth`` is deprecated.
         """
-        creds = self._credentials.get(_host(url))
+        creds = self._credentials.get(_origin(url))
         if creds is None:
             creds = self._from_netrc(urlsplit(url).hostname or "")
         if creds is None:

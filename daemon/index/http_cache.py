@@ -1,7 +1,8 @@
 """HTTP cache policy for project pages (RFC 9111, the parts a simple-API client needs).
 
-An explicit ``Cache-Control: max-age``/``s-maxage`` or ``Expires`` wins. ``no-store`` and
-``no-cache`` make the page revalidate on every use. A 200 that carries none of them gets the
+An explicit ``Cache-Control: max-age`` or ``Expires`` wins (``s-maxage`` is for shared
+caches; burrowd's is private, per user). ``no-store`` and ``no-cache`` make the page
+revalidate on every use. A 200 that carries none of them gets the
 heuristic freshness lifetime RFC 9111 section 4.2.2 allows: ``BURROW_INDEX_TTL`` (default
 600 s, the public index's own ``max-age``), or an index's own override. Validators (ETag,
 Last-Modified) are kept for conditional revalidation, which costs a 304.
@@ -50,12 +51,12 @@ def policy_from_headers(
         age = 0.0
     if "no-store" in cc or "no-cache" in cc:
         return CachePolicy(now, 0.0, "no-cache", etag, last_modified)
-    for key in ("s-maxage", "max-age"):
-        if key in cc:
-            try:
-                lifetime = float(cc[key])
-            except ValueError:
-                continue
+    if "max-age" in cc:
+        try:
+            lifetime = float(cc["max-age"])
+        except ValueError:
+            lifetime = -1.0
+        if lifetime >= 0:
             return CachePolicy(now - age, lifetime, "max-age", etag, last_modified)
     expires = _http_date(headers.get("Expires"))
     if "Expires" in headers:

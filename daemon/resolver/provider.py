@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
@@ -35,7 +35,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
+from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, uploaded_by
 from burrowd.daemon.errors import (
     BuildRequired,
     DaemonError,
@@ -293,6 +293,7 @@ class Provider:
             return
         self.discovered.add(name)
         task = asyncio.ensure_future(self._load_project(name))
+        task.add_done_callback(_retrieve)
         self._pending[name] = task
         warm = asyncio.ensure_future(self._warm(name, versions, task))
         self._background.add(warm)
@@ -327,6 +328,7 @@ class Provider:
         if task is None:
             self.discovered.add(name)
             task = asyncio.ensure_future(self._load_project(name))
+            task.add_done_callback(_retrieve)
             self._pending[name] = task
         return await asyncio.shield(task)
 
@@ -354,8 +356,13 @@ class Provider:
         self.on_progress("fetching metadata", done, len(self._metadata_tasks))
 
     def close(self) -> None:
-        """Cancel background work nobody needs any more (it never holds partial state)."""
-        for task in list(self._background):
+        """Cancel work nobody needs any more.
+
+        Page loads, metadata reads and downloads they started run shielded in the index
+        client's single-flight maps, so they finish (and fill the cache) for whoever else
+        waits; only this request's interest in them ends.
+        """
+        for task in [*self._background, *self._pending.values(), *self._metadata_tasks.values()]:
             task.cancel()
 
     # -- ChooseVersion ----------------------------------------------------------------------
@@ -394,6 +401,9 @@ class Provider:
         if (
             preferred is not None
             and preferred in constrained
+            # A pinned pre-release is kept only where pre-releases are allowed; otherwise
+            # the normal choice below decides (and may still need one, if necessary).
+            and (not preferred.is_prerelease or self._prerelease_ok(name))
             and self._acceptable(project, preferred) is None
         ):
             return preferred
@@ -444,12 +454,15 @@ class Provider:
         """Return why ``version`` cannot be used, or ``None`` (and remember its file)."""
         vc = project.versions[version]
         name = project.name
-        if self.options.exclude_newer is not None and not vc.uploaded_before(
-            self.options.exclude_newer
-        ):
-            return "uploaded after --exclude-newer"
         exact = self.pinned_exact.get(name) == version
         usable = vc.usable(allow_yanked=exact)
+        cutoff = self.options.exclude_newer
+        if cutoff is not None:
+            # File by file, as uv does: a wheel added to an old release later is excluded.
+            recent = [(f, loc) for f, loc in usable if uploaded_by(f, cutoff)]
+            if usable and not recent:
+                return "uploaded after --exclude-newer"
+            usable = recent
         formats = self.options.formats(name)
         if formats != "any":
             kept = [(f, loc) for f, loc in usable if f.is_wheel == (formats == "binary")]
@@ -670,7 +683,7 @@ _EXTRA_IN_MARKER: Final = re.compile(
 )
 
 
-def _retrieve(task: asyncio.Task[CoreMetadata]) -> None:
+def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a background task's exception as seen; the awaiting request re-raises it."""
     if not task.cancelled():
         task.exception()

@@ -26,6 +26,7 @@ from typing import TypeVar
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from burrowd.daemon.candidates import uploaded_by
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DIRECT, local_path
 from burrowd.daemon.index.http import redact
@@ -216,6 +217,9 @@ async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[
         else:
             project = await provider.project(name)
             files = project.versions[pin.version].all_files()
+            cutoff = provider.options.exclude_newer
+            if cutoff is not None:
+                files = [f for f in files if uploaded_by(f, cutoff)]
         digests: list[str] = []
         for f in files:
             if f.sha256:

@@ -147,3 +147,26 @@ class TestProgress:
         out = io.StringIO()
         render.Progress(out, enabled=True)(ProgressParams(token=1, phase="resolve", current=12))
         assert out.getvalue() == "\r\x1b[2Kresolve 12"
+
+
+class TestHeaderCommand:
+    def test_secrets_in_urls_are_hidden(self) -> None:
+        from burrowd.client.cli import _redacted_command  # noqa: PLC0415
+
+        shown = _redacted_command(
+            [
+                "compile",
+                "-q",
+                "-i",
+                "https://ghp_T0KEN@example.org/simple",
+                "--extra-index-url",
+                "https://user:s3cret@example.org/simple",
+                "req.in",
+            ]
+        )
+        assert "T0KEN" not in shown
+        assert "s3cret" not in shown
+        assert shown == (
+            "burrow compile -i 'https://****@example.org/simple' --extra-index-url "
+            "'https://user:****@example.org/simple' req.in"
+        )

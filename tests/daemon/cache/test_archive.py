@@ -284,3 +284,44 @@ class TestDistInfo:
         assert read_manifest(tmp_path) is None
         (tmp_path / MANIFEST).write_bytes(b"\xc1 not msgpack")
         assert read_manifest(tmp_path) is None
+
+
+class TestHostileMembers:
+    @pytest.mark.parametrize(
+        ("members", "reason"),
+        [
+            pytest.param(
+                [("c/a", b"1"), ("c/a/b", b"2")], "clashes with another member", id="file-then-dir"
+            ),
+            pytest.param([("c/x//y", b"1")], "empty or '.' path component", id="empty-part"),
+            pytest.param([("c/x/./y", b"1")], "empty or '.' path component", id="dot-part"),
+        ],
+    )
+    def test_member_paths_that_cannot_unpack(
+        self, tmp_path: Path, members: list[tuple[str, bytes]], reason: str
+    ) -> None:
+        cache = Cache(tmp_path / "cache")
+        wheel = write_wheel(tmp_path / "w", "c", "1.0", members)
+        with pytest.raises(InvalidDistribution, match=reason):
+            _unpack(cache, wheel)
+        assert tmp_debris(cache) == []
+        assert not cache.path(Bucket.ARCHIVE, _sha256(wheel)).exists()
+
+    def test_a_member_that_inflates_past_its_stated_size(self, tmp_path: Path) -> None:
+        # A megabyte of zeros that the zip's headers call 100 bytes: inflating it whole
+        # would take the memory first and check the size after.
+        cache = Cache(tmp_path / "cache")
+        wheel = write_wheel(tmp_path / "w", "bomb", "1.0", [("bomb/data.bin", b"\0" * 2**20)])
+        data = bytearray(wheel.read_bytes())
+        with zipfile.ZipFile(wheel) as zf:
+            info = zf.getinfo("bomb/data.bin")
+        local = info.header_offset
+        central = data.index(b"PK\x01\x02")
+        while data[central + 46 : central + 46 + len(info.filename)] != b"bomb/data.bin":
+            central = data.index(b"PK\x01\x02", central + 4)
+        data[local + 22 : local + 26] = (100).to_bytes(4, "little")
+        data[central + 24 : central + 28] = (100).to_bytes(4, "little")
+        wheel.write_bytes(bytes(data))
+        with pytest.raises(InvalidDistribution, match="inflates past its stated size"):
+            _unpack(cache, wheel)
+        assert tmp_debris(cache) == []

@@ -298,9 +298,9 @@ class TestPolicy:
             pytest.param(
                 {"Cache-Control": "public, s-maxage=30, max-age=60"},
                 "max-age",
-                30.0,
+                60.0,
                 NOW,
-                id="s-maxage-first",
+                id="s-maxage-is-for-shared-caches",
             ),
             pytest.param(
                 {"Cache-Control": "max-age=60", "Age": "20"}, "max-age", 60.0, NOW - 20, id="age"

@@ -9,7 +9,11 @@ tags and source distributions.
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 import re
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -711,3 +715,45 @@ class TestSourceDistributions:
         assert error.code == ErrorCode.BUILD_FAILED
         assert error.message.startswith("dyn==1.0 needs a build from dyn-1.0.tar.gz")
         assert error.data["name"] == "dyn"
+
+
+class TestReviewFindings:
+    async def test_disallow_wins_over_a_prerelease_pin_of_the_output_file(
+        self, compiler: Compiler
+    ) -> None:
+        release(compiler.index, "lib==1.0")
+        release(compiler.index, "lib==2.0b1")
+        compiler.write("out.txt", "lib==2.0b1\n")
+        result = await compiler.compile(
+            "lib", prerelease="disallow", output_file="out.txt", dry_run=True
+        )
+        assert pins(result) == {"lib": "1.0"}
+
+    async def test_exclude_newer_judges_each_file(self, compiler: Compiler) -> None:
+        py = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+        release(compiler.index, "lib==1.0", upload_time=datetime(2020, 1, 1, tzinfo=UTC))
+        release(
+            compiler.index,
+            "lib==1.0",
+            tag=f"{py}-none-any",
+            upload_time=datetime(2023, 1, 1, tzinfo=UTC),
+        )
+        result = await compiler.compile("lib", exclude_newer="2021-01-01")
+        (lib,) = result.packages
+        # The cp wheel, added to the release later, did not exist at the cut-off.
+        assert lib.filename == "lib-1.0-py3-none-any.whl"
+
+    async def test_an_abandoned_prefetch_logs_no_lost_exception(
+        self, compiler: Compiler, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # app's dependencies are added (missingpkg prefetched), then the conflict on lib ends
+        # the solve with no await in between; the orphaned page load ends in a 404.
+        release(compiler.index, "app==1.0", "lib>=2", "missingpkg")
+        release(compiler.index, "lib==1.0")
+        release(compiler.index, "lib==2.0")
+        caplog.set_level(logging.ERROR, logger="asyncio")
+        await compiler.fail("app", "lib<2")
+        await asyncio.sleep(0.5)
+        gc.collect()
+        lost = [r.getMessage().splitlines()[0] for r in caplog.records if r.name == "asyncio"]
+        assert not lost

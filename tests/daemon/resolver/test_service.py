@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from burrowd.protocol.errors import ErrorCode
 from tests.resolve_e2e.harness import Compiler, open_compiler, pins, pins_of_text, release
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex
+from tests.support.plugin import DistFactory
 
 
 @pytest.fixture
@@ -415,6 +417,14 @@ class TestResult:
         assert "--index-url http://user:****@127.0.0.1:" in result.output
         assert "s3cret" not in result.packages[0].url + result.packages[0].index
 
+    async def test_a_lone_token_never_reaches_the_output(self, compiler: Compiler) -> None:
+        # Many indexes take a token as the user part alone: https://TOKEN@host/simple.
+        release(compiler.index, "lib==1.0")
+        url = compiler.index.simple_url.replace("http://", "http://ghp_T0KEN@")
+        result = await compiler.compile("lib", index_url=url, emit_index_url=True)
+        assert "ghp_T0KEN" not in result.output
+        assert "--index-url http://****@127.0.0.1:" in result.output
+
 
 class TestWarmPath:
     async def test_a_second_resolve_makes_no_requests_while_pages_are_fresh(
@@ -478,3 +488,29 @@ class TestProgress:
         resolving = [p for p in compiler.progress if p[0] == "resolving"]
         assert resolving
         assert max(current for _, current, _ in resolving) >= 2
+
+
+class TestLocalFiles:
+    async def test_a_wheel_rebuilt_under_the_same_name_is_read_again(
+        self, compiler: Compiler, dist_factory: DistFactory
+    ) -> None:
+        wheels = compiler.cwd / "wheels"
+        wheels.mkdir()
+
+        def build(*requires: str) -> None:
+            for spec in (DistSpec("depa", "1.0"), DistSpec("depb", "1.0")):
+                shutil.copy(dist_factory.wheel(spec), wheels)
+            built = dist_factory.wheel(DistSpec("mine", "0.1", requires_dist=list(requires)))
+            target = wheels / built.name
+            previous = target.stat().st_mtime_ns if target.exists() else 0
+            shutil.copy(built, target)
+            # Same name, new content: make sure the mtime moves even on a coarse clock.
+            os.utime(target, ns=(previous + 10**9, previous + 10**9))
+
+        compiler.write("req.in", "--no-index\n--find-links ./wheels\nmine\n")
+        build("depa")
+        first = await compiler.compile(files=["req.in"], index_url=None)
+        assert pins(first) == {"mine": "0.1", "depa": "1.0"}
+        build("depb")
+        second = await compiler.compile(files=["req.in"], index_url=None, refresh=True)
+        assert pins(second) == {"mine": "0.1", "depb": "1.0"}
