@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from burrowd.daemon.app import AlreadyRunning, Daemon, SocketBusy, bind_listener
+from burrowd.daemon.app import AlreadyRunning, Daemon, SocketBusy, bind_listener, tune_gc
 from burrowd.daemon.config import Config, ConfigError
 from burrowd.protocol import __version__
 from burrowd.protocol.paths import SocketPathError
@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     daemon = Daemon(config, listener, on_ready=lambda: _write_ready(ready_fd, "READY=1"))
+    tune_gc()
     try:
         asyncio.run(daemon.run())
     except Exception:

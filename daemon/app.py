@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -24,19 +25,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burrowd.daemon.config import Config
+from burrowd.daemon.errors import DaemonError
 from burrowd.daemon.handlers import Handlers
+from burrowd.daemon.interpreters import inherited_environment_request
 from burrowd.daemon.locks import FileLock
 from burrowd.daemon.rpc import MAX_MESSAGE, RpcServer
 from burrowd.daemon.services import Services, open_services
 from burrowd.protocol.build import build_id
 
-__all__ = ["AlreadyRunning", "Daemon", "Listener", "SocketBusy", "bind_listener", "sd_notify"]
+__all__ = [
+    "AlreadyRunning",
+    "Daemon",
+    "Listener",
+    "SocketBusy",
+    "bind_listener",
+    "sd_notify",
+    "tune_gc",
+]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a stopping daemon waits for requests in flight before cancelling them.
 SHUTDOWN_GRACE = 30.0
 SD_LISTEN_FDS_START = 3
+#: Allocations between two young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class AlreadyRunning(Exception):
@@ -74,6 +87,22 @@ class Listener:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
         self.inode = None
+
+
+def tune_gc() -> None:
+    """Make the cycle collector cheap for a process that parses large index pages.
+
+    A cold resolve allocates millions of short-lived containers; at CPython's default
+    threshold the young generation is collected every 700 of them, and each older
+    collection walks every module, class and function imported at start-up. Freezing the
+    start-up objects moves them out of every collection, and a larger young threshold
+    collects less often: together they take the collector from about a tenth of a cold
+    resolve to a fortieth (bench/, e-jupyter). Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -258,6 +287,22 @@ class Daemon:
                 elif not self.config.lock_path.exists():
                     self.begin_shutdown(f"instance lock {self.config.lock_path} was removed")
 
+    async def _warm_interpreter(self) -> None:
+        """Query the default interpreter of the starting environment in the background.
+
+        Querying an interpreter the cache does not know runs it (tens to hundreds of
+        milliseconds, more behind a pyenv shim); a daemon started by ``burrow`` is about to
+        be asked for exactly that interpreter, so the query runs while the client connects
+        and the first request's pages download. A failure here is no error: the request
+        that needs the interpreter reports it.
+        """
+        try:
+            await self.services.interpreters.find(inherited_environment_request())
+        except DaemonError as exc:
+            log.info("no default interpreter to warm up: %s", exc)
+        except OSError as exc:  # e.g. the cache is not writable: the request will say so
+            log.warning("warming up the default interpreter failed: %s", exc)
+
     async def run(self) -> None:
         """Serve until asked to stop, then finish requests and clean up."""
         loop = asyncio.get_running_loop()
@@ -280,10 +325,12 @@ class Daemon:
                 sd_notify(f"READY=1\nMAINPID={os.getpid()}")
                 self.on_ready()
                 watchdog = asyncio.create_task(self._watchdog())
+                warm = asyncio.create_task(self._warm_interpreter())
                 try:
                     await self._stop.wait()
                 finally:
                     watchdog.cancel()
+                    warm.cancel()
                     self.begin_shutdown(self.stop_reason or "stopping")
                 if not await self.rpc.wait_idle(SHUTDOWN_GRACE):
                     log.warning("cancelling %d requests still running", self.rpc.in_flight)

@@ -190,26 +190,27 @@ class ProjectCandidates:
             by_string[raw] = vc
             return vc
 
-        for f, loc in files.files:
-            filename = f.filename
-            if filename.endswith(".whl"):
-                parts = _wheel_parts(filename)
-                if parts is None:
-                    continue
-                wname = parts[0]
-                if wname != wheel_prefix and canonicalize_name(wname) != name:
-                    continue
-                vc = slot(parts[1])
-                if vc is not None:
-                    vc._raw_wheels.append((f, loc, (parts[2], parts[3], parts[4])))
-            elif filename.endswith(SDIST_SUFFIXES):
-                stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
-                sname, sep, raw = stem.rpartition("-")
-                if not sep or canonicalize_name(sname) != name:
-                    continue
-                vc = slot(raw)
-                if vc is not None:
-                    vc.sdists.append((f, loc))
+        for page_files, loc in files.parts:
+            for f in page_files:
+                filename = f.filename
+                if filename.endswith(".whl"):
+                    parts = _wheel_parts(filename)
+                    if parts is None:
+                        continue
+                    wname = parts[0]
+                    if wname != wheel_prefix and canonicalize_name(wname) != name:
+                        continue
+                    vc = slot(parts[1])
+                    if vc is not None:
+                        vc._raw_wheels.append((f, loc, (parts[2], parts[3], parts[4])))
+                elif filename.endswith(SDIST_SUFFIXES):
+                    stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
+                    sname, sep, raw = stem.rpartition("-")
+                    if not sep or canonicalize_name(sname) != name:
+                        continue
+                    vc = slot(raw)
+                    if vc is not None:
+                        vc.sdists.append((f, loc))
         return cls(name, versions, files)
 
 
@@ -235,7 +236,7 @@ class CandidateCache:
         hit = self._memo.get((id(files), id(target)))
         if hit is not None:
             return hit[1]
-        if len(files.files) < _THREAD_THRESHOLD:
+        if len(files) < _THREAD_THRESHOLD:
             return self.get(files, target)
         built = await asyncio.to_thread(ProjectCandidates.build, files, target)
         return self._store(files, target, built)

@@ -506,6 +506,10 @@ class Interpreters:
         reason = "tried " + ", ".join(tried) if tried else "nothing suitable on PATH"
         raise InterpreterNotFound(what, reason + "; pass --python PATH")
 
+    async def drain(self) -> None:
+        """Let the queries running now finish (at shutdown), within their timeout."""
+        await self._queries.wait_all(QUERY_TIMEOUT)
+
     async def query(self, executable: Path) -> InterpreterInfo:
         """Return what ``executable`` reports, from memory, the cache or a subprocess."""
         exe = Path(os.path.abspath(executable))
@@ -569,6 +573,19 @@ class Interpreters:
             return msgspec.convert(raw, InterpreterInfo)
         except (ValueError, msgspec.ValidationError) as exc:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
+
+
+def inherited_environment_request() -> PythonRequest:
+    """Return a request for the default interpreter of the environment this process got.
+
+    A daemon started by ``burrow`` inherits that client's working directory, ``PATH`` and
+    ``VIRTUAL_ENV``: the environment its first request will most likely describe.
+    """
+    return PythonRequest(
+        cwd=os.getcwd(),
+        virtual_env=os.environ.get("VIRTUAL_ENV") or None,
+        path=os.environ.get("PATH", ""),
+    )
 
 
 def current_interpreter_request() -> PythonRequest:

@@ -58,6 +58,22 @@ class OnceMap(Generic[K, V]):
             task.add_done_callback(lambda t, k=key: self._forget(k, t))  # type: ignore[misc]
         return await asyncio.shield(task)
 
+    async def wait_all(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the work running now to end, then cancel it.
+
+        For shutdown: work that spawned a subprocess ends best on its own (cancelling
+        ``asyncio.create_subprocess_exec`` halfway can leave the loop waiting forever for
+        the child's exit callback).
+        """
+        tasks = set(self._running.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+
     def _forget(self, key: K, task: asyncio.Task[V]) -> None:
         if self._running.get(key) is task:
             del self._running[key]

@@ -100,8 +100,16 @@ async def _http(services: Services) -> AsyncIterator[None]:
         await services.http.close()
 
 
+@contextlib.asynccontextmanager
+async def _interpreters(services: Services) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await services.interpreters.drain()
+
+
 #: Cleanup contexts run in order at start-up and in reverse order at exit.
-CLEANUP_CONTEXTS: list[CleanupContext] = [_executor, _http]
+CLEANUP_CONTEXTS: list[CleanupContext] = [_executor, _http, _interpreters]
 
 
 @contextlib.asynccontextmanager

@@ -170,11 +170,24 @@ class Freshness:
 
 @dataclass(frozen=True, slots=True)
 class ProjectFiles:
-    """The files of a project found for one request, with the index each came from."""
+    """The files of a project found for one request, with the index each came from.
+
+    Kept as the pages' own lists (one per location, in search order) rather than one list
+    of (file, location) pairs: a popular project lists tens of thousands of files, and
+    pairing each of them again for every request is measurable in a cold resolve.
+    """
 
     name: NormalizedName
-    files: list[tuple[IndexFile, str]]
+    parts: list[tuple[list[IndexFile], str]]
     searched: list[str]
+
+    @property
+    def files(self) -> list[tuple[IndexFile, str]]:
+        """Return every file with its location, in search order."""
+        return [(f, loc) for files, loc in self.parts for f in files]
+
+    def __len__(self) -> int:
+        return sum(len(files) for files, _ in self.parts)
 
 
 class IndexClient:
@@ -435,8 +448,7 @@ class IndexClient:
         if hit is not None:
             self._project_files.move_to_end(key)
             return hit[1]
-        merged = [(f, loc) for files, loc in parts for f in files]
-        result = ProjectFiles(cname, merged, searched)
+        result = ProjectFiles(cname, parts, searched)
         self._project_files[key] = ([files for files, _ in parts], result)
         while len(self._project_files) > MEMORY_PAGES:
             self._project_files.popitem(last=False)

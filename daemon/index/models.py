@@ -2,6 +2,11 @@
 
 Pages are stored in ``simple-v0`` as msgpack of these structs (array-like, so a page with
 thousands of files decodes in a fraction of a millisecond).
+
+The per-file structs are ``gc=False``: a cold resolve creates hundreds of thousands of
+them, and while the cycle collector tracked them it spent a seventh of a cold resolve
+walking them. They hold only strings, numbers and string dicts, so no cycle can pass
+through one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ __all__ = [
 ]
 
 
-class IndexFile(msgspec.Struct, frozen=True, array_like=True):
+class IndexFile(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One file of a project page, with its URL made absolute."""
 
     filename: str
@@ -87,7 +92,7 @@ class CachedPage(msgspec.Struct, frozen=True, array_like=True):
 # -- PEP 691 JSON, as served --------------------------------------------------------------
 
 
-class JsonFile(msgspec.Struct, frozen=True, rename="kebab"):
+class JsonFile(msgspec.Struct, frozen=True, rename="kebab", gc=False):
     """A file entry of a PEP 691 project page."""
 
     filename: str

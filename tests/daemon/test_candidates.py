@@ -37,7 +37,7 @@ def _file(
 
 
 def _project(*files: IndexFile, name: str = "foo") -> ProjectFiles:
-    return ProjectFiles(canonicalize_name(name), [(f, INDEX) for f in files], [INDEX])
+    return ProjectFiles(canonicalize_name(name), [(list(files), INDEX)], [INDEX])
 
 
 def _best(host: InterpreterInfo, filenames: list[str], target: dict[str, str]) -> str | None:

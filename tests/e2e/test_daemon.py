@@ -511,6 +511,20 @@ class TestIdleExit:
             assert client.call("status")["idle_timeout"] == 0
 
 
+class TestWarmUp:
+    def test_the_starting_environments_interpreter_is_queried_unasked(self, env: BurrowEnv) -> None:
+        venv = env.root / "venv"
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").symlink_to(sys.executable)
+        env.start_daemon(env={"VIRTUAL_ENV": os.fspath(venv)})
+        bucket = env.cache / "interpreter-v0"
+        # No request at all: the daemon queries it by itself, once, and caches the answer.
+        assert wait_until(lambda: any(bucket.glob("*.msgpack")), timeout=20.0)
+        with env.connect() as client:
+            _status_ok(client)
+        assert len(list(bucket.glob("*.msgpack"))) == 1
+
+
 #: Run by the test as a wrapper: put the listening socket on fd 3, as systemd does, set
 #: LISTEN_PID to its own pid and exec the daemon command that follows (keeping that pid).
 ACTIVATE = """\
