@@ -339,9 +339,13 @@ def do_compile(ctx: Context) -> int:
 
 def _index_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("index options")
-    group.add_argument("-i", "--index-url", help="the package index (default: PyPI)")
+    group.add_argument("-i", "--index-url", help="the package index (default: PyPI), searched last")
     group.add_argument(
-        "--extra-index-url", action="append", metavar="URL", help="another index (repeatable)"
+        "--extra-index-url",
+        action="append",
+        metavar="URL",
+        help="another index, searched before --index-url in the order given (repeatable); "
+        "a project is taken from the first index that has it",
     )
     group.add_argument(
         "-f", "--find-links", action="append", metavar="PATH|URL", help="extra file locations"

@@ -124,10 +124,15 @@ class IndexSettings:
         find_links: Iterable[str] = (),
         no_index: bool = False,
     ) -> IndexSettings:
-        """Return settings with credentials moved out of the URLs into ``http``."""
+        """Return settings with credentials moved out of the URLs into ``http``.
+
+        The search order is uv's: every extra index, in the order given, then the index
+        URL (PyPI by default). A private package on an extra index is then never replaced
+        by a same-named one on the public index (dependency confusion).
+        """
         urls: list[str] = []
         if not no_index:
-            for url in [index_url or DEFAULT_INDEX, *extra_index_urls]:
+            for url in [*extra_index_urls, index_url or DEFAULT_INDEX]:
                 clean = normalize_index_url(http.add_credentials(url))
                 if clean not in urls:
                     urls.append(clean)

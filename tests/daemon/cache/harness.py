@@ -86,11 +86,15 @@ class Stack:
         find_links: Sequence[str] = (),
         no_index: bool = False,
     ) -> IndexSettings:
-        """Return index settings as a request would build them (credentials moved out)."""
+        """Return index settings as a request would build them (credentials moved out).
+
+        ``index_urls`` are in search order: the last is the index URL, the others extra
+        index URLs (which are searched first).
+        """
         return IndexSettings.build(
             self.http,
-            index_url=index_urls[0] if index_urls else None,
-            extra_index_urls=index_urls[1:],
+            index_url=index_urls[-1] if index_urls else None,
+            extra_index_urls=index_urls[:-1],
             find_links=find_links,
             no_index=no_index,
         )

@@ -12,7 +12,7 @@ import pytest
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import NetworkError, PackageNotFound
-from burrowd.daemon.index.client import Freshness, IndexClient
+from burrowd.daemon.index.client import Freshness, IndexClient, IndexSettings
 from burrowd.daemon.index.models import IndexFile
 from tests.daemon.cache.harness import Stack, archive_problems, cache_files
 from tests.support.dists import DistSpec
@@ -203,6 +203,24 @@ class TestSeveralIndexes:
         ]
         assert fake_index.hits["/simple/bar/"] == 1
         assert bar.searched == [fake_index.simple_url + "/", other_index.simple_url + "/"]
+
+    async def test_extra_indexes_are_searched_before_the_index_url(
+        self, stack: Stack, fake_index: FakeIndex, other_index: FakeIndex
+    ) -> None:
+        # uv's order: a private extra index shadows a same-named project on the main index.
+        fake_index.add(DistSpec("foo", "1.0"))
+        other_index.add(DistSpec("foo", "9.0"))
+        settings = IndexSettings.build(
+            stack.http,
+            index_url=fake_index.simple_url,
+            extra_index_urls=[other_index.simple_url],
+        )
+        assert settings.index_urls == (other_index.simple_url + "/", fake_index.simple_url + "/")
+        foo = await stack.index.project_files(settings, "foo", Freshness())
+        assert [f.filename for f, _ in foo.files] == ["foo-9.0-py3-none-any.whl"]
+        assert fake_index.hits["/simple/foo/"] == 0
+        default = IndexSettings.build(stack.http, extra_index_urls=[other_index.simple_url])
+        assert default.index_urls == (other_index.simple_url + "/", "https://pypi.org/simple/")
 
     async def test_not_found_names_every_index(
         self, stack: Stack, fake_index: FakeIndex, other_index: FakeIndex
