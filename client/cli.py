@@ -12,7 +12,7 @@ import re  # argparse imports it anyway
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, NamedTuple, NoReturn, TypeVar
+from typing import Any, Final, NamedTuple, NoReturn, TypeVar, get_args
 
 import msgspec
 
@@ -41,7 +41,9 @@ from burrowd.protocol.messages import (
     IndexOptions,
     PrefetchParams,
     PrefetchResult,
+    PrereleaseName,
     PythonOptions,
+    ResolutionName,
     ResolveParams,
     ResolveResult,
     ShutdownParams,
@@ -299,7 +301,7 @@ def do_compile(ctx: Context) -> int:
                 "no input: give requirements files (requirements.in, pyproject.toml) "
                 "or requirements"
             )
-    prerelease = a.prerelease or ("allow" if a.pre else None)
+    prerelease: PrereleaseName | None = a.prerelease or ("allow" if a.pre else None)
     stdin = sys.stdin.read() if "-" in files else None
     params = ResolveParams(
         env=client_env(),
@@ -412,13 +414,13 @@ def _setup_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", action="append", metavar="NAME", help="a PEP 735 dependency group")
     p.add_argument(
         "--prerelease",
-        choices=["disallow", "allow", "if-necessary", "explicit", "if-necessary-or-explicit"],
+        choices=get_args(PrereleaseName),
         help="when pre-releases may be chosen (default: if-necessary-or-explicit)",
     )
     p.add_argument("--pre", action="store_true", help="the same as --prerelease allow")
     p.add_argument(
         "--resolution",
-        choices=["highest", "lowest", "lowest-direct"],
+        choices=get_args(ResolutionName),
         default="highest",
         help="which versions to prefer",
     )

@@ -7,6 +7,8 @@ fields are ignored on the wire, never forbidden.
 
 from __future__ import annotations
 
+from typing import Literal, TypeAlias
+
 import msgspec
 
 __all__ = [
@@ -14,13 +16,23 @@ __all__ = [
     "Empty",
     "InitializeParams",
     "InitializeResult",
+    "PrereleaseName",
     "ProgressParams",
     "RequestInfo",
+    "ResolutionName",
     "ShutdownParams",
     "ShutdownResult",
     "StatusParams",
     "StatusResult",
 ]
+
+
+#: Pre-release modes, as uv names them.
+PrereleaseName: TypeAlias = Literal[
+    "disallow", "allow", "if-necessary", "explicit", "if-necessary-or-explicit"
+]
+#: Resolution strategies, as uv names them.
+ResolutionName: TypeAlias = Literal["highest", "lowest", "lowest-direct"]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,10 +281,9 @@ class ResolveParams(Message, frozen=True, kw_only=True):
     groups: list[str] = []
     index: IndexOptions = IndexOptions()
     python: PythonOptions = PythonOptions()
-    #: "disallow", "allow", "if-necessary", "explicit", "if-necessary-or-explicit".
-    prerelease: str | None = None
-    #: "highest", "lowest", "lowest-direct".
-    resolution: str = "highest"
+    #: ``None``: "allow" if a requirements file says ``--pre``, else uv's default.
+    prerelease: PrereleaseName | None = None
+    resolution: ResolutionName = "highest"
     upgrade: bool = False
     upgrade_packages: list[str] = []
     #: RFC 3339 date or date-time: ignore files uploaded after it.

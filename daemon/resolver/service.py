@@ -63,19 +63,28 @@ def _parse_datetime(text: str) -> datetime:
             return datetime.fromisoformat(raw).replace(tzinfo=UTC)
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidRequirement(
-            f"--exclude-newer {text!r} is not a date; use 2024-03-01 or 2024-03-01T12:00:00Z"
+        raise InvalidParams(
+            f"--exclude-newer {text!r} is not a date; use 2024-03-01 or 2024-03-01T12:00:00Z",
+            {"path": "$.exclude_newer"},
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _choice(kind: type[E], value: str, flag: str) -> E:
-    """Return the ``kind`` member named ``value``, or an error naming ``flag``'s choices."""
+    """Return the ``kind`` member named ``value``, or an error naming ``flag``'s choices.
+
+    The wire types already restrict the values; this guards the daemon's enums against a
+    protocol value they do not know yet.
+    """
     try:
         return kind(value)
     except ValueError:
         allowed = ", ".join(str(v.value) for v in kind)
-        raise InvalidRequirement(f"{flag} {value!r} is not one of: {allowed}") from None
+        field = flag.removeprefix("--")
+        raise InvalidParams(
+            f"{flag} {value!r} is not one of: {allowed}",
+            {"path": f"$.{field}", "allowed": [str(v.value) for v in kind]},
+        ) from None
 
 
 class _Inputs:

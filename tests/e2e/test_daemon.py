@@ -213,6 +213,34 @@ ERROR_CASES = [
         "$.client_version",
         id="client-version-int",
     ),
+    pytest.param(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 14,
+                "method": "resolve",
+                "params": {"env": {"cwd": "/"}, "requirements": ["x"], "resolution": "weird"},
+            }
+        ),
+        -32602,
+        14,
+        "$.resolution",
+        id="resolution-not-a-strategy",
+    ),
+    pytest.param(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 15,
+                "method": "resolve",
+                "params": {"env": {"cwd": "/"}, "requirements": ["x"], "prerelease": "maybe"},
+            }
+        ),
+        -32602,
+        15,
+        "$.prerelease",
+        id="prerelease-not-a-mode",
+    ),
 ]
 
 

@@ -410,7 +410,7 @@ class TestPrereleases:
 
     async def test_an_unknown_mode_is_refused(self, compiler: Compiler) -> None:
         error = await compiler.fail("mixed", prerelease="sometimes")
-        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert error.code == ErrorCode.INVALID_PARAMS
         assert "--prerelease 'sometimes'" in error.message
 
 
@@ -538,7 +538,7 @@ class TestResolutionStrategy:
 
     async def test_an_unknown_mode_is_refused(self, compiler: Compiler) -> None:
         error = await compiler.fail("lib", resolution="random")
-        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert error.code == ErrorCode.INVALID_PARAMS
         assert "--resolution 'random'" in error.message
 
 
@@ -593,7 +593,8 @@ class TestExcludeNewer:
 
     async def test_an_invalid_date_is_refused(self, compiler: Compiler) -> None:
         error = await compiler.fail("lib", exclude_newer="last tuesday")
-        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert error.code == ErrorCode.INVALID_PARAMS
+        assert error.data == {"path": "$.exclude_newer"}
         assert "--exclude-newer 'last tuesday' is not a date" in error.message
 
 
