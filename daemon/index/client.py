@@ -211,6 +211,8 @@ class IndexClient:
         self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap()
         self._meta_flights: OnceMap[tuple[str, bool], CoreMetadata] = OnceMap()
         self._wheel_flights: OnceMap[tuple[str, str, PinsKey], WheelPointer] = OnceMap()
+        self._digest_flights: OnceMap[tuple[str, tuple[int, int] | None], str] = OnceMap()
+        self._digests: dict[tuple[str, tuple[int, int] | None], str] = {}
         self.downloads = 0
         self._background: set[asyncio.Task[None]] = set()
 
@@ -596,6 +598,41 @@ class IndexClient:
                 return wheel_metadata_bytes(zf, filename)
         except (zipfile.BadZipFile, OSError) as exc:
             raise InvalidDistribution(str(path), f"not a readable wheel ({exc})") from exc
+
+    # -- digests ----------------------------------------------------------------------------
+
+    async def sha256_of(self, file: IndexFile) -> str:
+        """Return the sha256 of ``file``: the index's, else computed (``--generate-hashes``).
+
+        A file the index gives no hash for is hashed where it lies (a local file) or
+        streamed through a temporary file and dropped (a remote one): hashing every
+        platform's wheel of a pin must not unpack them all into the cache. The digest is
+        remembered for the daemon's life, keyed by URL and, for a local file, its stamp.
+        """
+        if file.sha256:
+            return file.sha256
+        key = (file.url, _stamp(file))
+        known = self._digests.get(key)
+        if known is not None:
+            return known
+        digest = await self._digest_flights.run(key, lambda: self._compute_sha256(file))
+        self._digests[key] = digest
+        return digest
+
+    async def _compute_sha256(self, file: IndexFile) -> str:
+        if is_local(file.url):
+            path = local_path(file.url)
+            try:
+                return (await asyncio.to_thread(_hash_file, path, {"sha256"}))["sha256"]
+            except OSError as exc:
+                raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
+        fd, tmp = self.cache.temp_file(prefix="hash-")
+        os.close(fd)
+        try:
+            hashes, _size = await self._stream_to(file.url, tmp, {"sha256"}, None)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return hashes["sha256"]
 
     # -- wheels -----------------------------------------------------------------------------
 

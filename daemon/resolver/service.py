@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import hashlib
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ from packaging.version import Version
 
 from burrowd.daemon.candidates import uploaded_by
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
-from burrowd.daemon.index.client import DIRECT, local_path
+from burrowd.daemon.index.client import DIRECT
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import Origin, RequirementEntry, apply_binary_option
@@ -210,14 +209,6 @@ def _index_lines(params: m.ResolveParams, index: m.IndexOptions) -> list[str]:
     return lines
 
 
-def _hash_local(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, pin in resolution.pins.items():
@@ -229,14 +220,10 @@ async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[
             cutoff = provider.options.exclude_newer
             if cutoff is not None:
                 files = [f for f in files if uploaded_by(f, cutoff)]
-        digests: list[str] = []
-        for f in files:
-            if f.sha256:
-                digests.append(f"sha256:{f.sha256}")
-            elif f.url.startswith("file:"):
-                digest = await asyncio.to_thread(_hash_local, local_path(f.url))
-                digests.append(f"sha256:{digest}")
-        out[name] = digests
+        # Files without an index hash are downloaded and hashed, as pip-compile does: a
+        # pin without its hashes would fail ``pip install --require-hashes``.
+        digests = await asyncio.gather(*(provider.index.sha256_of(f) for f in files))
+        out[name] = sorted({f"sha256:{d}" for d in digests})
     return out
 
 

@@ -257,8 +257,9 @@ def _read_wheel_metadata(path: Path) -> bytes | None:
     return None
 
 
-def _anchor(entry: IndexedFile, href: str) -> str:
-    attrs = [f'href="{html.escape(href)}#sha256={entry.sha256}"']
+def _anchor(entry: IndexedFile, href: str, *, with_hash: bool = True) -> str:
+    fragment = f"#sha256={entry.sha256}" if with_hash else ""
+    attrs = [f'href="{html.escape(href)}{fragment}"']
     if entry.requires_python is not None:
         attrs.append(f'data-requires-python="{html.escape(entry.requires_python)}"')
     if entry.yanked is not False:
@@ -304,6 +305,7 @@ class FakeIndex:
         self.bandwidth: float | None = None  # bytes/second for file bodies; None: unlimited
         self.absolute_urls = True  # False: pages link files with relative URLs
         self.pep700 = True  # False: no upload-time, size, versions (API 1.0, as old mirrors)
+        self.file_hashes = True  # False: pages give no file hashes (as some mirrors)
         self._lock = threading.RLock()
         self._files: dict[str, IndexedFile] = {}
         self._display_names: dict[str, str] = {}
@@ -496,14 +498,17 @@ class FakeIndex:
         if not entries:
             return None
         if fmt != "json":
-            lines = [_anchor(e, files_base + quote(e.filename)) for e in entries]
+            lines = [
+                _anchor(e, files_base + quote(e.filename), with_hash=self.file_hashes)
+                for e in entries
+            ]
             return _html_page(f"Links for {project}", lines, self._api_version())
         files = []
         for entry in entries:
             item: dict[str, object] = {
                 "filename": entry.filename,
                 "url": files_base + quote(entry.filename),
-                "hashes": {"sha256": entry.sha256},
+                "hashes": {"sha256": entry.sha256} if self.file_hashes else {},
             }
             if entry.requires_python is not None:
                 item["requires-python"] = entry.requires_python

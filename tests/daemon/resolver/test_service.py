@@ -320,6 +320,28 @@ class TestHashes:
         ]
         assert lines[start + 6] == "    # via command line"
 
+    @pytest.mark.parametrize("json_api", [True, False], ids=["json", "html"])
+    async def test_files_the_index_gives_no_hash_for_are_hashed(
+        self, compiler: Compiler, json_api: bool
+    ) -> None:
+        index = compiler.index
+        index.file_hashes = False
+        index.json_api = json_api
+        index.add(DistSpec("bare", "1.0"), sdist=True)
+        wanted = sorted(f"sha256:{f.sha256}" for f in index.files("bare"))
+        assert len(wanted) == 2
+
+        result = await compiler.compile("bare", generate_hashes=True)
+        assert sorted(result.packages[0].hashes) == wanted
+        for digest in wanted:
+            assert f"--hash={digest}" in result.output
+        downloads = sum(index.hits[f"/files/{f.filename}"] for f in index.files("bare"))
+        assert downloads >= 2  # each file was fetched to be hashed
+        # Again: remembered, not downloaded twice.
+        again = await compiler.compile("bare", generate_hashes=True)
+        assert sorted(again.packages[0].hashes) == wanted
+        assert sum(index.hits[f"/files/{f.filename}"] for f in index.files("bare")) == downloads
+
     async def test_without_the_option_there_are_none(self, compiler: Compiler) -> None:
         release(compiler.index, "lib==1.0")
         result = await compiler.compile("lib")
