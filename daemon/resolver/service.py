@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from packaging.requirements import InvalidRequirement as InvalidRequirementError
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -152,21 +154,50 @@ def _read_inputs(params: m.ResolveParams) -> _Inputs:
     return out
 
 
-def _preferences(params: m.ResolveParams, output: Path | None) -> dict[str, Version]:
+def _salvage_pins(text: str) -> dict[str, Version]:
+    """Return the ``NAME==VERSION`` lines of a pins file the full parser refused.
+
+    pip-compile's output is one pin per logical line, followed by ``--hash`` options and
+    comments; anything else (options, paths, a broken line) is skipped.
+    """
+    prefs: dict[str, Version] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        spec = line.split(" #", 1)[0].split(" --hash", 1)[0].strip()
+        if not spec or spec.startswith(("#", "-")):
+            continue
+        try:
+            req = Requirement(spec)
+        except InvalidRequirementError:
+            continue
+        version = pinned_version(req)
+        if version is not None:
+            prefs[canonicalize_name(req.name)] = version
+    return prefs
+
+
+def _preferences(
+    params: m.ResolveParams, output: Path | None
+) -> tuple[dict[str, Version], list[str]]:
+    """Return the pins of the existing output file to prefer, and warnings about it."""
     if params.upgrade or output is None or not output.is_file():
-        return {}
+        return {}, []
+    warnings: list[str] = []
+    found: dict[str, Version]
     try:
         parsed = parse_requirements_file(output, cwd=output.parent)
+        found = {e.name: v for e in parsed.requirements if (v := pinned_version(e.requirement))}
     except DaemonError as exc:
-        log.info("ignoring the pins of %s: %s", output, exc)
-        return {}
+        try:
+            found = _salvage_pins(output.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            found = {}
+        warnings.append(
+            f"the existing output file {output} does not parse ({exc.message}); kept the "
+            f"{len(found)} pin(s) it could read as preferences. Fix the file, or pass "
+            "--upgrade to resolve from scratch."
+        )
     skip = {_upgrade_name(p) for p in params.upgrade_packages}
-    prefs: dict[str, Version] = {}
-    for entry in parsed.requirements:
-        version = pinned_version(entry.requirement)
-        if version is not None and entry.name not in skip:
-            prefs[entry.name] = version
-    return prefs
+    return {name: v for name, v in found.items() if name not in skip}, warnings
 
 
 def _format_control(
@@ -268,7 +299,7 @@ async def resolve(
         index = merge_index_options(params.index, inputs.options)
         direct = [e.name for e in inputs.requirements if not e.requirement.url]
         request = await prepare(services, params.env, index, params.python, warm=direct)
-        preferences = await asyncio.to_thread(_preferences, params, output)
+        preferences, input_warnings = await asyncio.to_thread(_preferences, params, output)
         options = ResolveOptions(
             prerelease=prerelease_mode,
             resolution=resolution_mode,
@@ -327,6 +358,6 @@ async def resolve(
         output_file=str(output) if output is not None else None,
         wrote=wrote,
         elapsed=time.monotonic() - start,
-        warnings=resolution.warnings,
+        warnings=[*input_warnings, *resolution.warnings],
         pages=dict(request.fresh.served),
     )

@@ -288,10 +288,18 @@ class TestOutputFile:
             "core", "lib>1", output_file="requirements.txt", dry_run=True
         ) == {"core": "1.0", "lib": "2.0"}
 
-    async def test_an_unreadable_existing_file_is_ignored(self, compiler: Compiler) -> None:
-        compiler.write("requirements.txt", "core==1.0\nthis is ==== not a requirement\n")
-        result = await compiler.compile("core", output_file="requirements.txt")
-        assert pins(result) == {"core": "2.0"}
+    async def test_a_broken_existing_file_keeps_its_readable_pins(self, compiler: Compiler) -> None:
+        compiler.write(
+            "requirements.txt",
+            "core==1.0 \\\n    --hash=sha256:00\n    # via -r requirements.in\n"
+            "this is ==== not a requirement\n-e file:///nonexistent/dir\n",
+        )
+        result = await compiler.compile("core", output_file="requirements.txt", dry_run=True)
+        assert pins(result) == {"core": "1.0"}
+        [warning] = result.warnings
+        assert "requirements.txt does not parse" in warning
+        assert "kept the 1 pin(s)" in warning
+        assert "--upgrade" in warning
 
 
 class TestHashes:
