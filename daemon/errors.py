@@ -145,6 +145,7 @@ class InterpreterNotFound(DaemonError, LookupError):
 
     def __init__(self, request: str, reason: str) -> None:
         self.request = request
+        self.reason = reason
         super().__init__(
             f"no Python interpreter for {request!r}: {reason}",
             {"python": request, "reason": reason},

@@ -452,8 +452,7 @@ class Interpreters:
                 names = [f"python{value}", f"python{'.'.join(value.split('.')[:2])}", "python3"]
             else:
                 names = [value]
-            found = [shutil.which(n, path=req.path or None) for n in names]
-            return [Path(f) for f in found if f]
+            return list(dict.fromkeys(p for n in names for p in _on_path(n, req.path)))
         out: list[Path] = []
         if req.virtual_env:
             out.append(Path(req.virtual_env) / "bin" / "python")
@@ -464,9 +463,7 @@ class Interpreters:
                 out.append(venv)
                 break
         for name in ("python3", "python"):
-            on_path = shutil.which(name, path=req.path or None)
-            if on_path:
-                out.append(Path(on_path))
+            out.extend(p for p in _on_path(name, req.path) if p not in out)
         return out
 
     def target(
@@ -496,7 +493,13 @@ class Interpreters:
             if not candidate.exists():
                 tried.append(f"{candidate} (missing)")
                 continue
-            info = await self.query(candidate)
+            try:
+                info = await self.query(candidate)
+            except InterpreterNotFound as exc:
+                # A broken candidate (a pyenv shim of a version not installed, say) must
+                # not hide a working one further on.
+                tried.append(f"{candidate} ({exc.reason})")
+                continue
             is_version = req.python and re.fullmatch(r"\d+(\.\d+){0,2}", req.python)
             if is_version and not (info.version + ".").startswith(f"{req.python}."):
                 tried.append(f"{candidate} (is {info.version})")
@@ -566,13 +569,38 @@ class Interpreters:
             await proc.wait()
             raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
         if proc.returncode != 0:
-            tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise InterpreterNotFound(str(exe), f"the query failed: {tail[0]}")
+            raise InterpreterNotFound(str(exe), f"the query failed: {_failure_line(err)}")
         try:
             raw = json.loads(out)
             return msgspec.convert(raw, InterpreterInfo)
         except (ValueError, msgspec.ValidationError) as exc:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
+
+
+def _on_path(name: str, path: str) -> list[Path]:
+    """Return every executable called ``name`` on ``path`` (the process's PATH if empty).
+
+    Every one, not only the first as ``which`` gives: the first may be a shim that fails.
+    """
+    found: list[Path] = []
+    for directory in (path or os.environ.get("PATH", os.defpath)).split(os.pathsep):
+        hit = shutil.which(name, path=directory or ".")
+        if hit is not None and Path(hit) not in found:
+            found.append(Path(hit))
+    return found
+
+
+def _failure_line(stderr: bytes) -> str:
+    """Return the line of a failed run's stderr that says what went wrong.
+
+    A Python traceback ends with it; a wrapper (a pyenv shim, a shell script) usually
+    starts with it and goes on with advice.
+    """
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "no output"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def inherited_environment_request() -> PythonRequest:

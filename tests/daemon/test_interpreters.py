@@ -140,6 +140,33 @@ class TestFind:
         assert "(is " in str(info.value)
         assert "--python PATH" in str(info.value)
 
+    async def test_a_broken_shim_does_not_hide_a_working_interpreter(
+        self, tmp_path: Path, host: InterpreterInfo
+    ) -> None:
+        shims, real = tmp_path / "shims", tmp_path / "real"
+        shims.mkdir()
+        real.mkdir()
+        (real / f"python{HOST_VERSION}").symlink_to(sys.executable)
+        shim = _wrapper(
+            shims / f"python{HOST_VERSION}",
+            f"echo 'pyenv: python{HOST_VERSION}: command not found' >&2; echo >&2; "
+            "echo 'The command exists in these Python versions:' >&2; exit 127",
+        )
+        interpreters = Interpreters(Cache(tmp_path / "c"))
+        found = await interpreters.find(
+            PythonRequest(python=HOST_VERSION, path=f"{shims}:{real}", cwd=str(tmp_path))
+        )
+        assert found.version == host.version
+        assert found.executable in (str(real / f"python{HOST_VERSION}"), sys.executable)
+        # Alone, the shim fails with the line that says why, not pyenv's advice after it.
+        with pytest.raises(InterpreterNotFound) as info:
+            await interpreters.find(
+                PythonRequest(python=HOST_VERSION, path=str(shims), cwd=str(tmp_path))
+            )
+        assert f"{shim} (the query failed: pyenv: python{HOST_VERSION}: command not found)" in (
+            str(info.value)
+        )
+
     async def test_virtual_env_comes_first(self, tmp_path: Path) -> None:
         venv = tmp_path / "venv"
         (venv / "bin").mkdir(parents=True)
