@@ -204,7 +204,7 @@ class LockTimeout(DaemonError, TimeoutError):
         self.timeout = timeout
         held = f" (held by {holder})" if holder else ""
         super().__init__(
-            f"timed out after {timeout:g}s waiting for the lock on {resource} at {path}{held}; "
+            f"timed out after {timeout:g}s waiting for the lock on {resource} ({path}){held}; "
             "another burrowd or uv may be using it. Raise BURROW_LOCK_TIMEOUT to wait longer",
             {"resource": resource, "path": str(path), "timeout": timeout, "holder": holder},
         )

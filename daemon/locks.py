@@ -19,6 +19,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,6 +37,16 @@ _MAX_DELAY = 0.25
 
 class LockBusy(Exception):
     """A non-blocking attempt found the lock held."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class FileLock:
@@ -105,11 +116,19 @@ class FileLock:
         return True
 
     def read_holder(self) -> str:
-        """Return what the current exclusive holder wrote into the file, if anything."""
+        """Return what the current exclusive holder wrote into the file, if anything.
+
+        A ``pid N`` whose process is gone is stale (the holder was killed before it could
+        clear it; the lock itself died with it) and is not reported.
+        """
         try:
-            return self.path.read_text(errors="replace").strip()[:200]
+            text = self.path.read_text(errors="replace").strip()[:200]
         except OSError:
             return ""
+        match = re.fullmatch(r"pid (\d+)", text)
+        if match is not None and not _alive(int(match.group(1))):
+            return ""
+        return text
 
     def _timeout_error(self) -> LockTimeout:
         return LockTimeout(self.resource, self.path, self.timeout or 0.0, self.read_holder())
@@ -152,6 +171,9 @@ class FileLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             try:
+                if self.holder and not self.shared:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, 0)  # still ours: the next waiter names no one
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)

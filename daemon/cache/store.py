@@ -137,7 +137,7 @@ class Cache:
         self.ensure()
         return FileLock(
             self.root / ROOT_LOCK,
-            f"the cache at {self.root}",
+            f"the cache {self.root}",
             shared=shared,
             timeout=self.lock_timeout,
             holder="" if shared else f"pid {os.getpid()}",

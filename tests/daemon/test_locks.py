@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -106,7 +107,7 @@ class TestFileLockInOneProcess:
         second.release()
 
     async def test_timeout_names_resource_and_path(self, lock_path: Path) -> None:
-        holder = FileLock(lock_path, "the cache", holder="pid 4242")
+        holder = FileLock(lock_path, "the cache", holder=f"pid {os.getpid()}")
         assert holder.try_acquire()
         waiter = FileLock(lock_path, "the cache root", shared=True, timeout=0.1)
         started = time.monotonic()
@@ -119,10 +120,23 @@ class TestFileLockInOneProcess:
         assert (error.resource, error.path, error.timeout) == ("the cache root", lock_path, 0.1)
         assert "the cache root" in error.message
         assert str(lock_path) in error.message
-        assert "held by pid 4242" in error.message
-        assert error.data["holder"] == "pid 4242"
+        assert f"held by pid {os.getpid()}" in error.message
+        assert error.data["holder"] == f"pid {os.getpid()}"
         assert not waiter.locked
         holder.release()
+
+    def test_a_released_or_dead_holder_is_not_named(self, lock_path: Path) -> None:
+        holder = FileLock(lock_path, "the cache", holder=f"pid {os.getpid()}")
+        assert holder.try_acquire()
+        holder.release()
+        assert lock_path.read_text() == ""  # cleared before unlocking
+        # A holder killed with the lock held leaves its pid behind: dead, so not named.
+        child = subprocess.Popen(["true"])
+        child.wait()
+        lock_path.write_text(f"pid {child.pid}")
+        assert FileLock(lock_path, "the cache").read_holder() == ""
+        lock_path.write_text(f"pid {os.getpid()}")
+        assert FileLock(lock_path, "the cache").read_holder() == f"pid {os.getpid()}"
 
     def test_blocking_timeout(self, lock_path: Path) -> None:
         holder = FileLock(lock_path, "the cache")

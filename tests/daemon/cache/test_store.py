@@ -220,7 +220,7 @@ class TestRootLock:
             with pytest.raises(LockTimeout) as info:
                 async with cache.exclusive():
                     pass
-        assert f"the cache at {tmp_path}" in str(info.value)
+        assert f"the cache {tmp_path} ({tmp_path / '.lock'})" in str(info.value)
         async with cache.exclusive():
             pass
 
@@ -229,10 +229,10 @@ class TestRootLock:
     ) -> None:
         cache = Cache(tmp_path, lock_timeout=0.2)
         cache.ensure()
-        other = FileLock(tmp_path / ".lock", "the cache", holder="pid 4242")
+        other = FileLock(tmp_path / ".lock", "the cache", holder=f"pid {os.getpid()}")
         assert other.try_acquire()
         try:
-            with pytest.raises(LockTimeout, match="held by pid 4242"):
+            with pytest.raises(LockTimeout, match=f"held by pid {os.getpid()}"):
                 async with cache.operation():
                     pass
         finally:
