@@ -306,6 +306,8 @@ class ResolveParams(Message, frozen=True, kw_only=True):
 class Via(Message, frozen=True, kw_only=True):
     """Why a package is pinned: a requirement file line, or a package that needs it."""
 
+    #: "requirement", "constraint", "override" (``name`` is a file or "command line"),
+    #: "project" (``name`` is "NAME (pyproject.toml)") or "package" (one that needs it).
     kind: str
     name: str
     line: int | None = None

@@ -34,6 +34,8 @@ class Origin:
     file: str | None
     line: int | None
     display: str | None = field(default=None, compare=False)
+    #: The project a ``pyproject.toml`` declares: pip-compile writes ``# via NAME (FILE)``.
+    project: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         """Return ``requirements.in:3`` style text, or ``command line``."""

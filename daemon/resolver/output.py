@@ -70,8 +70,8 @@ def format_resolution(
 
 
 def _via_text(kind: str, name: str, line: int | None) -> str:
-    if kind == "package":
-        return name
+    if kind in ("package", "project"):
+        return name  # "flask", or "demo (pyproject.toml)" as pip-compile and uv write
     if name == "command line":
         return "command line"
     flag = {"requirement": "-r", "constraint": "-c", "override": "--override"}[kind]

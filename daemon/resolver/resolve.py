@@ -25,8 +25,10 @@ __all__ = ["Pin", "Resolution", "Via", "run_resolver"]
 class Via:
     """Why a package is in the resolution: a requirement line or another package."""
 
-    kind: str  # "requirement" | "constraint" | "override" | "package"
-    name: str  # the package that depends on it, or the file's display path
+    kind: str  # "requirement" | "constraint" | "override" | "package" | "project"
+    #: The package that depends on it, the file's display path, or for a project's own
+    #: requirement "NAME (pyproject.toml)".
+    name: str
     line: int | None = None
 
 
@@ -56,7 +58,10 @@ class Resolution:
 def _origin_via(origin: Origin, kind: str) -> Via:
     if origin.file is None:
         return Via(kind, "command line")
-    return Via(kind, origin.display or origin.file, origin.line)
+    shown = origin.display or origin.file
+    if kind == "requirement" and origin.project is not None:
+        return Via("project", f"{origin.project} ({shown})", origin.line)
+    return Via(kind, shown, origin.line)
 
 
 async def run_resolver(provider: Provider) -> Resolution:

@@ -33,7 +33,7 @@ from burrowd.daemon.index.client import DIRECT
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import Origin, RequirementEntry, apply_binary_option
-from burrowd.daemon.inputs.pyproject import read_pyproject
+from burrowd.daemon.inputs.pyproject import project_name, read_pyproject
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version
 from burrowd.daemon.requests import merge_index_options, prepare
@@ -115,8 +115,11 @@ def _read_inputs(params: m.ResolveParams) -> _Inputs:
             )
             # ``# via`` names the file as the user wrote it, as for requirements files (the
             # reader only knows the absolute path, which differs between checkouts).
+            project = project_name(path)
             out.requirements += [
-                dataclasses.replace(e, origin=Origin(e.origin.file, e.origin.line, name))
+                dataclasses.replace(
+                    e, origin=Origin(e.origin.file, e.origin.line, name, project=project)
+                )
                 for e in entries
             ]
             continue

@@ -82,8 +82,17 @@ class TestLayout:
             pytest.param(Via("override", "overrides.txt", 2), "--override overrides.txt (line 2)"),
             pytest.param(Via("requirement", "command line"), "command line"),
             pytest.param(Via("package", "flask"), "flask"),
+            pytest.param(Via("project", "demo (pyproject.toml)", 6), "demo (pyproject.toml)"),
         ],
-        ids=["requirement", "no-line", "constraint", "override", "command-line", "package"],
+        ids=[
+            "requirement",
+            "no-line",
+            "constraint",
+            "override",
+            "command-line",
+            "package",
+            "project",
+        ],
     )
     def test_via_kinds(self, via: Via, shown: str) -> None:
         text = format_resolution(resolution(pin("lib", "1.0", via)), OutputOptions(header=False))

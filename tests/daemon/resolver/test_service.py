@@ -190,12 +190,16 @@ class TestPyproject:
         compiler.write("pyproject.toml", PYPROJECT)
         assert await compiler.pins(files=["pyproject.toml"], **options) == expected
 
-    async def test_via_names_the_file_as_given(self, compiler: Compiler) -> None:
+    async def test_via_names_the_project_and_the_file_as_given(self, compiler: Compiler) -> None:
+        # pip-compile's and uv's form; the line stays in the structured result.
         compiler.write("pyproject.toml", PYPROJECT)
         result = await compiler.compile(files=["pyproject.toml"], extras=["extra-lib"])
-        assert vias(result.output, "core") == ["-r pyproject.toml (line 5)"]
-        assert vias(result.output, "lib") == ["-r pyproject.toml (line 10)"]
+        assert vias(result.output, "core") == ["me (pyproject.toml)"]
+        assert vias(result.output, "lib") == ["me (pyproject.toml)"]
         assert str(compiler.cwd) not in result.output
+        by_name = {p.name: p for p in result.packages}
+        assert [(v.kind, v.line) for v in by_name["core"].via] == [("project", 5)]
+        assert [(v.kind, v.line) for v in by_name["lib"].via] == [("project", 10)]
 
     @pytest.mark.parametrize(
         ("options", "message"),
