@@ -42,6 +42,7 @@ from burrowd.daemon.errors import (
     InvalidDistribution,
     InvalidRequirement,
     PackageNotFound,
+    ResolutionImpossible,
 )
 from burrowd.daemon.index.client import DIRECT, IndexClient
 from burrowd.daemon.index.models import IndexFile
@@ -283,7 +284,28 @@ class Provider:
                     self._add(deps, merged, from_root=True)
                 continue
             self._add(deps, req, from_root=True)
+        self._check_root_ranges(deps)
         return deps
+
+    def _check_root_ranges(self, deps: Mapping[Pkg, VersionSet]) -> None:
+        """Refuse requirements that no version of a package can meet, in their own words.
+
+        Merged into one empty range, ``six>=1.16`` and ``six<1.16`` would only read as "an
+        empty version range" in the solver's explanation.
+        """
+        for pkg, versions in deps.items():
+            if pkg.extra is not None or not versions.is_empty():
+                continue
+            wanted = [o.requirement for o in self.overrides.get(pkg.name, ())] or [
+                e.requirement for e in self.requirements if e.name == pkg.name
+            ]
+            specs = list(dict.fromkeys(f"{pkg.name}{r.specifier}" for r in wanted))
+            if len(specs) == 1:
+                because = f"you require {specs[0]}, a range that holds no version"
+            else:
+                because = f"you require {', '.join(specs[:-1])} and {specs[-1]}"
+            text = f"Because {because}, we can conclude that your requirements are unsatisfiable."
+            raise ResolutionImpossible(text, {"text": text, "kind": "root"})
 
     # -- prefetching ------------------------------------------------------------------------
 

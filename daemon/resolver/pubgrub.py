@@ -266,6 +266,8 @@ class _State(Generic[P]):
         self.discovered: dict[P, int] = {root: 0}
         # (package, version) -> its decision term and its dependency incompatibilities.
         self.fetched: dict[tuple[P, Version], tuple[Term, list[Incompatibility[P]]]] = {}
+        # (depender, dependency) -> its dependency incompatibilities, merged per range.
+        self.merged: dict[tuple[P, P], list[Incompatibility[P]]] = {}
         self.queue: list[tuple[Any, int, int, P]] = []
         self.stamps: dict[P, int] = {}
         self.outdated: set[P] = set()
@@ -508,15 +510,60 @@ class _State(Generic[P]):
                 terms = {package: positive, dependency: _term(False, versions)}
             if dependency not in discovered:
                 discovered[dependency] = len(discovered)
-            incompatibility = Incompatibility(
-                terms,
+            if len(terms) == 2:
+                incompatibility = self._merge_dependency(package, depender, dependency, versions)
+            else:
+                incompatibility = Incompatibility(
+                    terms,
+                    IncompatibilityKind.DEPENDENCY,
+                    dependency=(package, depender, dependency, versions),
+                )
+                for other in terms:
+                    by_package.setdefault(other, []).append(incompatibility)
+            added.append(incompatibility)
+        self.fetched[(package, version)] = (positive, added)
+
+    def _merge_dependency(
+        self, package: P, depender: VersionSet, dependency: P, versions: VersionSet
+    ) -> Incompatibility[P]:
+        """Add "``package`` in ``depender`` needs ``dependency`` in ``versions``".
+
+        As pubgrub-rs does, the fact is merged with an earlier one of the same package
+        needing the same range of the same dependency: "foo 1.0 and foo 1.1 need bar>=2"
+        becomes one incompatibility for both versions, which replaces the earlier one.
+        Logically the same, it makes an explanation say "foo>=1.0,<=1.1 depends on
+        bar>=2" once instead of deriving it one version at a time.
+        """
+        by_package = self.by_package
+        pasts = self.merged.setdefault((package, dependency), [])
+        for position, past in enumerate(pasts):
+            assert past.dependency is not None
+            if past.dependency[3] != versions:
+                continue
+            depender = past.dependency[1].union(depender)
+            for other in (package, dependency):
+                watched = by_package[other]
+                for i in range(len(watched) - 1, -1, -1):
+                    if watched[i] is past:
+                        del watched[i]
+                        break
+            merged = Incompatibility(
+                {package: _term(True, depender), dependency: _term(False, versions)},
                 IncompatibilityKind.DEPENDENCY,
                 dependency=(package, depender, dependency, versions),
             )
-            for other in terms:
-                by_package.setdefault(other, []).append(incompatibility)
-            added.append(incompatibility)
-        self.fetched[(package, version)] = (positive, added)
+            pasts[position] = merged
+            break
+        else:
+            merged = Incompatibility(
+                {package: _term(True, depender), dependency: _term(False, versions)},
+                IncompatibilityKind.DEPENDENCY,
+                dependency=(package, depender, dependency, versions),
+            )
+            pasts.append(merged)
+        by_package.setdefault(package, []).append(merged)
+        by_package.setdefault(dependency, []).append(merged)
+        return merged
 
     def add_unavailable(self, package: P, version: Version, reason: str) -> None:
         positive = _term(True, VersionSet.exact(version))

@@ -137,6 +137,38 @@ class TestConflicts:
         assert "a==2.0 depends on c<1" in lines[0], text
         assert "you require a==2.0 and b==1.0" in lines[-1], text
 
+    @pytest.mark.parametrize(
+        ("requirements", "because"),
+        [
+            pytest.param(
+                ["a>=1.5", "a<1.5"], "you require a>=1.5 and a<1.5", id="two-requirements"
+            ),
+            pytest.param(["a==1.0", "a==2.0"], "you require a==1.0 and a==2.0", id="two-pins"),
+            pytest.param(["a>2,<1"], "you require a<1,>2, a range that holds no version", id="one"),
+        ],
+    )
+    async def test_requirements_no_version_can_meet_are_quoted(
+        self, compiler: Compiler, requirements: list[str], because: str
+    ) -> None:
+        release(compiler.index, "a==1.0")
+        release(compiler.index, "a==2.0")
+        text = explanation(await compiler.fail(*requirements))
+        assert text == (
+            f"Because {because}, we can conclude that your requirements are unsatisfiable."
+        )
+
+    async def test_a_dependency_range_of_many_versions_is_stated_once(
+        self, compiler: Compiler
+    ) -> None:
+        # As pubgrub-rs does, facts "a 1.x needs c>=2" merge into one for all the versions.
+        for minor in range(6):
+            release(compiler.index, f"a==1.{minor}", "c>=2")
+        release(compiler.index, "c==1.0")
+        release(compiler.index, "c==2.0")
+        text = explanation(await compiler.fail("a", "c<2"))
+        assert len(text.splitlines()) <= 2, text
+        assert text.count("depends on c>=2") == 1, text
+
     async def test_no_version_in_the_range(self, compiler: Compiler) -> None:
         release(compiler.index, "a==1.0")
         text = explanation(await compiler.fail("a>=5"))
