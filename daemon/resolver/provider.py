@@ -192,7 +192,12 @@ class Provider:
         self.on_progress = on_progress
         self.requirements = [r for r in requirements if self._applies(r)]
         self.constraints = self._by_name([c for c in constraints if self._applies(c)])
-        self.overrides = self._by_name([o for o in overrides if self._applies(o)])
+        # An override replaces every requirement on its package, as in uv: one whose
+        # marker does not hold for the target leaves the package out altogether.
+        self.overrides = {
+            name: [o for o in group if self._applies(o)]
+            for name, group in self._by_name(overrides).items()
+        }
         self.direct: set[str] = {r.name for r in self.requirements}
         self.pinned_exact: dict[str, Version] = {}
         self.explicit_pre: set[str] = set()
@@ -242,8 +247,7 @@ class Provider:
 
     def _add(self, deps: dict[Pkg, VersionSet], req: Requirement, *, from_root: bool) -> None:
         name = canonicalize_name(req.name)
-        overrides = self.overrides.get(name)
-        if overrides and not from_root:
+        if name in self.overrides and not from_root:
             # An override replaces what every package says about ``name``.
             return
         direct = self.direct_files.get(name)

@@ -546,6 +546,20 @@ class TestOverrides:
         release(compiler.index, "alone==1.0")
         assert await compiler.pins("alone", override_files=["overrides.txt"]) == {"alone": "1.0"}
 
+    async def test_an_override_whose_marker_does_not_hold_removes_the_package(
+        self, compiler: Compiler
+    ) -> None:
+        # uv's reading: the override replaces every requirement on lib, and for this
+        # target it says nothing, so nobody requires lib.
+        compiler.write("overrides.txt", 'lib==2.0 ; python_version < "3"\n')
+        overridden = await compiler.pins("old-app", "lib", override_files=["overrides.txt"])
+        assert overridden == {"old-app": "1.0"}
+        compiler.write("overrides.txt", 'lib==2.0 ; python_version < "3"\nlib==4.0\n')
+        assert await compiler.pins("old-app", override_files=["overrides.txt"]) == {
+            "old-app": "1.0",
+            "lib": "4.0",
+        }
+
 
 class TestResolutionStrategy:
     @pytest.mark.parametrize(
