@@ -29,7 +29,7 @@ from packaging.version import Version
 
 from burrowd.daemon.candidates import uploaded_by
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
-from burrowd.daemon.index.client import DIRECT
+from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import Origin, RequirementEntry, apply_binary_option
@@ -236,8 +236,10 @@ def _index_lines(params: m.ResolveParams, index: m.IndexOptions) -> list[str]:
     lines: list[str] = []
     if index.no_index:
         lines.append("--no-index")
-    elif index.index_url:
-        lines.append(f"--index-url {redact(index.index_url)}")
+    else:
+        # The default index too, as uv writes it: the file then says where pins come from.
+        url = index.index_url or DEFAULT_INDEX.rstrip("/")
+        lines.append(f"--index-url {redact(url)}")
     lines += [f"--extra-index-url {redact(u)}" for u in index.extra_index_urls]
     lines += [f"--find-links {redact(u)}" for u in index.find_links]
     return lines

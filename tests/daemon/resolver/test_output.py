@@ -138,6 +138,7 @@ class TestLayout:
         assert text.splitlines()[2:] == [
             f"--index-url {INDEX}",
             "--extra-index-url https://x.example/",
+            "",
             "a==1.0",
         ]
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from burrowd.daemon.resolver.service import _index_lines
+from burrowd.protocol import messages as m
 from burrowd.protocol.errors import ErrorCode
 from tests.resolve_e2e.harness import Compiler, open_compiler, pins, pins_of_text, release
 from tests.support.dists import DistSpec
@@ -440,6 +442,12 @@ class TestResult:
         assert bare.output == "lib==1.0\n"
         emitted = await compiler.compile("lib", header=False, emit_index_url=True)
         assert emitted.output.splitlines()[0] == f"--index-url {compiler.index.simple_url}"
+
+    def test_the_default_index_is_written_too(self, tmp_path: Path) -> None:
+        params = m.ResolveParams(env=m.ClientEnv(cwd=str(tmp_path)), emit_index_url=True)
+        assert _index_lines(params, m.IndexOptions()) == ["--index-url https://pypi.org/simple"]
+        no_index = m.IndexOptions(no_index=True, find_links=["./wheels"])
+        assert _index_lines(params, no_index) == ["--no-index", "--find-links ./wheels"]
 
     async def test_credentials_never_reach_the_output(self, compiler: Compiler) -> None:
         index = compiler.index
