@@ -107,7 +107,8 @@ def render_cache_stats(stats: CacheStatsResult, out: TextIO | None = None) -> No
     stream.write(f"{stats.path}\n")
     width = max((len(b.bucket) for b in stats.buckets), default=6)
     for b in stats.buckets:
-        stream.write(f"  {b.bucket:<{width}}  {b.entries:>7} entries  {format_bytes(b.size):>10}\n")
+        noun = "entry  " if b.entries == 1 else "entries"
+        stream.write(f"  {b.bucket:<{width}}  {b.entries:>7} {noun}  {format_bytes(b.size):>10}\n")
     stream.write(f"  {'total':<{width}}  {'':>15}  {format_bytes(stats.size):>10}\n")
     stream.write(
         f"in memory: {stats.memory_pages} project pages, {stats.memory_metadata} metadata\n"

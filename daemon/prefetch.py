@@ -23,6 +23,7 @@ from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.wheels import WheelKey, read_pointer
 from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.errors import (
+    BuildRequired,
     InvalidDistribution,
     InvalidRequirement,
     OfflineMiss,
@@ -154,8 +155,19 @@ class Prefetcher:
                 ),
             )
         best = fitting[0] if fitting else None
+        if best is None and vc.sdists:
+            sdist = vc.sdists[0][0]
+            wheels = [f.filename for f in vc.other_wheels]
+            raise BuildRequired(
+                str(req.name),
+                str(version),
+                redact(sdist.url),
+                f"no wheel of it supports {target.describe()} (wheels: "
+                f"{', '.join(wheels[:6]) or 'none'}), and building from source is not available "
+                "yet; pass --python-version/--python-platform for a target that has one",
+            )
         if best is None:
-            have = [f.filename for f in vc.other_wheels] + [f.filename for f, _ in vc.sdists]
+            have = [f.filename for f in vc.other_wheels]
             raise PackageNotFound(
                 f"{req.name}=={version}",
                 files.searched,

@@ -9,7 +9,13 @@ import pytest
 
 from burrowd.client import render
 from burrowd.protocol.errors import RpcError
-from burrowd.protocol.messages import ProgressParams, RequestInfo, StatusResult
+from burrowd.protocol.messages import (
+    BucketStats,
+    CacheStatsResult,
+    ProgressParams,
+    RequestInfo,
+    StatusResult,
+)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +176,23 @@ class TestHeaderCommand:
             "burrow compile -i 'https://****@example.org/simple' --extra-index-url "
             "'https://user:****@example.org/simple' req.in"
         )
+
+
+def test_cache_stats_counts_entries_in_words() -> None:
+    stats = CacheStatsResult(
+        path="/c",
+        buckets=[
+            BucketStats(bucket="wheels-v0", entries=1, size=2048),
+            BucketStats(bucket="simple-v0", entries=2, size=0),
+        ],
+        size=2048,
+        memory_pages=3,
+    )
+    out = io.StringIO()
+    render.render_cache_stats(stats, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "/c"
+    assert lines[1].split() == ["wheels-v0", "1", "entry", "2.0", "KiB"]
+    assert lines[2].split() == ["simple-v0", "2", "entries", "0", "B"]
+    # The columns stay aligned whatever the noun.
+    assert len(lines[1]) == len(lines[2])

@@ -15,6 +15,7 @@ from packaging.version import Version
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.wheels import WheelKey, read_pointer
 from burrowd.daemon.errors import (
+    BuildRequired,
     HashMismatch,
     InvalidDistribution,
     InvalidRequirement,
@@ -25,6 +26,7 @@ from burrowd.daemon.index.client import Freshness
 from burrowd.daemon.inputs.model import Origin, RequirementEntry
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version, pins_of
+from burrowd.protocol.errors import ErrorCode
 from tests.daemon.cache.harness import ProgressLog, Stack, archive_problems, stack_on, tmp_debris
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex
@@ -110,10 +112,19 @@ class TestPrefetch:
     async def test_no_wheel_for_the_target(self, stack: Stack, fake_index: FakeIndex) -> None:
         fake_index.add(DistSpec("foo", "1.0"), sdist=True, wheel=False)
         fake_index.add(DistSpec("foo", "1.0", tag="cp27-cp27mu-manylinux1_x86_64"))
+        with pytest.raises(BuildRequired) as info:
+            await stack.prefetch(["foo==1.0"], stack.settings(fake_index.simple_url))
+        assert info.value.code == ErrorCode.BUILD_FAILED
+        assert "foo==1.0 needs a build from" in str(info.value)
+        assert "foo-1.0.tar.gz" in str(info.value)
+        assert "no wheel of it supports" in str(info.value)
+        assert "foo-1.0-cp27-cp27mu-manylinux1_x86_64.whl" in str(info.value)
+
+    async def test_no_file_for_the_target(self, stack: Stack, fake_index: FakeIndex) -> None:
+        fake_index.add(DistSpec("foo", "1.0", tag="cp27-cp27mu-manylinux1_x86_64"))
         with pytest.raises(PackageNotFound) as info:
             await stack.prefetch(["foo==1.0"], stack.settings(fake_index.simple_url))
         assert "no wheel of it supports" in str(info.value)
-        assert "foo-1.0.tar.gz" in str(info.value)
 
     async def test_requires_python_of_the_target(self, stack: Stack, fake_index: FakeIndex) -> None:
         better = f"py3{sys.version_info[1]}-none-any"  # ranks above py3-none-any
