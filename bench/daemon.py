@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.timing import Outcome, run_timed
 from bench.tools import SOCKET_PATH_MAX, Tools, clean_env
+from burrowd.protocol.process import process_alive
 
 IDLE_TIMEOUT = "7200"
 
@@ -106,18 +107,8 @@ class BurrowDaemon:
             return
         self.run("daemon", "stop", timeout=60)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(self.pid):
+        while time.monotonic() < deadline and process_alive(self.pid):
             time.sleep(0.05)
-        if _alive(self.pid):
+        if process_alive(self.pid):
             os.kill(self.pid, signal.SIGTERM)
         self.pid = None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -31,6 +31,7 @@ from burrowd.protocol.messages import (
     ShutdownParams,
     ShutdownResult,
 )
+from burrowd.protocol.process import process_alive
 
 __all__ = [
     "DaemonUnavailable",
@@ -285,23 +286,6 @@ def _handshake(transport: SocketTransport) -> InitializeResult:
 
 def _matches(result: InitializeResult) -> bool:
     return result.protocol_version == jsonrpc.PROTOCOL_VERSION and result.server_build == build_id()
-
-
-def process_alive(pid: int) -> bool:
-    """Return whether ``pid`` still runs (an exited process nobody reaped yet does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # The state follows the parenthesised command name, which may hold spaces.
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in (b"Z", b"X")
 
 
 def _wait_gone(path: str, pid: int | None, timeout: float) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from burrowd.daemon.errors import LockTimeout
+from burrowd.protocol.process import process_alive
 
 __all__ = ["FileLock", "LockBusy", "exclusive", "shared"]
 
@@ -37,16 +38,6 @@ _MAX_DELAY = 0.25
 
 class LockBusy(Exception):
     """A non-blocking attempt found the lock held."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FileLock:
@@ -126,7 +117,7 @@ class FileLock:
         except OSError:
             return ""
         match = re.fullmatch(r"pid (\d+)", text)
-        if match is not None and not _alive(int(match.group(1))):
+        if match is not None and not process_alive(int(match.group(1))):
             return ""
         return text
 
