@@ -326,6 +326,8 @@ class ResolvedPackage(Message, frozen=True, kw_only=True):
     marker: str | None = None
     hashes: list[str] = []
     direct: bool = False
+    #: Required with ``-e`` (a local project directory).
+    editable: bool = False
     yanked: bool = False
 
 

@@ -1,4 +1,4 @@
-"""Static metadata of a source distribution, when it has some (no build needed).
+"""Static metadata of a source distribution or tree, when it has some (no build needed).
 
 PEP 643 lets an sdist's ``PKG-INFO`` (metadata 2.2+) promise that its fields are final
 unless listed as ``Dynamic``; a ``pyproject.toml`` ``[project]`` table that does not list
@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.errors import BuildRequired, InvalidDistribution
 from burrowd.daemon.metadata import CoreMetadata, parse_metadata
 
-__all__ = ["sdist_metadata"]
+__all__ = ["sdist_metadata", "tree_metadata"]
 
 _MAX_MEMBER = 8 * 1024 * 1024
 
@@ -62,7 +62,50 @@ def sdist_metadata(path: Path, filename: str, name: str, version: str) -> CoreMe
 
     Raise :class:`BuildRequired` when only a build could tell the dependencies.
     """
-    members = _read_members(path, filename)
+    return _static_metadata(_read_members(path, filename), filename, name, version)
+
+
+def tree_metadata(directory: Path, name: str) -> CoreMetadata:
+    """Return the static metadata of a source tree (a project directory).
+
+    The same rules as for an sdist, read from the directory's own ``PKG-INFO`` (an
+    unpacked sdist) or ``pyproject.toml``; the version must be static too, since nothing
+    else names it. Raise :class:`BuildRequired` when only a build could tell.
+    """
+    members: dict[str, bytes] = {}
+    for member in ("PKG-INFO", "pyproject.toml"):
+        try:
+            members[member] = (directory / member).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise InvalidDistribution(str(directory), f"cannot read {member}: {exc}") from exc
+    if not members:
+        raise BuildRequired(
+            name,
+            "?",
+            str(directory),
+            "it has no pyproject.toml (a setup.py project); only a build could tell its "
+            "metadata, and building from source is not available yet",
+        )
+    project = _pyproject_project(members.get("pyproject.toml"))
+    if "PKG-INFO" not in members and project is not None:
+        dynamic = {str(d).lower() for d in _list(project.get("dynamic"))}
+        if "version" in dynamic or not isinstance(project.get("version"), str):
+            raise BuildRequired(
+                name,
+                "?",
+                str(directory),
+                "its version is dynamic, so only a build could tell it; building from "
+                "source is not available yet",
+            )
+    return _static_metadata(members, str(directory), name, "?")
+
+
+def _static_metadata(
+    members: dict[str, bytes], source: str, name: str, version: str
+) -> CoreMetadata:
+    filename = source
     pkg_info = members.get("PKG-INFO")
     if pkg_info is not None:
         meta = parse_metadata(pkg_info, filename)

@@ -53,7 +53,12 @@ def format_resolution(
     if options.index_lines:
         lines += [*options.index_lines, ""]  # a blank line after them, as uv and pip-compile
     for name, pin in resolution.pins.items():
-        text = f"{name} @ {pin.file.url}" if pin.location == DIRECT else f"{name}=={pin.version}"
+        if pin.location != DIRECT:
+            text = f"{name}=={pin.version}"
+        elif pin.editable:
+            text = f"-e {pin.file.url}"  # pip-compile's form; read back as the same entry
+        else:
+            text = f"{name} @ {pin.file.url}"
         if pin.marker:
             text += f" ; {pin.marker}"
         digests = sorted(set(hashes.get(name, ()))) if hashes is not None else []

@@ -28,14 +28,21 @@ from urllib.parse import unquote
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
 from packaging.requirements import Requirement
 from packaging.utils import (
+    InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
+    parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, uploaded_by
+from burrowd.daemon.candidates import (
+    SDIST_SUFFIXES,
+    CandidateCache,
+    ProjectCandidates,
+    uploaded_by,
+)
 from burrowd.daemon.errors import (
     BuildRequired,
     DaemonError,
@@ -47,6 +54,7 @@ from burrowd.daemon.errors import (
 from burrowd.daemon.index.client import DIRECT, IndexClient
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
+from burrowd.daemon.index.sdist import tree_metadata
 from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.metadata import CoreMetadata
 from burrowd.daemon.requests import PackageRequest
@@ -214,9 +222,16 @@ class Provider:
                 if named.is_prerelease:
                     self.explicit_pre.add(entry.name)
         self.direct_files: dict[str, tuple[IndexFile, Version]] = {}
+        #: Metadata of local project directories, read with their version.
+        self.direct_metadata: dict[str, CoreMetadata] = {}
+        #: Names required as editable (``-e``): written back as ``-e URL``.
+        self.editable: set[str] = {r.name for r in self.requirements if r.editable}
         for entry in self.requirements:
             if entry.requirement.url:
-                self.direct_files[entry.name] = _direct_file(entry)
+                file, version, meta = _direct_file(entry)
+                self.direct_files[entry.name] = (file, version)
+                if meta is not None:
+                    self.direct_metadata[entry.name] = meta
         self._projects: dict[str, ProjectCandidates] = {}
         self._pending: dict[str, asyncio.Task[ProjectCandidates]] = {}
         self._metadata_tasks: dict[tuple[str, Version], asyncio.Task[CoreMetadata]] = {}
@@ -361,6 +376,9 @@ class Provider:
     def _metadata_task(self, name: str, version: Version) -> asyncio.Task[CoreMetadata]:
         key = (name, version)
         task = self._metadata_tasks.get(key)
+        if task is None and name in self.direct_metadata:
+            task = asyncio.ensure_future(_given(self.direct_metadata[name]))
+            self._metadata_tasks[key] = task
         if task is None:
             choice = self.choices[key]
             task = asyncio.ensure_future(
@@ -647,41 +665,76 @@ class _TransitiveUrl(Exception):
     """A package's metadata names a direct URL the user's requirements do not."""
 
 
-def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version]:
-    """Return the wheel a direct reference names, and its version.
+def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetadata | None]:
+    """Return the file a direct reference names, its version and, if read here, metadata.
 
-    Raise :class:`BuildRequired` for anything that is not a wheel (sdist, directory, VCS).
+    A wheel (URL or path) and a local sdist are read through the index client like any
+    file; a local project directory is read here, from its static ``pyproject.toml``
+    ``[project]`` table (or ``PKG-INFO``), as uv does without a build. Raise
+    :class:`BuildRequired` for what only a build could tell (a dynamic version or
+    dependencies, a remote sdist, a repository).
     """
     url = entry.requirement.url or ""
     clean, hashes = split_hash(url)
-    filename = unquote(clean.rsplit("/", 1)[-1])
+    for item in entry.hashes:
+        algorithm, _, digest = item.partition(":")
+        hashes.setdefault(algorithm, digest)
+    filename = unquote(clean.rstrip("/").rsplit("/", 1)[-1])
+    if entry.path is not None and entry.path.is_dir():
+        meta = tree_metadata(entry.path, entry.name)
+        _check_direct_name(entry, canonicalize_name(meta.name), str(entry.path))
+        try:
+            version = Version(meta.version)
+        except InvalidVersion:
+            raise InvalidDistribution(
+                str(entry.path), f"its version {meta.version!r} is not a valid version"
+            ) from None
+        return IndexFile(filename=filename, url=clean, hashes={}), version, meta
+    if entry.path is not None and filename.endswith(SDIST_SUFFIXES):
+        try:
+            name, version = parse_sdist_filename(filename)
+        except InvalidSdistFilename as exc:
+            raise _bad_filename(entry, filename, "sdist", exc) from None
+        _check_direct_name(entry, name, filename)
+        return IndexFile(filename=filename, url=clean, hashes=hashes), version, None
     if not filename.endswith(".whl"):
         raise BuildRequired(
             entry.name,
             "?",
             url,
-            "a direct reference to a source distribution, directory or repository needs a "
-            "build, which is not available yet; point it at a wheel instead",
+            "a direct reference to a remote source distribution or a repository needs a "
+            "build, which is not available yet; point it at a wheel or a local project "
+            "with static metadata instead",
         )
     try:
         name, version, _build, _tags = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
-        raise InvalidRequirement(
-            f"{filename} is not a valid wheel filename ({exc})",
-            file=entry.origin.file,
-            line=entry.origin.line,
-        ) from None
+        raise _bad_filename(entry, filename, "wheel", exc) from None
+    _check_direct_name(entry, name, filename)
+    return IndexFile(filename=filename, url=clean, hashes=hashes), version, None
+
+
+def _bad_filename(
+    entry: RequirementEntry, filename: str, kind: str, exc: Exception
+) -> InvalidRequirement:
+    return InvalidRequirement(
+        f"{filename} is not a valid {kind} filename ({exc})",
+        file=entry.origin.file,
+        line=entry.origin.line,
+    )
+
+
+async def _given(meta: CoreMetadata) -> CoreMetadata:
+    return meta
+
+
+def _check_direct_name(entry: RequirementEntry, name: str, what: str) -> None:
     if name != entry.name:
         raise InvalidRequirement(
-            f"{filename} is a wheel of {name}, not of {entry.requirement.name}",
+            f"{what} is a distribution of {name}, not of {entry.requirement.name}",
             file=entry.origin.file,
             line=entry.origin.line,
         )
-    if entry.hashes:
-        for item in entry.hashes:
-            algorithm, _, digest = item.partition(":")
-            hashes.setdefault(algorithm, digest)
-    return IndexFile(filename=filename, url=clean, hashes=hashes), version
 
 
 def _count_versions(n: int, why: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from packaging.version import Version
 
 from burrowd.daemon.errors import ResolutionImpossible
+from burrowd.daemon.index.client import DIRECT
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.inputs.model import Origin
 from burrowd.daemon.resolver.provider import ROOT, ROOT_VERSION, Pkg, Provider
@@ -45,6 +46,8 @@ class Pin:
     #: The marker of the requirement lines that brought it in, when only they did.
     marker: str | None = None
     direct: bool = False
+    #: Required with ``-e``: written back as ``-e URL``.
+    editable: bool = False
 
 
 @dataclass(slots=True)
@@ -103,6 +106,7 @@ def _assemble(provider: Provider, solution: dict[Pkg, Version]) -> Resolution:
         if pin is None:
             continue
         pin.direct = True
+        pin.editable = pin.editable or (entry.editable and pin.location == DIRECT)
         pin.via.add(_origin_via(entry.origin, "requirement"))
         marker = entry.requirement.marker
         markers.setdefault(entry.name, []).append(str(marker) if marker is not None else None)

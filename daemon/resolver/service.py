@@ -248,6 +248,9 @@ def _index_lines(params: m.ResolveParams, index: m.IndexOptions) -> list[str]:
 async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, pin in resolution.pins.items():
+        if pin.location == DIRECT and name in provider.direct_metadata:
+            out[name] = []  # a project directory: no file to hash (pip-compile neither)
+            continue
         if pin.location == DIRECT:
             files = [pin.file]
         else:
@@ -352,6 +355,7 @@ async def resolve(
             marker=pin.marker,
             hashes=(hashes or {}).get(name, []),
             direct=pin.direct,
+            editable=pin.editable,
             yanked=pin.file.yanked is not None,
         )
         for name, pin in resolution.pins.items()

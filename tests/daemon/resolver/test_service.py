@@ -556,3 +556,104 @@ class TestLocalFiles:
         build("depb")
         second = await compiler.compile(files=["req.in"], index_url=None, refresh=True)
         assert pins(second) == {"mine": "0.1", "depb": "1.0"}
+
+
+LOCAL_PROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "Local.Pkg"
+version = "0.3.1"
+requires-python = ">=3.8"
+dependencies = [{deps}]
+dynamic = [{dynamic}]
+
+[project.optional-dependencies]
+fast = ["extra-lib"]
+"""
+
+
+class TestLocalSources:
+    @pytest.fixture(autouse=True)
+    def _published(self, fake_index: FakeIndex) -> None:
+        for version in ("1.0", "2.0"):
+            release(fake_index, f"lib=={version}")
+        release(fake_index, "extra-lib==1.0")
+
+    def _project(self, compiler: Compiler, deps: str = '"lib>=2"', dynamic: str = "") -> Path:
+        project = compiler.cwd / "localpkg"
+        project.mkdir(exist_ok=True)
+        (project / "pyproject.toml").write_text(
+            LOCAL_PROJECT.format(deps=deps, dynamic=dynamic), encoding="utf-8"
+        )
+        return project
+
+    async def test_an_editable_project_directory_with_static_metadata(
+        self, compiler: Compiler
+    ) -> None:
+        project = self._project(compiler)
+        compiler.write("req.in", "-e ./localpkg[fast]\n")
+        result = await compiler.compile(files=["req.in"], output_file="req.txt")
+        assert pins(result) == {"local-pkg": "0.3.1", "lib": "2.0", "extra-lib": "1.0"}
+        (local,) = (p for p in result.packages if p.name == "local-pkg")
+        assert local.editable
+        assert local.direct
+        assert local.hashes == []
+        lines = result.output.splitlines()
+        assert f"-e {project.as_uri()}" in lines
+        assert "    # via local-pkg" in lines  # lib and extra-lib
+        # The file reads back as the same resolution.
+        again = await compiler.compile(files=["req.txt"], generate_hashes=True)
+        assert pins(again) == pins(result)
+        (local,) = (p for p in again.packages if p.name == "local-pkg")
+        assert local.editable
+        assert local.hashes == []
+
+    async def test_a_plain_directory_reference_and_an_edit_of_it(self, compiler: Compiler) -> None:
+        project = self._project(compiler)
+        result = await compiler.compile(f"local-pkg @ {project.as_uri()}")
+        assert f"local-pkg @ {project.as_uri()}" in result.output
+        assert pins(result) == {"local-pkg": "0.3.1", "lib": "2.0"}
+        # The same daemon reads the edited project again: no stale metadata.
+        self._project(compiler, deps='"lib<2"')
+        assert pins(await compiler.compile(f"local-pkg @ {project.as_uri()}")) == {
+            "local-pkg": "0.3.1",
+            "lib": "1.0",
+        }
+
+    @pytest.mark.parametrize(
+        ("deps", "dynamic", "reason"),
+        [
+            pytest.param('"lib"', '"version"', "its version is dynamic", id="version"),
+            pytest.param(
+                '"lib"', '"dependencies"', "dependencies are not static", id="dependencies"
+            ),
+        ],
+    )
+    async def test_dynamic_metadata_needs_a_build(
+        self, compiler: Compiler, deps: str, dynamic: str, reason: str
+    ) -> None:
+        project = self._project(compiler, deps=deps, dynamic=dynamic)
+        compiler.write("req.in", "./localpkg\n")
+        error = await compiler.fail(files=["req.in"])
+        assert error.code == ErrorCode.BUILD_FAILED
+        assert str(project) in error.message
+        assert reason in error.message
+
+    async def test_a_directory_of_another_project_is_refused(self, compiler: Compiler) -> None:
+        project = self._project(compiler)
+        error = await compiler.fail(f"other @ {project.as_uri()}")
+        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert "is a distribution of local-pkg, not of other" in error.message
+
+    async def test_a_local_sdist_with_static_metadata(
+        self, compiler: Compiler, dist_factory: DistFactory
+    ) -> None:
+        sdist = dist_factory.sdist(DistSpec("srcpkg", "1.2", requires_dist=["lib<2"]))
+        shutil.copy(sdist, compiler.cwd / sdist.name)
+        compiler.write("req.in", f"./{sdist.name}\n")
+        result = await compiler.compile(files=["req.in"])
+        assert pins(result) == {"srcpkg": "1.2", "lib": "1.0"}
+        assert f"srcpkg @ {(compiler.cwd / sdist.name).as_uri()}" in result.output
