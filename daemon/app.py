@@ -297,7 +297,9 @@ class Daemon:
         that needs the interpreter reports it.
         """
         try:
-            await self.services.interpreters.find(inherited_environment_request())
+            # Shared root lock, as every request holds it: clean must not race the write.
+            async with self.services.cache.operation():
+                await self.services.interpreters.find(inherited_environment_request())
         except DaemonError as exc:
             log.info("no default interpreter to warm up: %s", exc)
         except OSError as exc:  # e.g. the cache is not writable: the request will say so
@@ -331,6 +333,7 @@ class Daemon:
                 finally:
                     watchdog.cancel()
                     warm.cancel()
+                    await asyncio.gather(watchdog, warm, return_exceptions=True)
                     self.begin_shutdown(self.stop_reason or "stopping")
                 if not await self.rpc.wait_idle(SHUTDOWN_GRACE):
                     log.warning("cancelling %d requests still running", self.rpc.in_flight)

@@ -123,7 +123,11 @@ class VersionCandidates:
 
     def all_files(self) -> list[IndexFile]:
         """Return every file of this version, whatever its tags."""
-        return [f for f, _, _ in self._raw_wheels] + [f for f, _ in self.sdists]
+        return [f for f, _ in self.all_located()]
+
+    def all_located(self) -> list[tuple[IndexFile, str]]:
+        """Return every file of this version with the location it was found at."""
+        return [(f, loc) for f, loc, _ in self._raw_wheels] + self.sdists
 
     @property
     def yanked(self) -> bool:

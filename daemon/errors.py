@@ -132,8 +132,9 @@ class BuildRequired(DaemonError):
     def __init__(self, name: str, version: str, source: str, reason: str) -> None:
         self.name = name
         self.version = version
+        what = name if version == "?" else f"{name}=={version}"
         super().__init__(
-            f"{name}=={version} needs a build from {source}: {reason}",
+            f"{what} needs a build from {source}: {reason}",
             {"name": name, "version": version, "source": source, "reason": reason},
         )
 

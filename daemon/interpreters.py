@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -45,6 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT: Final = 20.0
+#: Seconds a failed query is remembered: a pyenv shim starts working when its version is
+#: installed, without the shim file changing.
+FAILURE_TTL: Final = 60.0
 
 # Runs inside the target interpreter (any CPython 3.7+ or PyPy): standard library only.
 _QUERY: Final = r"""
@@ -437,6 +441,8 @@ class Interpreters:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self._memory: dict[str, tuple[int, int, InterpreterInfo]] = {}
+        #: Failed queries (a shim of a version not installed): not run again for a while.
+        self._failures: dict[str, tuple[int, int, float, InterpreterNotFound]] = {}
         self._targets: dict[tuple[int, str | None, str | None], Target] = {}
         self._queries: OnceMap[tuple[str, int, int], InterpreterInfo] = OnceMap()
 
@@ -452,7 +458,7 @@ class Interpreters:
                 names = [f"python{value}", f"python{'.'.join(value.split('.')[:2])}", "python3"]
             else:
                 names = [value]
-            return list(dict.fromkeys(p for n in names for p in _on_path(n, req.path)))
+            return list(dict.fromkeys(p for n in names for p in _on_path(n, req.path, req.cwd)))
         out: list[Path] = []
         if req.virtual_env:
             out.append(Path(req.virtual_env) / "bin" / "python")
@@ -463,7 +469,7 @@ class Interpreters:
                 out.append(venv)
                 break
         for name in ("python3", "python"):
-            out.extend(p for p in _on_path(name, req.path) if p not in out)
+            out.extend(p for p in _on_path(name, req.path, req.cwd) if p not in out)
         return out
 
     def target(
@@ -524,10 +530,21 @@ class Interpreters:
         mem = self._memory.get(key)
         if mem is not None and mem[0] == st.st_mtime_ns and mem[1] == st.st_size:
             return mem[2]
+        failed = self._failures.get(key)
+        if (
+            failed is not None
+            and failed[:2] == (st.st_mtime_ns, st.st_size)
+            and time.monotonic() - failed[2] < FAILURE_TTL
+        ):
+            raise failed[3]
         # Concurrent first requests for one interpreter share one query subprocess.
-        return await self._queries.run(
-            (key, st.st_mtime_ns, st.st_size), lambda: self._load(exe, key, st)
-        )
+        try:
+            return await self._queries.run(
+                (key, st.st_mtime_ns, st.st_size), lambda: self._load(exe, key, st)
+            )
+        except InterpreterNotFound as exc:
+            self._failures[key] = (st.st_mtime_ns, st.st_size, time.monotonic(), exc)
+            raise
 
     async def _load(self, exe: Path, key: str, st: os.stat_result) -> InterpreterInfo:
         path = self.cache.path(Bucket.INTERPRETER, f"{digest(key)}.msgpack")
@@ -577,14 +594,15 @@ class Interpreters:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
 
 
-def _on_path(name: str, path: str) -> list[Path]:
+def _on_path(name: str, path: str, cwd: str) -> list[Path]:
     """Return every executable called ``name`` on ``path`` (the process's PATH if empty).
 
     Every one, not only the first as ``which`` gives: the first may be a shim that fails.
+    An empty or relative entry is the client's working directory, as for its shell.
     """
     found: list[Path] = []
     for directory in (path or os.environ.get("PATH", os.defpath)).split(os.pathsep):
-        hit = shutil.which(name, path=directory or ".")
+        hit = shutil.which(name, path=os.path.join(cwd, directory))
         if hit is not None and Path(hit) not in found:
             found.append(Path(hit))
     return found

@@ -164,7 +164,12 @@ class Prefetcher:
                 redact(sdist.url),
                 f"no wheel of it supports {target.describe()} (wheels: "
                 f"{', '.join(wheels[:6]) or 'none'}), and building from source is not available "
-                "yet; pass --python-version/--python-platform for a target that has one",
+                "yet"
+                + (
+                    "; pass --python-version/--python-platform for a target one fits"
+                    if wheels
+                    else ""
+                ),
             )
         if best is None:
             have = [f.filename for f in vc.other_wheels]

@@ -137,7 +137,7 @@ class Cache:
         self.ensure()
         return FileLock(
             self.root / ROOT_LOCK,
-            f"the cache {self.root}",
+            "the cache",
             shared=shared,
             timeout=self.lock_timeout,
             holder="" if shared else f"pid {os.getpid()}",

@@ -601,12 +601,15 @@ class IndexClient:
 
     # -- digests ----------------------------------------------------------------------------
 
-    async def sha256_of(self, file: IndexFile) -> str:
+    async def sha256_of(
+        self, file: IndexFile, location: str, name: str, *, offline: bool = False
+    ) -> str:
         """Return the sha256 of ``file``: the index's, else computed (``--generate-hashes``).
 
-        A file the index gives no hash for is hashed where it lies (a local file) or
-        streamed through a temporary file and dropped (a remote one): hashing every
-        platform's wheel of a pin must not unpack them all into the cache. The digest is
+        A file the index gives no hash for is hashed where it lies (a local file), taken
+        from its cached wheel when there is one, or streamed through a temporary file and
+        dropped (hashing every platform's wheel of a pin must not unpack them all into the
+        cache); with ``offline`` that last step is an :class:`OfflineMiss`. The digest is
         remembered for the daemon's life, keyed by URL and, for a local file, its stamp.
         """
         if file.sha256:
@@ -615,23 +618,36 @@ class IndexClient:
         known = self._digests.get(key)
         if known is not None:
             return known
-        digest = await self._digest_flights.run(key, lambda: self._compute_sha256(file))
+        digest = await self._digest_flights.run(
+            key, lambda: self._compute_sha256(file, location, name, offline)
+        )
         self._digests[key] = digest
         return digest
 
-    async def _compute_sha256(self, file: IndexFile) -> str:
+    async def _compute_sha256(
+        self, file: IndexFile, location: str, name: str, offline: bool
+    ) -> str:
         if is_local(file.url):
             path = local_path(file.url)
             try:
                 return (await asyncio.to_thread(_hash_file, path, {"sha256"}))["sha256"]
             except OSError as exc:
                 raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
-        fd, tmp = self.cache.temp_file(prefix="hash-")
-        os.close(fd)
-        try:
-            hashes, _size = await self._stream_to(file.url, tmp, {"sha256"}, None)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if file.is_wheel:
+            key = self.wheel_key(file, location, name)
+            pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+            if pointer is not None and "sha256" in pointer.hashes:
+                return pointer.hashes["sha256"]
+        if offline:
+            raise OfflineMiss(f"the hash of {file.filename} ({redact(file.url)})")
+        # Shared root lock: prune must not take the temporary file from under the download.
+        async with self.cache.operation():
+            fd, tmp = self.cache.temp_file(prefix="hash-")
+            os.close(fd)
+            try:
+                hashes, _size = await self._stream_to(file.url, tmp, {"sha256"}, None)
+            finally:
+                tmp.unlink(missing_ok=True)
         return hashes["sha256"]
 
     # -- wheels -----------------------------------------------------------------------------

@@ -88,18 +88,32 @@ def tree_metadata(directory: Path, name: str) -> CoreMetadata:
             "it has no pyproject.toml (a setup.py project); only a build could tell its "
             "metadata, and building from source is not available yet",
         )
+    version = "?"
+    pkg_info = members.get("PKG-INFO")
+    if pkg_info is not None:
+        # An unpacked sdist: its PKG-INFO names the version whatever else is dynamic.
+        version = parse_metadata(pkg_info, str(directory)).version
     project = _pyproject_project(members.get("pyproject.toml"))
-    if "PKG-INFO" not in members and project is not None:
+    if pkg_info is None:
+        if project is None or not isinstance(project.get("name"), str):
+            raise BuildRequired(
+                name,
+                "?",
+                str(directory),
+                "its pyproject.toml has no [project] table with a name, so only a build "
+                "could tell its metadata; building from source is not available yet",
+            )
         dynamic = {str(d).lower() for d in _list(project.get("dynamic"))}
         if "version" in dynamic or not isinstance(project.get("version"), str):
             raise BuildRequired(
                 name,
                 "?",
                 str(directory),
-                "its version is dynamic, so only a build could tell it; building from "
-                "source is not available yet",
+                "its version is not static ([project] version is dynamic or missing), so "
+                "only a build could tell it; building from source is not available yet",
             )
-    return _static_metadata(members, str(directory), name, "?")
+        version = str(project["version"])
+    return _static_metadata(members, str(directory), name, version)
 
 
 def _static_metadata(

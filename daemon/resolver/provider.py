@@ -52,6 +52,7 @@ from burrowd.daemon.errors import (
     ResolutionImpossible,
 )
 from burrowd.daemon.index.client import DIRECT, IndexClient
+from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.index.sdist import tree_metadata
@@ -224,11 +225,17 @@ class Provider:
         self.direct_files: dict[str, tuple[IndexFile, Version]] = {}
         #: Metadata of local project directories, read with their version.
         self.direct_metadata: dict[str, CoreMetadata] = {}
-        #: Names required as editable (``-e``): written back as ``-e URL``.
-        self.editable: set[str] = {r.name for r in self.requirements if r.editable}
         for entry in self.requirements:
             if entry.requirement.url:
                 file, version, meta = _direct_file(entry)
+                known = self.direct_files.get(entry.name)
+                if known is not None and known[0].url != file.url:
+                    raise InvalidRequirement(
+                        f"{entry.requirement.name} is required from two places, "
+                        f"{redact(known[0].url)} and {redact(file.url)}; keep one of them",
+                        file=entry.origin.file,
+                        line=entry.origin.line,
+                    )
                 self.direct_files[entry.name] = (file, version)
                 if meta is not None:
                     self.direct_metadata[entry.name] = meta
@@ -681,6 +688,13 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetad
         hashes.setdefault(algorithm, digest)
     filename = unquote(clean.rstrip("/").rsplit("/", 1)[-1])
     if entry.path is not None and entry.path.is_dir():
+        if entry.hashes:
+            raise InvalidRequirement(
+                f"--hash cannot check a directory ({entry.path}); drop the option or point "
+                "the requirement at a built wheel or sdist",
+                file=entry.origin.file,
+                line=entry.origin.line,
+            )
         meta = tree_metadata(entry.path, entry.name)
         _check_direct_name(entry, canonicalize_name(meta.name), str(entry.path))
         try:

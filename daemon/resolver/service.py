@@ -252,16 +252,19 @@ async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[
             out[name] = []  # a project directory: no file to hash (pip-compile neither)
             continue
         if pin.location == DIRECT:
-            files = [pin.file]
+            files = [(pin.file, DIRECT)]
         else:
             project = await provider.project(name)
-            files = project.versions[pin.version].all_files()
+            files = project.versions[pin.version].all_located()
             cutoff = provider.options.exclude_newer
             if cutoff is not None:
-                files = [f for f in files if uploaded_by(f, cutoff)]
-        # Files without an index hash are downloaded and hashed, as pip-compile does: a
-        # pin without its hashes would fail ``pip install --require-hashes``.
-        digests = await asyncio.gather(*(provider.index.sha256_of(f) for f in files))
+                files = [(f, loc) for f, loc in files if uploaded_by(f, cutoff)]
+        # Files without an index hash are hashed (downloaded if need be), as pip-compile
+        # does: a pin without its hashes would fail ``pip install --require-hashes``.
+        offline = provider.request.fresh.offline
+        digests = await asyncio.gather(
+            *(provider.index.sha256_of(f, loc, name, offline=offline) for f, loc in files)
+        )
         out[name] = sorted({f"sha256:{d}" for d in digests})
     return out
 

@@ -115,6 +115,7 @@ class Compiler:
         python_platform: str | None = None,
         index_url: str | None = "fake",
         refresh: bool = False,
+        offline: bool = False,
         variables: Mapping[str, str] | None = None,
         **fields: Any,
     ) -> ResolveParams:
@@ -129,7 +130,7 @@ class Compiler:
             ),
             requirements=list(requirements),
             requirement_files=list(files),
-            index=IndexOptions(index_url=url, refresh=refresh),
+            index=IndexOptions(index_url=url, refresh=refresh, offline=offline),
             python=PythonOptions(python_version=python_version, python_platform=python_platform),
             **fields,
         )

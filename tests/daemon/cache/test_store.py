@@ -220,7 +220,7 @@ class TestRootLock:
             with pytest.raises(LockTimeout) as info:
                 async with cache.exclusive():
                     pass
-        assert f"the cache {tmp_path} ({tmp_path / '.lock'})" in str(info.value)
+        assert f"the lock on the cache ({tmp_path / '.lock'})" in str(info.value)
         async with cache.exclusive():
             pass
 

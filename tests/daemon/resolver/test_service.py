@@ -356,6 +356,31 @@ class TestHashes:
         assert sorted(again.packages[0].hashes) == wanted
         assert sum(index.hits[f"/files/{f.filename}"] for f in index.files("bare")) == downloads
 
+    async def test_a_cached_wheel_is_not_downloaded_again_to_be_hashed(
+        self, compiler: Compiler
+    ) -> None:
+        index = compiler.index
+        index.file_hashes = False
+        index.range_requests = False  # metadata then comes from the whole (cached) wheel
+        index.add(DistSpec("bare", "1.0"), sdist=True, metadata_file=False)
+        (wheel,) = (f for f in index.files("bare") if f.filename.endswith(".whl"))
+        assert pins(await compiler.compile("bare")) == {"bare": "1.0"}
+        fetched = index.hits[f"/files/{wheel.filename}"]
+        assert fetched >= 1
+        result = await compiler.compile("bare", generate_hashes=True)
+        assert f"sha256:{wheel.sha256}" in result.packages[0].hashes
+        assert index.hits[f"/files/{wheel.filename}"] == fetched
+
+    async def test_offline_hashing_names_what_is_missing(self, compiler: Compiler) -> None:
+        index = compiler.index
+        index.file_hashes = False
+        index.add(DistSpec("bare", "1.0"), sdist=True)
+        assert pins(await compiler.compile("bare")) == {"bare": "1.0"}  # pages cached
+        error = await compiler.fail("bare", generate_hashes=True, offline=True)
+        assert error.code == ErrorCode.OFFLINE_MISS
+        assert "the hash of bare-1.0" in error.message
+        assert "--offline" in error.message
+
     async def test_without_the_option_there_are_none(self, compiler: Compiler) -> None:
         release(compiler.index, "lib==1.0")
         result = await compiler.compile("lib")
@@ -604,7 +629,8 @@ class TestLocalSources:
         lines = result.output.splitlines()
         assert f"-e {project.as_uri()}" in lines
         assert "    # via local-pkg" in lines  # lib and extra-lib
-        # The file reads back as the same resolution.
+        # The file reads back as the same resolution: like pip-compile's, the "-e URL"
+        # line carries no extras, and the extra's dependencies are pins of their own.
         again = await compiler.compile(files=["req.txt"], generate_hashes=True)
         assert pins(again) == pins(result)
         (local,) = (p for p in again.packages if p.name == "local-pkg")
@@ -626,7 +652,7 @@ class TestLocalSources:
     @pytest.mark.parametrize(
         ("deps", "dynamic", "reason"),
         [
-            pytest.param('"lib"', '"version"', "its version is dynamic", id="version"),
+            pytest.param('"lib"', '"version"', "its version is not static", id="version"),
             pytest.param(
                 '"lib"', '"dependencies"', "dependencies are not static", id="dependencies"
             ),
@@ -641,6 +667,47 @@ class TestLocalSources:
         assert error.code == ErrorCode.BUILD_FAILED
         assert str(project) in error.message
         assert reason in error.message
+
+    async def test_two_places_for_one_project_are_refused(self, compiler: Compiler) -> None:
+        project = self._project(compiler)
+        other = compiler.cwd / "elsewhere"
+        other.mkdir()
+        (other / "pyproject.toml").write_text(
+            (project / "pyproject.toml").read_text(encoding="utf-8"), encoding="utf-8"
+        )
+        compiler.write("req2.in", f"-e ./localpkg\nlocal-pkg @ {other.as_uri()}\n")
+        error = await compiler.fail(files=["req2.in"])
+        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert "required from two places" in error.message
+        assert "req2.in" in error.message
+
+    async def test_a_hash_cannot_check_a_directory(self, compiler: Compiler) -> None:
+        self._project(compiler)
+        compiler.write("req.in", "./localpkg --hash=sha256:" + "0" * 64 + "\n")
+        error = await compiler.fail(files=["req.in"])
+        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert "--hash cannot check a directory" in error.message
+
+    async def test_an_unpacked_sdist_takes_the_version_of_its_pkg_info(
+        self, compiler: Compiler
+    ) -> None:
+        project = self._project(compiler, dynamic='"version"')
+        (project / "PKG-INFO").write_text(
+            "Metadata-Version: 2.2\nName: Local.Pkg\nVersion: 0.9\nRequires-Dist: lib<2\n",
+            encoding="utf-8",
+        )
+        assert await compiler.pins("./localpkg") == {"local-pkg": "0.9", "lib": "1.0"}
+
+    async def test_a_project_table_without_a_name_needs_a_build(self, compiler: Compiler) -> None:
+        project = self._project(compiler)
+        text = (project / "pyproject.toml").read_text(encoding="utf-8")
+        (project / "pyproject.toml").write_text(
+            text.replace('name = "Local.Pkg"\n', ""), encoding="utf-8"
+        )
+        error = await compiler.fail(f"local-pkg @ {project.as_uri()}")
+        assert error.code == ErrorCode.BUILD_FAILED
+        assert "no [project] table with a name" in error.message
+        assert "==?" not in error.message
 
     async def test_a_directory_of_another_project_is_refused(self, compiler: Compiler) -> None:
         project = self._project(compiler)
