@@ -536,6 +536,13 @@ class Provider:
             need = usable[0][0].requires_python
             return f"require Python {need}"
         f, loc = choice
+        if cutoff is not None and f.upload_time is None and loc != DIRECT:
+            warning = (
+                f"{redact(loc)} gives no upload times, so --exclude-newer cannot judge its "
+                "files and keeps them"
+            )
+            if warning not in self.warnings:
+                self.warnings.append(warning)
         if vc.yanked and exact:
             why = f" ({vc.yank_reason})" if vc.yank_reason else ""
             warning = f"{name}=={version} is yanked{why}; using it because it is pinned with =="

@@ -637,6 +637,19 @@ class TestExcludeNewer:
         text = explanation(await compiler.fail("lib>=2", exclude_newer="2021-01-01"))
         assert "1 version uploaded after --exclude-newer" in text
 
+    async def test_an_index_without_upload_times_is_kept_with_a_warning(
+        self, compiler: Compiler
+    ) -> None:
+        compiler.index.pep700 = False  # an old mirror: no upload-time in its pages
+        result = await compiler.compile("lib", exclude_newer="2021-01-01")
+        assert pins(result) == {"lib": "2.0"}
+        assert result.warnings == [
+            f"{compiler.index.simple_url}/ gives no upload times, so --exclude-newer cannot "
+            "judge its files and keeps them"
+        ]
+        dated = await compiler.compile("lib")
+        assert dated.warnings == []
+
     async def test_an_invalid_date_is_refused(self, compiler: Compiler) -> None:
         error = await compiler.fail("lib", exclude_newer="last tuesday")
         assert error.code == ErrorCode.INVALID_PARAMS
