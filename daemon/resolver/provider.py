@@ -682,11 +682,11 @@ class _TransitiveUrl(Exception):
 def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetadata | None]:
     """Return the file a direct reference names, its version and, if read here, metadata.
 
-    A wheel (URL or path) and a local sdist are read through the index client like any
-    file; a local project directory is read here, from its static ``pyproject.toml``
-    ``[project]`` table (or ``PKG-INFO``), as uv does without a build. Raise
-    :class:`BuildRequired` for what only a build could tell (a dynamic version or
-    dependencies, a remote sdist, a repository).
+    A wheel or an sdist (URL or path) is read through the index client like any file
+    (an sdist's static metadata, downloaded first if remote); a local project directory
+    is read here, from its static ``pyproject.toml`` ``[project]`` table (or
+    ``PKG-INFO``), as uv does without a build. Raise :class:`BuildRequired` for what
+    only a build could tell (dynamic metadata, a repository).
     """
     url = entry.requirement.url or ""
     clean, hashes = split_hash(url)
@@ -711,7 +711,8 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetad
                 str(entry.path), f"its version {meta.version!r} is not a valid version"
             ) from None
         return IndexFile(filename=filename, url=clean, hashes={}), version, meta
-    if entry.path is not None and filename.endswith(SDIST_SUFFIXES):
+    plain = clean.startswith(("https://", "http://", "file:"))  # not git+https:// etc.
+    if plain and filename.endswith(SDIST_SUFFIXES):
         try:
             name, version = parse_sdist_filename(filename)
         except InvalidSdistFilename as exc:
@@ -723,9 +724,9 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetad
             entry.name,
             "?",
             url,
-            "a direct reference to a remote source distribution or a repository needs a "
-            "build, which is not available yet; point it at a wheel or a local project "
-            "with static metadata instead",
+            "a direct reference to a repository needs a checkout and a build, which are not "
+            "available yet; point it at a wheel, an sdist or a local project with static "
+            "metadata instead",
         )
     try:
         name, version, _build, _tags = parse_wheel_filename(filename)

@@ -600,7 +600,7 @@ fast = ["extra-lib"]
 """
 
 
-class TestLocalSources:
+class TestDirectReferences:
     @pytest.fixture(autouse=True)
     def _published(self, fake_index: FakeIndex) -> None:
         for version in ("1.0", "2.0"):
@@ -724,3 +724,20 @@ class TestLocalSources:
         result = await compiler.compile(files=["req.in"])
         assert pins(result) == {"srcpkg": "1.2", "lib": "1.0"}
         assert f"srcpkg @ {(compiler.cwd / sdist.name).as_uri()}" in result.output
+
+    async def test_a_remote_sdist_with_static_metadata(self, compiler: Compiler) -> None:
+        index = compiler.index
+        (sdist,) = index.add(
+            DistSpec("srcpkg", "1.2", requires_dist=["lib<2"]), wheel=False, sdist=True
+        )
+        url = index.url_for(sdist)
+        result = await compiler.compile(f"srcpkg @ {url}", generate_hashes=True)
+        assert pins(result) == {"srcpkg": "1.2", "lib": "1.0"}
+        assert f"srcpkg @ {url}" in result.output
+        (src,) = (p for p in result.packages if p.name == "srcpkg")
+        assert src.hashes == [f"sha256:{sdist.sha256}"]
+
+    async def test_a_repository_needs_a_checkout(self, compiler: Compiler) -> None:
+        error = await compiler.fail("srcpkg @ git+https://example.invalid/srcpkg.git@v1")
+        assert error.code == ErrorCode.BUILD_FAILED
+        assert "a repository needs a checkout and a build" in error.message
