@@ -141,12 +141,7 @@ class _Runner:
             out,
             self.src,
         ]
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        outcome = run_timed(
-            argv, env=self.env, cwd=cache.parent, timeout=self.ctx.options.compile_timeout
-        )
-        self._record(series, tool, run, outcome, out)
-        return outcome
+        return self._run_tool(argv, cache, series, tool=tool, run=run, out=out)
 
     def pip_compile_run(self, cache: Path, series: Series, run: str) -> Outcome:
         out = self.outs / f"pip-compile-{run}.txt"
@@ -159,11 +154,24 @@ class _Runner:
             out,
             self.src,
         ]
+        return self._run_tool(argv, cache, series, tool=PIP, run=run, out=out)
+
+    def _run_tool(
+        self,
+        argv: list[str | Path],
+        cache: Path,
+        series: Series,
+        *,
+        tool: str,
+        run: str,
+        out: Path,
+    ) -> Outcome:
+        """Run one compile of an external tool beside its cache and record the outcome."""
         cache.parent.mkdir(parents=True, exist_ok=True)
         outcome = run_timed(
             argv, env=self.env, cwd=cache.parent, timeout=self.ctx.options.compile_timeout
         )
-        self._record(series, PIP, run, outcome, out)
+        self._record(series, tool, run, outcome, out)
         return outcome
 
     def run(self) -> _Set:

@@ -198,18 +198,8 @@ class Machine:
     @classmethod
     def describe(cls) -> Machine:
         """Snapshot the machine's static facts."""
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
+        rev = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         revision = (rev or "unknown") + (" (with uncommitted changes)" if dirty else "")
         return cls(
             nproc=len(os.sched_getaffinity(0)),
@@ -236,3 +226,11 @@ def make_temp_root() -> Path:
     if len(base) > 40:
         base = "/tmp"
     return Path(tempfile.mkdtemp(prefix="burrow-bench-", dir=base))
+
+
+def _git(*args: str) -> str:
+    """Return the stripped output of ``git ARGS`` in this repository ('' if it fails)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
