@@ -266,8 +266,8 @@ class _State(Generic[P]):
         self.discovered: dict[P, int] = {root: 0}
         # (package, version) -> its decision term and its dependency incompatibilities.
         self.fetched: dict[tuple[P, Version], tuple[Term, list[Incompatibility[P]]]] = {}
-        # (depender, dependency) -> its dependency incompatibilities, merged per range.
-        self.merged: dict[tuple[P, P], list[Incompatibility[P]]] = {}
+        # (depender, dependency, range) -> the one incompatibility saying so, all versions.
+        self.merged: dict[tuple[P, P, VersionSet], Incompatibility[P]] = {}
         self.queue: list[tuple[Any, int, int, P]] = []
         self.stamps: dict[P, int] = {}
         self.outdated: set[P] = set()
@@ -535,11 +535,10 @@ class _State(Generic[P]):
         bar>=2" once instead of deriving it one version at a time.
         """
         by_package = self.by_package
-        pasts = self.merged.setdefault((package, dependency), [])
-        for position, past in enumerate(pasts):
+        key = (package, dependency, versions)
+        past = self.merged.get(key)
+        if past is not None:
             assert past.dependency is not None
-            if past.dependency[3] != versions:
-                continue
             depender = past.dependency[1].union(depender)
             for other in (package, dependency):
                 watched = by_package[other]
@@ -547,20 +546,11 @@ class _State(Generic[P]):
                     if watched[i] is past:
                         del watched[i]
                         break
-            merged = Incompatibility(
-                {package: _term(True, depender), dependency: _term(False, versions)},
-                IncompatibilityKind.DEPENDENCY,
-                dependency=(package, depender, dependency, versions),
-            )
-            pasts[position] = merged
-            break
-        else:
-            merged = Incompatibility(
-                {package: _term(True, depender), dependency: _term(False, versions)},
-                IncompatibilityKind.DEPENDENCY,
-                dependency=(package, depender, dependency, versions),
-            )
-            pasts.append(merged)
+        merged = self.merged[key] = Incompatibility(
+            {package: _term(True, depender), dependency: _term(False, versions)},
+            IncompatibilityKind.DEPENDENCY,
+            dependency=(package, depender, dependency, versions),
+        )
         by_package.setdefault(package, []).append(merged)
         by_package.setdefault(dependency, []).append(merged)
         return merged
