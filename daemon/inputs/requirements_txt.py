@@ -55,6 +55,7 @@ from burrowd.daemon.inputs.pyproject import project_name
 
 __all__ = [
     "canonical_name",
+    "logical_lines",
     "parse_requirement_text",
     "parse_requirements_file",
 ]
@@ -289,7 +290,7 @@ class _FileReader:
             self._result.files.append(file_path)
         self._stack.append(_Include(key, display))
         base_dir = os.path.dirname(absolute)
-        for number, line in _logical_lines(text):
+        for number, line in logical_lines(text):
             self._line(line, Origin(absolute, number, display), base_dir, constraint=constraint)
         self._stack.pop()
         self._done.add((key, constraint))
@@ -433,7 +434,7 @@ class _FileReader:
             options.require_hashes = True
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
+def logical_lines(text: str) -> list[tuple[int, str]]:
     """Join continued lines and return ``(first physical line number, text)`` pairs.
 
     A line ending in a backslash (trailing whitespace after it is forgiven) continues on

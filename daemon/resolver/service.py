@@ -34,7 +34,7 @@ from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import Origin, RequirementEntry, apply_binary_option
 from burrowd.daemon.inputs.pyproject import project_name, read_pyproject
-from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
+from burrowd.daemon.inputs.requirements_txt import logical_lines, parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version
 from burrowd.daemon.requests import merge_index_options, prepare
 from burrowd.daemon.resolver.output import OutputOptions, format_resolution
@@ -164,7 +164,7 @@ def _salvage_pins(text: str) -> dict[str, Version]:
     comments; anything else (options, paths, a broken line) is skipped.
     """
     prefs: dict[str, Version] = {}
-    for line in text.replace("\\\n", " ").splitlines():
+    for _number, line in logical_lines(text):
         spec = line.split(" #", 1)[0].split(" --hash", 1)[0].strip()
         if not spec or spec.startswith(("#", "-")):
             continue
