@@ -607,10 +607,10 @@ class IndexClient:
         """Return the sha256 of ``file``: the index's, else computed (``--generate-hashes``).
 
         A file the index gives no hash for is hashed where it lies (a local file), taken
-        from its cached wheel when there is one, or streamed through a temporary file and
-        dropped (hashing every platform's wheel of a pin must not unpack them all into the
-        cache); with ``offline`` that last step is an :class:`OfflineMiss`. The digest is
-        remembered for the daemon's life, keyed by URL and, for a local file, its stamp.
+        from its cached wheel when there is one, or streamed and dropped (hashing every
+        platform's wheel of a pin must not unpack them all into the cache); with
+        ``offline`` that last step is an :class:`OfflineMiss`. Digests are remembered
+        (bounded), keyed by URL and, for a local file, its stamp.
         """
         if file.sha256:
             return file.sha256
@@ -622,6 +622,8 @@ class IndexClient:
             key, lambda: self._compute_sha256(file, location, name, offline)
         )
         self._digests[key] = digest
+        while len(self._digests) > MEMORY_METADATA:
+            del self._digests[next(iter(self._digests))]
         return digest
 
     async def _compute_sha256(
@@ -640,14 +642,8 @@ class IndexClient:
                 return pointer.hashes["sha256"]
         if offline:
             raise OfflineMiss(f"the hash of {file.filename} ({redact(file.url)})")
-        # Shared root lock: prune must not take the temporary file from under the download.
-        async with self.cache.operation():
-            fd, tmp = self.cache.temp_file(prefix="hash-")
-            os.close(fd)
-            try:
-                hashes, _size = await self._stream_to(file.url, tmp, {"sha256"}, None)
-            finally:
-                tmp.unlink(missing_ok=True)
+        # Only the digest is wanted: the bytes go nowhere, and nothing touches the cache.
+        hashes, _size = await self._stream_to(file.url, Path(os.devnull), {"sha256"}, None)
         return hashes["sha256"]
 
     # -- wheels -----------------------------------------------------------------------------
