@@ -320,7 +320,10 @@ async def resolve(
             only_binary=frozenset(only_binary),
             no_binary=frozenset(no_binary),
         )
-        provider = Provider(
+        # Built in a worker: it reads local project directories (pyproject.toml, PKG-INFO)
+        # and parses every requirement's markers and specifiers, none of it loop work.
+        provider = await asyncio.to_thread(
+            Provider,
             services.index,
             services.candidates,
             request,
