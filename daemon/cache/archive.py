@@ -9,6 +9,7 @@ functions block; the daemon runs them in worker threads.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import errno
 import hashlib
@@ -289,9 +290,11 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
         zf = zipfile.ZipFile(wheel)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidDistribution(filename, f"not a readable zip archive ({exc})") from exc
-    with zf, open(wheel, "rb") as raw:
+    with zf, open(wheel, "rb") as raw, contextlib.ExitStack() as stack:
+        # The mapping is closed on every exit, also when a member turns out broken.
+        view: mmap.mmap | None
         try:
-            view: mmap.mmap | None = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+            view = stack.enter_context(mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ))
         except (OSError, ValueError):
             view = None
         infos = zf.infolist()
@@ -351,8 +354,6 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
             count += 1
         if f"{dist_info}/METADATA" not in seen:
             raise InvalidDistribution(filename, f"{dist_info}/METADATA is missing")
-        if view is not None:
-            view.close()
     return ArchiveManifest(
         filename=filename,
         sha256=sha256,
