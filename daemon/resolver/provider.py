@@ -501,6 +501,33 @@ class Provider:
             return None
         return "; ".join(_count_versions(n, why) for why, n in reasons.items())
 
+    def _recent(self, files: list[tuple[IndexFile, str]]) -> list[tuple[IndexFile, str]]:
+        """Return the files ``--exclude-newer`` lets through.
+
+        File by file, as uv does: a wheel added to an old release later is excluded.
+        """
+        cutoff = self.options.exclude_newer
+        if cutoff is None:
+            return files
+        return [(f, loc) for f, loc in files if uploaded_by(f, cutoff)]
+
+    def _in_format(
+        self, name: str, files: list[tuple[IndexFile, str]]
+    ) -> list[tuple[IndexFile, str]]:
+        """Return the files ``--only-binary``/``--no-binary`` allow for ``name``."""
+        formats = self.options.formats(name)
+        if formats == "any":
+            return files
+        return [(f, loc) for f, loc in files if f.is_wheel == (formats == "binary")]
+
+    def allowed_files(self, name: str, version: Version) -> list[tuple[IndexFile, str]]:
+        """Return every file of a chosen version the options allow, whatever its tags.
+
+        What ``--generate-hashes`` lists: the same filters as choosing the version.
+        """
+        vc = self._projects[name].versions[version]
+        return self._in_format(name, self._recent(vc.all_located()))
+
     def _acceptable(self, project: ProjectCandidates, version: Version) -> str | None:
         """Return why ``version`` cannot be used, or ``None`` (and remember its file)."""
         vc = project.versions[version]
@@ -508,19 +535,16 @@ class Provider:
         exact = self.pinned_exact.get(name) == version
         usable = vc.usable(allow_yanked=exact)
         cutoff = self.options.exclude_newer
-        if cutoff is not None:
-            # File by file, as uv does: a wheel added to an old release later is excluded.
-            recent = [(f, loc) for f, loc in usable if uploaded_by(f, cutoff)]
-            if usable and not recent:
-                return "uploaded after --exclude-newer"
-            usable = recent
+        recent = self._recent(usable)
+        if usable and not recent:
+            return "uploaded after --exclude-newer"
+        usable = recent
         formats = self.options.formats(name)
-        if formats != "any":
-            kept = [(f, loc) for f, loc in usable if f.is_wheel == (formats == "binary")]
-            if usable and not kept:
-                flag = "--only-binary" if formats == "binary" else "--no-binary"
-                return f"have no {'wheel' if formats == 'binary' else 'sdist'} ({flag})"
-            usable = kept
+        kept = self._in_format(name, usable)
+        if usable and not kept:
+            flag = "--only-binary" if formats == "binary" else "--no-binary"
+            return f"have no {'wheel' if formats == 'binary' else 'sdist'} ({flag})"
+        usable = kept
         if not usable:
             if vc.yanked:
                 return "yanked (allowed only with an exact == pin)"

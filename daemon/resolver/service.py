@@ -27,7 +27,6 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from burrowd.daemon.candidates import uploaded_by
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT
 from burrowd.daemon.index.http import redact
@@ -254,11 +253,7 @@ async def _hashes(provider: Provider, resolution: Resolution) -> dict[str, list[
         if pin.location == DIRECT:
             files = [(pin.file, DIRECT)]
         else:
-            project = await provider.project(name)
-            files = project.versions[pin.version].all_located()
-            cutoff = provider.options.exclude_newer
-            if cutoff is not None:
-                files = [(f, loc) for f, loc in files if uploaded_by(f, cutoff)]
+            files = provider.allowed_files(name, pin.version)
         # Files without an index hash are hashed (downloaded if need be), as pip-compile
         # does: a pin without its hashes would fail ``pip install --require-hashes``.
         offline = provider.request.fresh.offline

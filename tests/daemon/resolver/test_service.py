@@ -381,6 +381,15 @@ class TestHashes:
         assert "the hash of bare-1.0" in error.message
         assert "--offline" in error.message
 
+    async def test_only_the_files_the_options_allow(self, compiler: Compiler) -> None:
+        index = compiler.index
+        index.add(DistSpec("both", "1.0"), sdist=True)
+        wheel, sdist = sorted(index.files("both"), key=lambda f: not f.filename.endswith(".whl"))
+        binary = await compiler.compile("both", generate_hashes=True, only_binary=[":all:"])
+        assert binary.packages[0].hashes == [f"sha256:{wheel.sha256}"]
+        source = await compiler.compile("both", generate_hashes=True, no_binary=[":all:"])
+        assert source.packages[0].hashes == [f"sha256:{sdist.sha256}"]
+
     async def test_without_the_option_there_are_none(self, compiler: Compiler) -> None:
         release(compiler.index, "lib==1.0")
         result = await compiler.compile("lib")
