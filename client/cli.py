@@ -24,7 +24,6 @@ from burrowd.client.connection import (
     connect,
     log_tail,
     open_transport,
-    process_alive,
 )
 from burrowd.protocol import __version__, paths
 from burrowd.protocol.errors import EXIT_FAILED, EXIT_OK, RpcError
@@ -51,6 +50,7 @@ from burrowd.protocol.messages import (
     StatusParams,
     StatusResult,
 )
+from burrowd.protocol.process import process_alive
 
 __all__ = ["Failure", "main", "run"]
 

@@ -40,7 +40,6 @@ __all__ = [
     "Transport",
     "connect",
     "open_transport",
-    "process_alive",
     "spawn_daemon",
 ]
 
