@@ -6,6 +6,7 @@ them, the resolver and the ``compile`` output consume them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ __all__ = [
     "ParsedRequirements",
     "RequirementEntry",
     "apply_binary_option",
+    "fold_format_control",
 ]
 
 
@@ -133,12 +135,25 @@ class IndexOptions:
         self.pre = self.pre or other.pre
         self.prefer_binary = self.prefer_binary or other.prefer_binary
         self.require_hashes = self.require_hashes or other.require_hashes
-        # ":all:" first so that names listed beside it in the same set survive, as they
-        # would have when ``other`` was built from its own option lines.
-        for name in sorted(other.no_binary, key=lambda n: n != ":all:"):
-            apply_binary_option(name, self.no_binary, self.only_binary)
-        for name in sorted(other.only_binary, key=lambda n: n != ":all:"):
-            apply_binary_option(name, self.only_binary, self.no_binary)
+        fold_format_control(
+            self.only_binary, self.no_binary, only=other.only_binary, no=other.no_binary
+        )
+
+
+def fold_format_control(
+    only_binary: set[str], no_binary: set[str], *, only: Iterable[str], no: Iterable[str]
+) -> None:
+    """Apply ``--only-binary`` values ``only`` and ``--no-binary`` values ``no`` in place.
+
+    Their order between the two options is lost once collected, so the blanket values
+    (``:all:``, ``:none:``) of either go first: a project named beside them, in either
+    option, keeps its own setting, as it did when the options were read line by line.
+    """
+    given = [(v, no_binary, only_binary) for v in no]
+    given += [(v, only_binary, no_binary) for v in only]
+    given.sort(key=lambda item: ":" not in item[0])
+    for value, target, other in given:
+        apply_binary_option(value, target, other)
 
 
 @dataclass(slots=True)

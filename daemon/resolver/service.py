@@ -31,7 +31,7 @@ from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
-from burrowd.daemon.inputs.model import Origin, RequirementEntry, apply_binary_option
+from burrowd.daemon.inputs.model import Origin, RequirementEntry, fold_format_control
 from burrowd.daemon.inputs.pyproject import project_name, read_pyproject
 from burrowd.daemon.inputs.requirements_txt import logical_lines, parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version
@@ -208,12 +208,7 @@ def _format_control(
     """Return (only-binary, no-binary): the files' options, then the command line's."""
     only: set[str] = set(files.only_binary) if files is not None else set()
     no: set[str] = set(files.no_binary) if files is not None else set()
-    # The order between the two flags is lost in the params: the blanket values (":all:",
-    # ":none:") go first, so a project named in either option keeps its own setting.
-    given = [(v, no, only) for v in params.no_binary] + [(v, only, no) for v in params.only_binary]
-    given.sort(key=lambda item: ":" not in item[0])
-    for value, target, other in given:
-        apply_binary_option(value, target, other)
+    fold_format_control(only, no, only=params.only_binary, no=params.no_binary)
     return only, no
 
 

@@ -116,6 +116,13 @@ class TestIndexOptions:
         assert first.no_binary == {":all:"}
         assert first.only_binary == {"baz"}
 
+    def test_merge_applies_blanket_values_of_either_option_first(self) -> None:
+        # A later file with "--only-binary :all:" and "--no-binary foo": foo stays source.
+        first = IndexOptions()
+        first.merge(IndexOptions(only_binary={":all:"}, no_binary={"foo"}))
+        assert first.only_binary == {":all:"}
+        assert first.no_binary == {"foo"}
+
 
 class TestComments:
     @pytest.mark.parametrize(
