@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -446,31 +446,46 @@ class Interpreters:
         self._targets: dict[tuple[int, str | None, str | None], Target] = {}
         self._queries: OnceMap[tuple[str, int, int], InterpreterInfo] = OnceMap()
 
-    def _candidates(self, req: PythonRequest) -> list[Path]:
+    def _candidates(self, req: PythonRequest) -> Iterator[Path]:
+        """Yield the executables to try, best first, each once.
+
+        Lazily: the first one usually answers, and the later PATH entries are then never
+        looked at (this runs on the event loop for every request).
+        """
+        seen: set[Path] = set()
+        for candidate in self._all_candidates(req):
+            if candidate not in seen:
+                seen.add(candidate)
+                yield candidate
+
+    @staticmethod
+    def _all_candidates(req: PythonRequest) -> Iterator[Path]:
         if req.python:
             value = req.python
             if os.sep in value or value.startswith("."):
                 p = Path(req.cwd, value).expanduser()
                 if p.is_dir():
-                    return [p / "bin" / "python3", p / "bin" / "python"]
-                return [p]
+                    yield from (p / "bin" / "python3", p / "bin" / "python")
+                else:
+                    yield p
+                return
             if re.fullmatch(r"\d+(\.\d+){0,2}", value):
                 names = [f"python{value}", f"python{'.'.join(value.split('.')[:2])}", "python3"]
             else:
                 names = [value]
-            return list(dict.fromkeys(p for n in names for p in _on_path(n, req.path, req.cwd)))
-        out: list[Path] = []
+            for name in names:
+                yield from _on_path(name, req.path, req.cwd)
+            return
         if req.virtual_env:
-            out.append(Path(req.virtual_env) / "bin" / "python")
+            yield Path(req.virtual_env) / "bin" / "python"
         here = Path(req.cwd)
         for d in (here, *here.parents):
             venv = d / ".venv" / "bin" / "python"
             if venv.exists():
-                out.append(venv)
+                yield venv
                 break
         for name in ("python3", "python"):
-            out.extend(p for p in _on_path(name, req.path, req.cwd) if p not in out)
-        return out
+            yield from _on_path(name, req.path, req.cwd)
 
     def target(
         self,
@@ -594,18 +609,16 @@ class Interpreters:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
 
 
-def _on_path(name: str, path: str, cwd: str) -> list[Path]:
-    """Return every executable called ``name`` on ``path`` (the process's PATH if empty).
+def _on_path(name: str, path: str, cwd: str) -> Iterator[Path]:
+    """Yield every executable called ``name`` on ``path`` (the process's PATH if empty).
 
     Every one, not only the first as ``which`` gives: the first may be a shim that fails.
     An empty or relative entry is the client's working directory, as for its shell.
     """
-    found: list[Path] = []
     for directory in (path or os.environ.get("PATH", os.defpath)).split(os.pathsep):
         hit = shutil.which(name, path=os.path.join(cwd, directory))
-        if hit is not None and Path(hit) not in found:
-            found.append(Path(hit))
-    return found
+        if hit is not None:
+            yield Path(hit)
 
 
 def _failure_line(stderr: bytes) -> str:
