@@ -104,14 +104,20 @@ class _Runner:
             )
         self._collect(tool, run, outcome, out)
 
-    def burrow(self, daemon: BurrowDaemon, series: Series, run: str) -> Outcome:
-        out = self.outs / f"burrow-{run}.txt"
-        outcome = daemon.run(
-            "compile",
+    def _target_args(self) -> list[str]:
+        """Return what burrow and uv both resolve for: the Python and the upload cutoff."""
+        return [
             "--python-version",
             self.ctx.options.python_version,
             "--exclude-newer",
             EXCLUDE_NEWER,
+        ]
+
+    def burrow(self, daemon: BurrowDaemon, series: Series, run: str) -> Outcome:
+        out = self.outs / f"burrow-{run}.txt"
+        outcome = daemon.run(
+            "compile",
+            *self._target_args(),
             "-o",
             out,
             self.src,
@@ -132,10 +138,7 @@ class _Runner:
             "--no-config",
             "--cache-dir",
             cache,
-            "--python-version",
-            self.ctx.options.python_version,
-            "--exclude-newer",
-            EXCLUDE_NEWER,
+            *self._target_args(),
             *(["--offline"] if offline else []),
             "-o",
             out,
