@@ -45,6 +45,8 @@ class ErrorCode(enum.IntEnum):
     OFFLINE_MISS = -32019
     CACHE_ERROR = -32020
     SHUTTING_DOWN = -32021
+    ENVIRONMENT_ERROR = -32022
+    INSTALL_CONFLICT = -32023
 
 
 #: Exit status of the ``burrow`` client: success.

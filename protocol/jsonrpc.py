@@ -115,6 +115,11 @@ METHODS: Final[dict[str, MethodSpec]] = {
     "cache.prune": MethodSpec(m.CachePruneParams, m.CachePruneResult, long_running=True),
     "prefetch": MethodSpec(m.PrefetchParams, m.PrefetchResult, long_running=True),
     "resolve": MethodSpec(m.ResolveParams, m.ResolveResult, long_running=True),
+    "sync": MethodSpec(m.SyncParams, m.SyncResult, long_running=True),
+    "install": MethodSpec(m.InstallParams, m.InstallResult, long_running=True),
+    "uninstall": MethodSpec(m.UninstallParams, m.UninstallResult, long_running=True),
+    "list": MethodSpec(m.ListParams, m.ListResult),
+    "venv": MethodSpec(m.VenvParams, m.VenvResult, long_running=True),
 }
 
 _encoder: Final = msgspec.json.Encoder()

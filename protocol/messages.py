@@ -14,8 +14,18 @@ import msgspec
 __all__ = [
     "CancelParams",
     "Empty",
+    "EnvironmentChange",
+    "EnvironmentOptions",
     "InitializeParams",
     "InitializeResult",
+    "InstallOptions",
+    "InstallParams",
+    "InstallResult",
+    "InstalledPackage",
+    "LinkModeName",
+    "ListParams",
+    "ListResult",
+    "PackageChange",
     "PrereleaseName",
     "ProgressParams",
     "RequestInfo",
@@ -24,6 +34,12 @@ __all__ = [
     "ShutdownResult",
     "StatusParams",
     "StatusResult",
+    "SyncParams",
+    "SyncResult",
+    "UninstallParams",
+    "UninstallResult",
+    "VenvParams",
+    "VenvResult",
 ]
 
 
@@ -343,3 +359,200 @@ class ResolveResult(Message, frozen=True, kw_only=True):
     warnings: list[str] = []
     #: Project pages served from memory, disk and network during the request.
     pages: dict[str, int] = {}
+
+
+# -- environments: sync, install, uninstall, list, venv ------------------------------------
+
+#: How files get from the unpacked cache into an environment.
+LinkModeName: TypeAlias = Literal["hardlink", "copy", "symlink"]
+
+
+class EnvironmentOptions(Message, frozen=True, kw_only=True):
+    """Which environment to change, and the consent a non-virtual one needs.
+
+    The interpreter itself is ``PythonOptions.python`` (a path or a version); without it the
+    daemon takes ``VIRTUAL_ENV``, then a ``.venv`` in the working directory or a parent.
+    ``system`` skips virtual environments and allows the first ``python3`` on ``PATH``;
+    a PEP 668 externally managed one also needs ``break_system_packages``.
+    """
+
+    system: bool = False
+    break_system_packages: bool = False
+
+
+class InstallOptions(Message, frozen=True, kw_only=True):
+    """How ``sync`` and ``install`` change an environment."""
+
+    link_mode: LinkModeName = "hardlink"
+    #: Reinstall every package of the request, or only these (names).
+    reinstall: bool = False
+    reinstall_packages: list[str] = []
+    compile_bytecode: bool = False
+    dry_run: bool = False
+    #: Every requirement must carry ``--hash``; implied when any of them does.
+    require_hashes: bool = False
+    #: After the change, report installed packages whose requirements are not met.
+    strict: bool = False
+
+
+class PackageChange(Message, frozen=True, kw_only=True):
+    """One distribution installed into or removed from an environment."""
+
+    name: str
+    version: str
+    #: The version it replaced (a reinstall or an upgrade), for an installed one.
+    previous: str | None = None
+    #: Why it changes: "missing", "version", "source", "reinstall", "extraneous", "requested".
+    reason: str = ""
+    #: ``url``/``path`` of a direct reference (as in ``direct_url.json``), else empty.
+    url: str = ""
+    #: False when this request downloaded or unpacked the wheel.
+    cached: bool = True
+    editable: bool = False
+
+
+class EnvironmentChange(Message, frozen=True, kw_only=True):
+    """What a request did to one environment (or would do, with ``dry_run``)."""
+
+    #: The environment's prefix and the interpreter that runs it.
+    environment: str
+    python: str
+    target: str
+    installed: list[PackageChange] = []
+    removed: list[PackageChange] = []
+    #: Requirements already satisfied by what is installed.
+    unchanged: int = 0
+    dry_run: bool = False
+    downloaded: int = 0
+    bytes: int = 0
+    elapsed: float = 0.0
+    #: Seconds spent per phase ("resolve", "prepare", "uninstall", "install", "compile").
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    #: With ``strict``: requirements of installed packages that are not met.
+    problems: list[str] = []
+
+
+class SyncParams(Message, frozen=True, kw_only=True):
+    """Make an environment hold exactly the pins of requirements files (``uv pip sync``)."""
+
+    env: ClientEnv
+    requirement_files: list[str] = []
+    #: Requirements given directly, as on a command line (pins, URLs, paths).
+    requirements: list[str] = []
+    stdin: str | None = None
+    index: IndexOptions = IndexOptions()
+    python: PythonOptions = PythonOptions()
+    environment: EnvironmentOptions = EnvironmentOptions()
+    options: InstallOptions = InstallOptions()
+    #: Accept requirement files without any requirement (and remove everything).
+    allow_empty: bool = False
+
+
+class SyncResult(EnvironmentChange, frozen=True, kw_only=True):
+    """The result of ``sync``."""
+
+
+class InstallParams(Message, frozen=True, kw_only=True):
+    """Resolve requirements and add what they need to an environment, removing nothing."""
+
+    env: ClientEnv
+    requirements: list[str] = []
+    requirement_files: list[str] = []
+    stdin: str | None = None
+    constraint_files: list[str] = []
+    override_files: list[str] = []
+    extras: list[str] = []
+    all_extras: bool = False
+    groups: list[str] = []
+    index: IndexOptions = IndexOptions()
+    python: PythonOptions = PythonOptions()
+    environment: EnvironmentOptions = EnvironmentOptions()
+    options: InstallOptions = InstallOptions()
+    prerelease: PrereleaseName | None = None
+    resolution: ResolutionName = "highest"
+    #: Without these, installed versions are kept whenever they satisfy the resolution.
+    upgrade: bool = False
+    upgrade_packages: list[str] = []
+    exclude_newer: str | None = None
+    no_deps: bool = False
+    only_binary: list[str] = []
+    no_binary: list[str] = []
+
+
+class InstallResult(EnvironmentChange, frozen=True, kw_only=True):
+    """The result of ``install``."""
+
+    #: How many packages the resolution holds.
+    resolved: int = 0
+
+
+class UninstallParams(Message, frozen=True, kw_only=True):
+    """Remove distributions (by name, or the names in requirements files)."""
+
+    env: ClientEnv
+    packages: list[str] = []
+    requirement_files: list[str] = []
+    python: PythonOptions = PythonOptions()
+    environment: EnvironmentOptions = EnvironmentOptions()
+    dry_run: bool = False
+
+
+class UninstallResult(EnvironmentChange, frozen=True, kw_only=True):
+    """The result of ``uninstall``."""
+
+
+class ListParams(Message, frozen=True, kw_only=True):
+    """List the distributions installed in an environment."""
+
+    env: ClientEnv
+    python: PythonOptions = PythonOptions()
+    environment: EnvironmentOptions = EnvironmentOptions()
+
+
+class InstalledPackage(Message, frozen=True, kw_only=True):
+    """One distribution found in an environment."""
+
+    name: str
+    version: str
+    #: The ``.dist-info`` (or legacy ``.egg-info``) directory.
+    path: str
+    installer: str = ""
+    requested: bool = False
+    #: ``direct_url.json``'s URL for a URL, path or editable install.
+    url: str | None = None
+    editable: bool = False
+
+
+class ListResult(Message, frozen=True, kw_only=True):
+    """The distributions of one environment, by name."""
+
+    environment: str
+    python: str
+    packages: list[InstalledPackage]
+
+
+class VenvParams(Message, frozen=True, kw_only=True):
+    """Create a virtual environment (``burrow venv``)."""
+
+    env: ClientEnv
+    path: str = ".venv"
+    python: PythonOptions = PythonOptions()
+    index: IndexOptions = IndexOptions()
+    #: Install pip (and setuptools and wheel before Python 3.12) into it.
+    seed: bool = False
+    #: Replace an existing virtual environment at ``path``.
+    clear: bool = False
+    prompt: str | None = None
+    system_site_packages: bool = False
+    link_mode: LinkModeName = "hardlink"
+
+
+class VenvResult(Message, frozen=True, kw_only=True):
+    """The virtual environment created."""
+
+    path: str
+    python: str
+    version: str
+    seeded: list[PackageChange] = []
+    elapsed: float = 0.0
