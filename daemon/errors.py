@@ -17,7 +17,9 @@ __all__ = [
     "BuildRequired",
     "CacheError",
     "DaemonError",
+    "EnvironmentRefused",
     "HashMismatch",
+    "InstallConflict",
     "InterpreterNotFound",
     "InvalidDistribution",
     "InvalidParams",
@@ -247,3 +249,38 @@ class CacheError(DaemonError, OSError):
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
         super().__init__(f"cache error at {path}: {reason}", {"path": str(path), "reason": reason})
+
+
+class EnvironmentRefused(DaemonError):
+    """An environment cannot be changed as asked (not a venv, externally managed, ...).
+
+    ``environment`` is its prefix (or what was looked for); ``hint`` says how to go on.
+    """
+
+    code = ErrorCode.ENVIRONMENT_ERROR
+
+    def __init__(self, environment: str, reason: str, hint: str = "") -> None:
+        self.environment = environment
+        self.reason = reason
+        self.hint = hint
+        message = f"{reason} ({environment})" if environment else reason
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message, {"environment": environment, "reason": reason, "hint": hint})
+
+
+class InstallConflict(DaemonError):
+    """Two distributions would own one file; nothing in the environment was changed."""
+
+    code = ErrorCode.INSTALL_CONFLICT
+
+    def __init__(self, path: str, wanted_by: str, owner: str, environment: str) -> None:
+        self.path = path
+        self.wanted_by = wanted_by
+        self.owner = owner
+        super().__init__(
+            f"{wanted_by} would overwrite {path}, which belongs to {owner}; nothing was "
+            f"changed in {environment}. Remove one of the two from the requirements, or "
+            f"uninstall {owner} first",
+            {"path": path, "wanted_by": wanted_by, "owner": owner, "environment": environment},
+        )

@@ -433,6 +433,8 @@ class PythonRequest:
     cwd: str = "."
     virtual_env: str | None = None
     path: str = ""
+    #: Look past virtual environments (``--system``): only interpreters on ``PATH``.
+    system: bool = False
 
 
 class Interpreters:
@@ -462,7 +464,7 @@ class Interpreters:
     def _all_candidates(req: PythonRequest) -> Iterator[Path]:
         if req.python:
             value = req.python
-            if os.sep in value or value.startswith("."):
+            if os.sep in value or value.startswith(".") or Path(req.cwd, value).is_dir():
                 p = Path(req.cwd, value).expanduser()
                 if p.is_dir():
                     yield from (p / "bin" / "python3", p / "bin" / "python")
@@ -476,10 +478,10 @@ class Interpreters:
             for name in names:
                 yield from _on_path(name, req.path, req.cwd)
             return
-        if req.virtual_env:
+        if req.virtual_env and not req.system:
             yield Path(req.virtual_env) / "bin" / "python"
         here = Path(req.cwd)
-        for d in (here, *here.parents):
+        for d in () if req.system else (here, *here.parents):
             venv = d / ".venv" / "bin" / "python"
             if venv.exists():
                 yield venv
@@ -524,6 +526,10 @@ class Interpreters:
             is_version = req.python and re.fullmatch(r"\d+(\.\d+){0,2}", req.python)
             if is_version and not (info.version + ".").startswith(f"{req.python}."):
                 tried.append(f"{candidate} (is {info.version})")
+                continue
+            if req.system and info.is_venv and (not req.python or is_version):
+                # ``--system`` means the interpreter, not an activated environment on PATH.
+                tried.append(f"{candidate} (a virtual environment)")
                 continue
             return info
         what = req.python or "the default Python"

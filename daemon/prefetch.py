@@ -20,8 +20,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.cache.layout import Bucket
-from burrowd.daemon.cache.wheels import WheelKey, read_pointer
-from burrowd.daemon.candidates import CandidateCache
+from burrowd.daemon.cache.wheels import WheelKey, WheelPointer, read_pointer
+from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
 from burrowd.daemon.errors import (
     BuildRequired,
     InvalidDistribution,
@@ -29,7 +29,7 @@ from burrowd.daemon.errors import (
     OfflineMiss,
     PackageNotFound,
 )
-from burrowd.daemon.index.client import IndexClient, Pins, is_local
+from burrowd.daemon.index.client import IndexClient, Pins, is_local, local_path
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
@@ -38,7 +38,15 @@ from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
 from burrowd.daemon.requests import PackageRequest
 from burrowd.protocol.messages import PrefetchedWheel
 
-__all__ = ["Prefetcher", "command_line_entries", "pinned_version", "pins_of"]
+__all__ = [
+    "FetchedWheel",
+    "Located",
+    "Prefetcher",
+    "command_line_entries",
+    "direct_key",
+    "pinned_version",
+    "pins_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +75,45 @@ def pinned_version(req: Requirement) -> Version | None:
         return None
 
 
-@dataclass
-class _Done:
-    wheel: PrefetchedWheel
-    downloaded_bytes: int
+@dataclass(frozen=True, slots=True)
+class Located:
+    """The wheel a requirement names for the target, before it is fetched."""
+
+    file: IndexFile
+    key: WheelKey
+    #: The canonical project name and the version, as the wheel's filename gives them.
+    name: str
+    version: str
+    yanked: str | None = None
+    #: The URL a direct reference names (``file://`` for a local path), else ``None``.
+    direct: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedWheel:
+    """A wheel unpacked in the cache."""
+
+    located: Located
+    pointer: WheelPointer
+    archive: Path
+    #: True when it was unpacked before this request asked.
+    cached: bool
+
+    @property
+    def sha256(self) -> str:
+        """Return the wheel file's sha256."""
+        return self.pointer.hashes["sha256"]
+
+
+def direct_key(file: IndexFile) -> WheelKey:
+    """Return the cache key of a wheel named by a direct reference (a URL or a path)."""
+    if is_local(file.url):
+        return WheelKey.from_path(local_path(file.url))
+    return WheelKey.from_url(file.url, file.filename)
 
 
 class Prefetcher:
-    """Fetch pinned wheels for one request."""
+    """Locate and fetch the wheels of pinned requirements, for one request."""
 
     def __init__(
         self,
@@ -82,11 +121,15 @@ class Prefetcher:
         candidates: CandidateCache,
         request: PackageRequest,
         progress: Progress,
+        *,
+        verb: str = "prefetched",
     ) -> None:
         self.index = index
         self.candidates = candidates
         self.request = request
         self.progress = progress
+        #: What the request does with a yanked pin, for its warning ("installed").
+        self.verb = verb
         self.warnings: list[str] = []
         self._bytes = 0
         self._done = 0
@@ -96,6 +139,12 @@ class Prefetcher:
     def downloaded_bytes(self) -> int:
         """Return the bytes downloaded by this prefetch."""
         return self._bytes
+
+    def expect(self, total: int) -> None:
+        """Announce how many wheels :meth:`fetch` will be asked for (for progress)."""
+        self._total = total
+        self._done = 0
+        self.progress("downloading", 0, total, self._bytes)
 
     def _on_bytes(self, n: int) -> None:
         self._bytes += n
@@ -107,25 +156,56 @@ class Prefetcher:
         wanted = [
             e for e in entries if e.requirement.marker is None or e.requirement.marker.evaluate(env)
         ]
-        self._total = len(wanted)
-        self.progress("downloading", 0, self._total, 0)
-        results = await asyncio.gather(*(self._one(e) for e in wanted))
-        return [r.wheel for r in results]
+        self.expect(len(wanted))
+        results = await asyncio.gather(*(self.fetch(e) for e in wanted))
+        return [
+            PrefetchedWheel(
+                name=r.located.name,
+                version=r.located.version,
+                filename=r.located.file.filename,
+                archive=str(r.archive),
+                size=r.pointer.size,
+                cached=r.cached,
+                yanked=r.located.yanked,
+            )
+            for r in results
+        ]
 
-    async def _one(self, entry: RequirementEntry) -> _Done:
-        req = entry.requirement
-        if entry.path is not None or req.url:
-            done = await self._direct(entry)
-        else:
-            done = await self._pinned(entry)
+    async def locate(self, entry: RequirementEntry, *, ranges: bool = False) -> Located:
+        """Return the wheel ``entry`` names for the target, without fetching it.
+
+        A registry requirement must be an exact pin unless ``ranges`` (``sync`` takes the
+        newest version a specifier allows, as ``uv pip sync`` does).
+        """
+        if entry.path is not None or entry.requirement.url:
+            return self._direct(entry)
+        return await self._registry(entry, ranges)
+
+    async def fetch(self, entry: RequirementEntry, located: Located | None = None) -> FetchedWheel:
+        """Make sure the wheel of ``entry`` is unpacked in the cache; return where it is."""
+        if located is None:
+            located = await self.locate(entry)
+        fetched = await self.fetch_located(located, pins_of(entry))
         self._done += 1
         self.progress("downloading", self._done, self._total, self._bytes)
-        return done
+        return fetched
 
-    async def _pinned(self, entry: RequirementEntry) -> _Done:
+    async def fetch_located(self, located: Located, pins: Pins | None) -> FetchedWheel:
+        """Fetch a located wheel, checking ``pins`` (``--hash`` values) if given."""
+        file = located.file
+        cached = await asyncio.to_thread(read_pointer, self.index.cache, located.key) is not None
+        if not cached and self.request.fresh.offline and not is_local(file.url):
+            raise OfflineMiss(f"the wheel {file.filename} ({redact(file.url)})")
+        pointer = await self.index.fetch_wheel(
+            file, located.key, pins=pins, on_bytes=self._on_bytes
+        )
+        archive = self.index.cache.path(Bucket.ARCHIVE, pointer.archive)
+        return FetchedWheel(located, pointer, archive, cached)
+
+    async def _registry(self, entry: RequirementEntry, ranges: bool) -> Located:
         req = entry.requirement
         version = pinned_version(req)
-        if version is None:
+        if version is None and not ranges:
             raise InvalidRequirement(
                 f"prefetch needs exact pins like {req.name}==1.2.3, not {str(req)!r}; "
                 "run `burrow compile` to pin a requirements file first",
@@ -135,6 +215,8 @@ class Prefetcher:
             )
         files = await self.index.project_files(self.request.settings, req.name, self.request.fresh)
         project = await self.candidates.get_async(files, self.request.target)
+        if version is None:
+            version = self._newest(project, req, files.searched)
         vc = project.versions.get(version)
         if vc is None:
             near = ", ".join(str(v) for v in project.ordered[:8]) or "none"
@@ -188,52 +270,41 @@ class Prefetcher:
             yanked = file.yanked
             why = f" ({file.yanked})" if file.yanked else ""
             self.warnings.append(
-                f"{req.name}=={version} is yanked{why}; prefetched anyway (pinned)"
+                f"{req.name}=={version} is yanked{why}; {self.verb} anyway (pinned)"
             )
         key = self.index.wheel_key(file, location, files.name)
-        return await self._fetch(
-            file, key=key, entry=entry, name=str(files.name), version=str(version), yanked=yanked
+        return Located(file, key, str(files.name), str(version), yanked)
+
+    def _newest(self, project: ProjectCandidates, req: Requirement, searched: list[str]) -> Version:
+        """Return the newest version ``req`` allows that has a wheel for the target.
+
+        Yanked versions are skipped (only an exact pin takes one) and pre-releases only
+        count when the specifier names one, as pip and uv decide.
+        """
+        target = self.request.target
+        for version in project.ordered:
+            if not req.specifier.contains(version):
+                continue
+            vc = project.versions[version]
+            if vc.yanked:
+                continue
+            if any(target.allows_python(w[1].requires_python) for w in vc.wheels):
+                return version
+        raise PackageNotFound(
+            str(req),
+            searched,
+            hint=f"no version that {req.specifier or 'any specifier'} allows has a wheel for "
+            f"{target.describe()}",
         )
 
-    async def _fetch(
-        self,
-        file: IndexFile,
-        *,
-        key: WheelKey,
-        entry: RequirementEntry,
-        name: str,
-        version: str,
-        yanked: str | None,
-    ) -> _Done:
-        cached = await asyncio.to_thread(read_pointer, self.index.cache, key) is not None
-        if not cached and self.request.fresh.offline and not is_local(file.url):
-            raise OfflineMiss(f"the wheel {file.filename} ({redact(file.url)})")
-        before = self._bytes
-        pointer = await self.index.fetch_wheel(
-            file, key, pins=pins_of(entry), on_bytes=self._on_bytes
-        )
-        archive = self.index.cache.path(Bucket.ARCHIVE, pointer.archive)
-        return _Done(
-            PrefetchedWheel(
-                name=name,
-                version=version,
-                filename=file.filename,
-                archive=str(archive),
-                size=pointer.size,
-                cached=cached,
-                yanked=yanked,
-            ),
-            self._bytes - before,
-        )
-
-    async def _direct(self, entry: RequirementEntry) -> _Done:
+    def _direct(self, entry: RequirementEntry) -> Located:
         req = entry.requirement
         url = req.url or ""
         path = entry.path
         filename = Path(path).name if path is not None else url.rsplit("/", 1)[-1].split("#")[0]
         if not filename.endswith(".whl"):
             raise InvalidRequirement(
-                f"prefetch takes wheels; {filename!r} needs a build, which is not available yet",
+                f"{filename!r} needs a build, which is not available yet; give a wheel",
                 file=entry.origin.file,
                 line=entry.origin.line,
                 text=str(req),
@@ -242,20 +313,17 @@ class Prefetcher:
         if canonicalize_name(req.name) != name:
             raise InvalidDistribution(filename, f"it is a wheel of {name}, not of {req.name}")
         if path is not None:
-            if not path.is_file():
+            try:
+                size = os.stat(path).st_size
+            except OSError:
                 raise InvalidRequirement(
                     f"{path} does not exist", file=entry.origin.file, line=entry.origin.line
-                )
-            size = os.stat(path).st_size
+                ) from None
             file = IndexFile(filename=filename, url=path.as_uri(), hashes={}, size=size)
-            key = WheelKey.from_path(path)
         else:
             clean, hashes = split_hash(url)
             file = IndexFile(filename=filename, url=clean, hashes=hashes)
-            key = WheelKey.from_url(clean, filename)
-        return await self._fetch(
-            file, key=key, entry=entry, name=str(name), version=str(version), yanked=None
-        )
+        return Located(file, direct_key(file), str(name), str(version), direct=file.url)
 
 
 def command_line_entries(requirements: list[str], cwd: Path) -> list[RequirementEntry]:

@@ -62,11 +62,13 @@ async def prepare(
     python: PythonOptions,
     *,
     warm: Iterable[str] = (),
+    target: Target | None = None,
 ) -> PackageRequest:
     """Find the target interpreter and build the index settings of a request.
 
     The project pages of ``warm`` (the request's direct requirements) are requested at
-    once, so the network works while the interpreter is found and queried.
+    once, so the network works while the interpreter is found and queried. A ``target``
+    already known (the environment a sync changes) is used as it is.
     """
     cwd = Path(env.cwd)
     links = [
@@ -92,10 +94,13 @@ async def prepare(
     for task in early:
         # Errors surface again, with context, when the resolver asks for the same page.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    info = await services.interpreters.find(
-        PythonRequest(python=python.python, cwd=env.cwd, virtual_env=env.virtual_env, path=env.path)
-    )
-    target = services.interpreters.target(
-        info, python_version=python.python_version, python_platform=python.python_platform
-    )
+    if target is None:
+        info = await services.interpreters.find(
+            PythonRequest(
+                python=python.python, cwd=env.cwd, virtual_env=env.virtual_env, path=env.path
+            )
+        )
+        target = services.interpreters.target(
+            info, python_version=python.python_version, python_platform=python.python_platform
+        )
     return PackageRequest(settings, fresh, target, cwd)

@@ -39,6 +39,7 @@ __all__ = [
     "find_dist_info",
     "read_manifest",
     "unpack_wheel",
+    "unsafe_member",
     "wheel_metadata_bytes",
 ]
 
@@ -78,8 +79,8 @@ def read_manifest(archive: Path) -> ArchiveManifest | None:
     return manifest
 
 
-def _unsafe(name: str) -> str | None:
-    """Return why a zip member name is unsafe, or ``None``."""
+def unsafe_member(name: str) -> str | None:
+    """Return why a wheel member name (or a RECORD path) is unsafe, or ``None``."""
     if not name or "\\" in name or "\0" in name:
         return "has a backslash or NUL in its name"
     # Plain string checks: this runs for every member of every wheel.
@@ -308,7 +309,7 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
         count = 0
         for info in infos:
             name = info.filename
-            why = _unsafe(name)
+            why = unsafe_member(name)
             if why is not None:
                 raise InvalidDistribution(filename, f"member {name!r} {why}")
             if name in seen:

@@ -17,7 +17,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -34,8 +34,9 @@ from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import Origin, RequirementEntry, fold_format_control
 from burrowd.daemon.inputs.pyproject import project_name, read_pyproject
 from burrowd.daemon.inputs.requirements_txt import logical_lines, parse_requirements_file
+from burrowd.daemon.interpreters import Target
 from burrowd.daemon.prefetch import command_line_entries, pinned_version
-from burrowd.daemon.requests import merge_index_options, prepare
+from burrowd.daemon.requests import PackageRequest, merge_index_options, prepare
 from burrowd.daemon.resolver.output import OutputOptions, format_resolution
 from burrowd.daemon.resolver.provider import (
     PrereleaseMode,
@@ -47,7 +48,7 @@ from burrowd.daemon.resolver.resolve import Resolution, run_resolver
 from burrowd.daemon.services import Services
 from burrowd.protocol import messages as m
 
-__all__ = ["resolve"]
+__all__ = ["Resolved", "resolve", "resolve_pins"]
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -279,6 +280,79 @@ def _write_atomic(path: Path, text: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
+@dataclasses.dataclass(slots=True)
+class Resolved:
+    """A resolution with what produced it, for ``compile`` and ``install``."""
+
+    request: PackageRequest
+    index: m.IndexOptions
+    inputs: _Inputs
+    provider: Provider
+    resolution: Resolution
+    warnings: list[str]
+
+
+async def resolve_pins(
+    services: Services,
+    params: m.ResolveParams,
+    progress: Progress,
+    *,
+    installed: Mapping[str, Version] | None = None,
+    target: Target | None = None,
+) -> Resolved:
+    """Read the inputs of ``params`` and resolve them; the caller holds the cache lock.
+
+    ``installed`` are versions an environment already has: kept whenever the resolution
+    allows, unless upgrading (``install`` keeps what is installed, as pip and uv do).
+    ``target`` is the environment's own target when one is known.
+    """
+    cwd = Path(params.env.cwd)
+    output = (cwd / params.output_file) if params.output_file else None
+    prerelease = params.prerelease
+    resolution_mode = _choice(ResolutionMode, params.resolution, "--resolution")
+    exclude_newer = _parse_datetime(params.exclude_newer) if params.exclude_newer else None
+    progress("reading inputs", 0, None)
+    inputs = await asyncio.to_thread(_read_inputs, params)
+    if prerelease is None:
+        pre = inputs.options is not None and inputs.options.pre
+        prerelease = "allow" if pre else PrereleaseMode.IF_NECESSARY_OR_EXPLICIT.value
+    prerelease_mode = _choice(PrereleaseMode, prerelease, "--prerelease")
+    only_binary, no_binary = _format_control(params, inputs.options)
+    index = merge_index_options(params.index, inputs.options)
+    direct = [e.name for e in inputs.requirements if not e.requirement.url]
+    request = await prepare(services, params.env, index, params.python, warm=direct, target=target)
+    preferences, input_warnings = await asyncio.to_thread(_preferences, params, output)
+    if installed and not params.upgrade:
+        skip = {_upgrade_name(p) for p in params.upgrade_packages}
+        for name, version in installed.items():
+            if name not in skip:
+                preferences.setdefault(name, version)
+    options = ResolveOptions(
+        prerelease=prerelease_mode,
+        resolution=resolution_mode,
+        exclude_newer=exclude_newer,
+        no_deps=params.no_deps,
+        preferences=preferences,
+        only_binary=frozenset(only_binary),
+        no_binary=frozenset(no_binary),
+    )
+    # Built in a worker: it reads local project directories (pyproject.toml, PKG-INFO)
+    # and parses every requirement's markers and specifiers, none of it loop work.
+    provider = await asyncio.to_thread(
+        Provider,
+        services.index,
+        services.candidates,
+        request,
+        options,
+        requirements=inputs.requirements,
+        constraints=inputs.constraints,
+        overrides=inputs.overrides,
+        on_progress=progress,
+    )
+    resolution = await run_resolver(provider)
+    return Resolved(request, index, inputs, provider, resolution, input_warnings)
+
+
 async def resolve(
     services: Services, params: m.ResolveParams, progress: Progress
 ) -> m.ResolveResult:
@@ -286,44 +360,14 @@ async def resolve(
     start = time.monotonic()
     cwd = Path(params.env.cwd)
     output = (cwd / params.output_file) if params.output_file else None
-    prerelease = params.prerelease
-    resolution_mode = _choice(ResolutionMode, params.resolution, "--resolution")
-    exclude_newer = _parse_datetime(params.exclude_newer) if params.exclude_newer else None
     async with services.cache.operation():
-        progress("reading inputs", 0, None)
-        inputs = await asyncio.to_thread(_read_inputs, params)
-        if prerelease is None:
-            pre = inputs.options is not None and inputs.options.pre
-            prerelease = "allow" if pre else PrereleaseMode.IF_NECESSARY_OR_EXPLICIT.value
-        prerelease_mode = _choice(PrereleaseMode, prerelease, "--prerelease")
-        only_binary, no_binary = _format_control(params, inputs.options)
-        index = merge_index_options(params.index, inputs.options)
-        direct = [e.name for e in inputs.requirements if not e.requirement.url]
-        request = await prepare(services, params.env, index, params.python, warm=direct)
-        preferences, input_warnings = await asyncio.to_thread(_preferences, params, output)
-        options = ResolveOptions(
-            prerelease=prerelease_mode,
-            resolution=resolution_mode,
-            exclude_newer=exclude_newer,
-            no_deps=params.no_deps,
-            preferences=preferences,
-            only_binary=frozenset(only_binary),
-            no_binary=frozenset(no_binary),
+        resolved = await resolve_pins(services, params, progress)
+        request, index, provider, resolution = (
+            resolved.request,
+            resolved.index,
+            resolved.provider,
+            resolved.resolution,
         )
-        # Built in a worker: it reads local project directories (pyproject.toml, PKG-INFO)
-        # and parses every requirement's markers and specifiers, none of it loop work.
-        provider = await asyncio.to_thread(
-            Provider,
-            services.index,
-            services.candidates,
-            request,
-            options,
-            requirements=inputs.requirements,
-            constraints=inputs.constraints,
-            overrides=inputs.overrides,
-            on_progress=progress,
-        )
-        resolution = await run_resolver(provider)
         hashes = await _hashes(provider, resolution) if params.generate_hashes else None
     text = format_resolution(
         resolution,
@@ -363,6 +407,6 @@ async def resolve(
         output_file=str(output) if output is not None else None,
         wrote=wrote,
         elapsed=time.monotonic() - start,
-        warnings=[*input_warnings, *resolution.warnings],
+        warnings=[*resolved.warnings, *resolution.warnings],
         pages=dict(request.fresh.served),
     )
