@@ -37,7 +37,14 @@ from burrowd.protocol.messages import (
     CacheStatsParams,
     CacheStatsResult,
     ClientEnv,
+    EnvironmentOptions,
     IndexOptions,
+    InstallOptions,
+    InstallParams,
+    InstallResult,
+    LinkModeName,
+    ListParams,
+    ListResult,
     PrefetchParams,
     PrefetchResult,
     PrereleaseName,
@@ -49,6 +56,12 @@ from burrowd.protocol.messages import (
     ShutdownResult,
     StatusParams,
     StatusResult,
+    SyncParams,
+    SyncResult,
+    UninstallParams,
+    UninstallResult,
+    VenvParams,
+    VenvResult,
 )
 from burrowd.protocol.process import process_alive
 
@@ -241,8 +254,8 @@ def python_options(args: argparse.Namespace) -> PythonOptions:
     """Return the target interpreter options of the command line."""
     return PythonOptions(
         python=args.python or os.environ.get("BURROW_PYTHON") or None,
-        python_version=args.python_version,
-        python_platform=args.python_platform,
+        python_version=getattr(args, "python_version", None),
+        python_platform=getattr(args, "python_platform", None),
     )
 
 
@@ -333,6 +346,145 @@ def do_compile(ctx: Context) -> int:
     )
     result = ctx.call("resolve", params, ResolveResult)
     ctx.output(result, lambda: render.render_resolve(result, verbose=a.verbose, quiet=a.quiet))
+    return EXIT_OK
+
+
+# -- environments ----------------------------------------------------------------------------
+
+
+def environment_options(args: argparse.Namespace) -> EnvironmentOptions:
+    """Return which environment the command may change (``--system``...)."""
+    return EnvironmentOptions(
+        system=bool(getattr(args, "system", False)),
+        break_system_packages=bool(getattr(args, "break_system_packages", False)),
+    )
+
+
+def install_options(args: argparse.Namespace) -> InstallOptions:
+    """Return how ``sync``/``install`` change the environment."""
+    return InstallOptions(
+        link_mode=args.link_mode,
+        reinstall=args.reinstall,
+        reinstall_packages=args.reinstall_package or [],
+        compile_bytecode=args.compile_bytecode,
+        dry_run=args.dry_run,
+        require_hashes=args.require_hashes,
+        strict=args.strict,
+    )
+
+
+def do_sync(ctx: Context) -> int:
+    """Make the environment hold exactly the pins of requirements files."""
+    a = ctx.args
+    stdin = sys.stdin.read() if "-" in a.src else None
+    params = SyncParams(
+        env=client_env(),
+        requirement_files=a.src,
+        stdin=stdin,
+        index=index_options(a),
+        python=python_options(a),
+        environment=environment_options(a),
+        options=install_options(a),
+        allow_empty=a.allow_empty_requirements,
+    )
+    result = ctx.call("sync", params, SyncResult)
+    ctx.output(result, lambda: render.render_change(result, verbose=a.verbose, quiet=a.quiet))
+    return EXIT_OK
+
+
+def do_install(ctx: Context) -> int:
+    """Resolve requirements and add what they need to the environment."""
+    a = ctx.args
+    if not a.packages and not a.requirement:
+        fail("give packages to install, or -r FILE")
+    files = a.requirement or []
+    stdin = sys.stdin.read() if "-" in files else None
+    prerelease: PrereleaseName | None = a.prerelease or ("allow" if a.pre else None)
+    requirements = list(a.packages) + [f"-e {path}" for path in a.editable or []]
+    params = InstallParams(
+        env=client_env(),
+        requirements=requirements,
+        requirement_files=files,
+        stdin=stdin,
+        constraint_files=a.constraint or [],
+        override_files=a.override or [],
+        extras=a.extra or [],
+        all_extras=a.all_extras,
+        index=index_options(a),
+        python=python_options(a),
+        environment=environment_options(a),
+        options=install_options(a),
+        prerelease=prerelease,
+        resolution=a.resolution,
+        upgrade=a.upgrade,
+        upgrade_packages=a.upgrade_package or [],
+        exclude_newer=a.exclude_newer,
+        no_deps=a.no_deps,
+        only_binary=a.only_binary or [],
+        no_binary=a.no_binary or [],
+    )
+    result = ctx.call("install", params, InstallResult)
+    ctx.output(result, lambda: render.render_change(result, verbose=a.verbose, quiet=a.quiet))
+    return EXIT_OK
+
+
+def do_uninstall(ctx: Context) -> int:
+    """Remove packages from the environment."""
+    a = ctx.args
+    if not a.packages and not a.requirement:
+        fail("name the packages to uninstall, or give -r FILE")
+    params = UninstallParams(
+        env=client_env(),
+        packages=a.packages,
+        requirement_files=a.requirement or [],
+        python=python_options(a),
+        environment=environment_options(a),
+        dry_run=a.dry_run,
+    )
+    result = ctx.call("uninstall", params, UninstallResult)
+    ctx.output(result, lambda: render.render_change(result, verbose=a.verbose, quiet=a.quiet))
+    return EXIT_OK
+
+
+def _list(ctx: Context) -> ListResult:
+    params = ListParams(
+        env=client_env(),
+        python=python_options(ctx.args),
+        environment=environment_options(ctx.args),
+    )
+    return ctx.call("list", params, ListResult)
+
+
+def do_list(ctx: Context) -> int:
+    """List the packages installed in the environment."""
+    result = _list(ctx)
+    ctx.output(result, lambda: render.render_list(result, verbose=ctx.args.verbose))
+    return EXIT_OK
+
+
+def do_freeze(ctx: Context) -> int:
+    """Print the installed packages as requirements."""
+    result = _list(ctx)
+    ctx.output(result, lambda: render.render_freeze(result))
+    return EXIT_OK
+
+
+def do_venv(ctx: Context) -> int:
+    """Create a virtual environment."""
+    a = ctx.args
+    params = VenvParams(
+        env=client_env(),
+        path=a.path,
+        python=python_options(a),
+        index=index_options(a),
+        seed=a.seed,
+        clear=a.clear,
+        prompt=a.prompt,
+        system_site_packages=a.system_site_packages,
+        link_mode=a.link_mode,
+    )
+    result = ctx.call("venv", params, VenvResult)
+    ctx.output(result, lambda: render.render_venv(result))
     return EXIT_OK
 
 
@@ -452,6 +604,132 @@ def _setup_prefetch(p: argparse.ArgumentParser) -> None:
     _python_args(p)
 
 
+def _environment_args(parser: argparse.ArgumentParser, *, write: bool = True) -> None:
+    group = parser.add_argument_group("environment options")
+    group.add_argument(
+        "-p",
+        "--python",
+        help="the environment's interpreter (path or version); default: VIRTUAL_ENV, "
+        "then .venv here or in a parent",
+    )
+    group.add_argument(
+        "--system",
+        action="store_true",
+        help="use the first python3 on PATH, not a virtual environment",
+    )
+    if write:
+        group.add_argument(
+            "--break-system-packages",
+            action="store_true",
+            help="allow changing an externally managed (PEP 668) interpreter",
+        )
+
+
+def _install_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("install options")
+    group.add_argument(
+        "--link-mode",
+        choices=get_args(LinkModeName),
+        default="hardlink",
+        help="how files get from the cache into the environment (default: hardlink)",
+    )
+    group.add_argument("--reinstall", action="store_true", help="reinstall every package")
+    group.add_argument(
+        "--reinstall-package", action="append", metavar="NAME", help="reinstall this package"
+    )
+    group.add_argument(
+        "--compile-bytecode", action="store_true", help="compile the installed .py files"
+    )
+    group.add_argument("--dry-run", action="store_true", help="show what would change")
+    group.add_argument(
+        "--require-hashes", action="store_true", help="every requirement needs --hash"
+    )
+    group.add_argument(
+        "--strict", action="store_true", help="report installed packages with unmet requirements"
+    )
+    group.add_argument("--python-version", help="check wheels against this Python (3.12)")
+    group.add_argument("--python-platform", help="check wheels against this platform")
+
+
+def _setup_sync(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", nargs="+", metavar="REQUIREMENTS", help="pinned requirements files")
+    p.add_argument(
+        "--allow-empty-requirements",
+        action="store_true",
+        help="accept files that name no package (everything is removed)",
+    )
+    _install_args(p)
+    _index_args(p)
+    _environment_args(p)
+
+
+def _resolver_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prerelease",
+        choices=get_args(PrereleaseName),
+        help="when pre-releases may be chosen (default: if-necessary-or-explicit)",
+    )
+    p.add_argument("--pre", action="store_true", help="the same as --prerelease allow")
+    p.add_argument(
+        "--resolution",
+        choices=get_args(ResolutionName),
+        default="highest",
+        help="which versions to prefer",
+    )
+    p.add_argument("--exclude-newer", metavar="DATE", help="ignore files uploaded after DATE")
+    p.add_argument("--no-deps", action="store_true", help="only the direct requirements")
+    p.add_argument(
+        "--only-binary", action="append", metavar="NAMES", help="wheels only (names or :all:)"
+    )
+    p.add_argument(
+        "--no-binary", action="append", metavar="NAMES", help="sdists only (names or :all:)"
+    )
+
+
+def _setup_install(p: argparse.ArgumentParser) -> None:
+    p.add_argument("packages", nargs="*", metavar="PACKAGE", help="requirements (foo>=1, ./x.whl)")
+    p.add_argument("-r", "--requirement", action="append", metavar="FILE", help="requirements file")
+    p.add_argument("-e", "--editable", action="append", metavar="PATH", help="an editable project")
+    p.add_argument("-c", "--constraint", action="append", metavar="FILE", help="constraints file")
+    p.add_argument("--override", action="append", metavar="FILE", help="overrides file")
+    p.add_argument("--extra", action="append", metavar="NAME", help="optional dependencies")
+    p.add_argument("--all-extras", action="store_true", help="every optional dependency")
+    p.add_argument("-U", "--upgrade", action="store_true", help="upgrade installed packages")
+    p.add_argument(
+        "-P", "--upgrade-package", action="append", metavar="NAME", help="upgrade this package"
+    )
+    _resolver_args(p)
+    _install_args(p)
+    _index_args(p)
+    _environment_args(p)
+
+
+def _setup_uninstall(p: argparse.ArgumentParser) -> None:
+    p.add_argument("packages", nargs="*", metavar="PACKAGE")
+    p.add_argument("-r", "--requirement", action="append", metavar="FILE", help="names from FILE")
+    p.add_argument("--dry-run", action="store_true", help="show what would be removed")
+    _environment_args(p)
+
+
+def _setup_list(p: argparse.ArgumentParser) -> None:
+    _environment_args(p, write=False)
+
+
+def _setup_venv(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", nargs="?", default=".venv", help="where (default: .venv)")
+    p.add_argument("-p", "--python", help="the interpreter to base it on (path or version)")
+    p.add_argument("--seed", action="store_true", help="install pip (and setuptools, wheel)")
+    p.add_argument("--clear", action="store_true", help="replace an existing environment")
+    p.add_argument("--prompt", help="the prompt shown when activated")
+    p.add_argument(
+        "--system-site-packages", action="store_true", help="see the base interpreter's packages"
+    )
+    p.add_argument(
+        "--link-mode", choices=get_args(LinkModeName), default="hardlink", help="for --seed"
+    )
+    _index_args(p)
+
+
 def _no_options(p: argparse.ArgumentParser) -> None:
     return None
 
@@ -509,6 +787,29 @@ _LEAVES: Final = [
         do_prefetch,
         _setup_prefetch,
     ),
+    _Leaf(
+        None,
+        "sync",
+        "make the environment hold exactly these pins (like uv pip sync / pip-sync)",
+        do_sync,
+        _setup_sync,
+        "Install the pins of requirements files into the environment as given (no "
+        "resolution) and remove every other package, keeping pip, setuptools and wheel in "
+        "an environment burrowd did not create.",
+    ),
+    _Leaf(
+        None,
+        "install",
+        "resolve and install packages, removing nothing (like uv pip install)",
+        do_install,
+        _setup_install,
+    ),
+    _Leaf(
+        None, "uninstall", "remove packages from the environment", do_uninstall, _setup_uninstall
+    ),
+    _Leaf(None, "list", "list the installed packages", do_list, _setup_list),
+    _Leaf(None, "freeze", "print the installed packages as requirements", do_freeze, _setup_list),
+    _Leaf(None, "venv", "create a virtual environment", do_venv, _setup_venv),
 ]
 
 

@@ -12,19 +12,29 @@ from burrowd.protocol.errors import RpcError
 from burrowd.protocol.messages import (
     CachePruneResult,
     CacheStatsResult,
+    EnvironmentChange,
+    InstallResult,
+    ListResult,
+    PackageChange,
     PrefetchResult,
     ProgressParams,
     ResolveResult,
     StatusResult,
+    VenvResult,
 )
 
 __all__ = [
     "Progress",
     "format_bytes",
     "format_duration",
+    "format_elapsed",
     "print_error",
     "print_json",
+    "render_change",
+    "render_freeze",
+    "render_list",
     "render_status",
+    "render_venv",
 ]
 
 
@@ -46,6 +56,13 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def format_elapsed(seconds: float) -> str:
+    """Return a short duration as uv prints it: ``12ms``, ``1.34s``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:.2f}s" if seconds < 60 else format_duration(seconds)
 
 
 def print_json(value: Any, out: TextIO | None = None) -> None:
@@ -168,6 +185,126 @@ def render_resolve(
             f"from disk, {pages.get('network', 0)} from the network; target {result.target})"
         )
     sys.stderr.write(note + "\n")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _change_line(sign: str, change: PackageChange) -> str:
+    line = f" {sign} {change.name}=={change.version}"
+    if change.url:
+        line = f" {sign} {change.name} @ {change.url}"
+    return line
+
+
+def render_change(
+    result: EnvironmentChange,
+    out: TextIO | None = None,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Print what ``sync``, ``install`` or ``uninstall`` did to an environment, as uv does."""
+    stream = out or sys.stdout
+    err = sys.stderr
+    for warning in result.warnings:
+        err.write(f"warning: {warning}\n")
+    for problem in result.problems:
+        err.write(f"warning: {problem}\n")
+    if quiet:
+        return
+    timings = result.timings
+    if verbose:
+        stream.write(f"Using {result.target} environment at {result.environment}\n")
+    if isinstance(result, InstallResult):
+        resolve_time = timings.get("resolve", 0.0)
+        stream.write(
+            f"Resolved {_plural(result.resolved, 'package')} in {format_elapsed(resolve_time)}\n"
+        )
+    would = "Would " if result.dry_run else ""
+    if not result.installed and not result.removed:
+        if result.dry_run:
+            stream.write("Would make no changes\n")
+        else:
+            stream.write(
+                f"Audited {_plural(result.unchanged, 'package')} in "
+                f"{format_elapsed(result.elapsed)}\n"
+            )
+        return
+    fetched = [c for c in result.installed if not c.cached]
+    if fetched and not result.dry_run:
+        stream.write(
+            f"Prepared {_plural(len(fetched), 'package')} in "
+            f"{format_elapsed(timings.get('prepare', 0.0))}"
+            + (f" ({format_bytes(result.bytes)} downloaded)" if result.bytes else "")
+            + "\n"
+        )
+    if result.removed:
+        verb = "uninstall" if result.dry_run else "Uninstalled"
+        line = f"{would}{verb} {_plural(len(result.removed), 'package')}"
+        if not result.dry_run:
+            line += f" in {format_elapsed(timings.get('uninstall', 0.0))}"
+        stream.write(line + "\n")
+    if result.installed:
+        verb = "install" if result.dry_run else "Installed"
+        line = f"{would}{verb} {_plural(len(result.installed), 'package')}"
+        if not result.dry_run:
+            line += f" in {format_elapsed(timings.get('install', 0.0))}"
+        stream.write(line + "\n")
+    if "compile" in timings:
+        stream.write(f"Bytecode compiled in {format_elapsed(timings['compile'])}\n")
+    lines = [(c.name, "-", _change_line("-", c)) for c in result.removed]
+    lines += [(c.name, "+", _change_line("+", c)) for c in result.installed]
+    for _name, _sign, line in sorted(lines):
+        stream.write(line + "\n")
+
+
+def render_list(result: ListResult, out: TextIO | None = None, verbose: bool = False) -> None:
+    """Print ``burrow list``: a two-column table, as ``uv pip list`` shows it."""
+    stream = out or sys.stdout
+    rows = [("Package", "Version", "Location" if verbose else "")]
+    for p in result.packages:
+        where = ""
+        if p.editable and p.url:
+            where = p.url
+        if verbose:
+            where = where or p.path
+        rows.append((p.name, p.version, where))
+    name_w = max(len(r[0]) for r in rows)
+    ver_w = max(len(r[1]) for r in rows)
+    extra = any(r[2] for r in rows[1:])
+    for i, (name, version, where) in enumerate(rows):
+        line = f"{name:<{name_w}} {version:<{ver_w}}"
+        if extra:
+            line += f" {where}"
+        stream.write(line.rstrip() + "\n")
+        if i == 0:
+            sep = f"{'-' * name_w} {'-' * ver_w}"
+            if extra:
+                sep += f" {'-' * max(8, *(len(r[2]) for r in rows))}"
+            stream.write(sep + "\n")
+
+
+def render_freeze(result: ListResult, out: TextIO | None = None) -> None:
+    """Print ``burrow freeze``: one requirement per installed distribution."""
+    stream = out or sys.stdout
+    for p in result.packages:
+        if p.editable and p.url:
+            stream.write(f"-e {p.url}\n")
+        elif p.url:
+            stream.write(f"{p.name} @ {p.url}\n")
+        else:
+            stream.write(f"{p.name}=={p.version}\n")
+
+
+def render_venv(result: VenvResult, out: TextIO | None = None) -> None:
+    """Print ``burrow venv``."""
+    stream = out or sys.stdout
+    stream.write(f"Using Python {result.version}\n")
+    stream.write(f"Created a virtual environment at {result.path}\n")
+    for change in result.seeded:
+        stream.write(_change_line("+", change) + "\n")
+    stream.write(f"Activate with: source {result.path}/bin/activate\n")
 
 
 class Progress:

@@ -13,6 +13,7 @@ from burrowd.daemon.cache.maintenance import bucket_stats, clean, prune
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
+from burrowd.daemon.installer import service as installer
 from burrowd.daemon.prefetch import Prefetcher, command_line_entries
 from burrowd.daemon.requests import merge_index_options, prepare
 from burrowd.daemon.resolver.service import resolve as resolve_requirements
@@ -48,6 +49,11 @@ class Handlers:
             "cache.prune": self.cache_prune,
             "prefetch": self.prefetch,
             "resolve": self.resolve,
+            "sync": self.sync,
+            "install": self.install,
+            "uninstall": self.uninstall,
+            "list": self.list,
+            "venv": self.venv,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -195,3 +201,25 @@ class Handlers:
             elapsed=time.monotonic() - start,
             warnings=prefetcher.warnings,
         )
+
+    # -- environments -----------------------------------------------------------------------
+
+    async def sync(self, params: m.SyncParams, ctx: RequestContext) -> m.SyncResult:
+        """Make an environment hold exactly the pins of requirements files."""
+        return await installer.sync(self.services, params, ctx.progress)
+
+    async def install(self, params: m.InstallParams, ctx: RequestContext) -> m.InstallResult:
+        """Resolve requirements and add what they need to an environment."""
+        return await installer.install(self.services, params, ctx.progress)
+
+    async def uninstall(self, params: m.UninstallParams, ctx: RequestContext) -> m.UninstallResult:
+        """Remove distributions from an environment."""
+        return await installer.uninstall(self.services, params, ctx.progress)
+
+    async def list(self, params: m.ListParams, ctx: RequestContext) -> m.ListResult:
+        """List the distributions of an environment."""
+        return await installer.list_packages(self.services, params)
+
+    async def venv(self, params: m.VenvParams, ctx: RequestContext) -> m.VenvResult:
+        """Create a virtual environment."""
+        return await installer.create_venv(self.services, params, ctx.progress)

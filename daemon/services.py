@@ -20,6 +20,7 @@ from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import IndexClient
 from burrowd.daemon.index.http import Http
+from burrowd.daemon.installer.environment import EnvironmentLocks
 from burrowd.daemon.interpreters import Interpreters
 from burrowd.daemon.scheduler import Limits
 
@@ -62,6 +63,7 @@ class Services:
         self.http = Http(self.limits)
         self.index = IndexClient(self.cache, self.http, self.limits, ttl=self.config.index_ttl)
         self.interpreters = Interpreters(self.cache)
+        self.environments = EnvironmentLocks(self.config.lock_timeout)
 
     def touch(self) -> None:
         """Record activity (a connection or request started or ended)."""

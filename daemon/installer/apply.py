@@ -1,0 +1,358 @@
+"""Carry out a plan: check all of it, then remove, link and compile.
+
+Everything that can refuse a plan runs before the first change: each wheel is laid out
+(unsafe paths, unknown schemes, scripts that would replace the interpreter), every
+distribution to remove must have a record, and no file may be claimed twice (by two new
+wheels, or by a new wheel and a distribution that stays) unless both bring the same bytes.
+Only then are the old distributions removed and the new ones linked, many at a time in
+worker threads, each wheel's metadata directory renamed into place last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.errors import EnvironmentRefused, InstallConflict
+from burrowd.daemon.installer.environment import Environment
+from burrowd.daemon.installer.installed import DirectUrl, InstalledDist, SitePackages, scan
+from burrowd.daemon.installer.plan import Plan
+from burrowd.daemon.installer.uninstall import check_removable, remove_dist
+from burrowd.daemon.installer.wheel import Linker, LinkMode, WheelLayout, install_layout, layout
+from burrowd.daemon.interpreters import Target
+from burrowd.daemon.prefetch import FetchedWheel
+from burrowd.protocol.messages import PackageChange
+
+__all__ = ["Changer", "Outcome", "ProgressSink", "Ready", "check_consistency"]
+
+log = logging.getLogger(__name__)
+
+#: Wheels linked at once; linking is system calls, so more than the CPUs.
+_PARALLEL: Final = max(4, 2 * (os.cpu_count() or 1))
+COMPILE_TIMEOUT: Final = 600.0
+
+# Runs in the target interpreter: compile the files named on stdin, in parallel when many.
+_COMPILE: Final = r"""
+import compileall, os, sys
+paths = [p for p in sys.stdin.read().split("\0") if p]
+def one(path):
+    return bool(compileall.compile_file(path, quiet=2, force=True))
+if len(paths) > 200 and (os.cpu_count() or 1) > 1:
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor() as pool:
+        done = sum(pool.map(one, paths, chunksize=64))
+else:
+    done = sum(map(one, paths))
+print(done)
+"""
+
+
+class ProgressSink(Protocol):
+    """Where a request reports its phases (the RPC context's ``progress``)."""
+
+    def __call__(
+        self,
+        phase: str,
+        current: int = 0,
+        total: int | None = None,
+        nbytes: int = 0,
+        message: str = "",
+        *,
+        force: bool = False,
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class Ready:
+    """A planned install whose wheel is unpacked in the cache."""
+
+    name: str
+    fetched: FetchedWheel
+    reason: str
+    previous: list[InstalledDist]
+    direct_url: DirectUrl | None = None
+    requested: bool = True
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What carrying out a plan did."""
+
+    installed: list[PackageChange] = field(default_factory=list)
+    removed: list[PackageChange] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class _Conflicts:
+    """Check that no file is claimed twice; blocking (runs in a worker thread)."""
+
+    def __init__(self, env: Environment, site: SitePackages, removing: list[InstalledDist]):
+        self.env = env
+        self.site = site
+        self.removing = {id(d) for d in removing}
+        self.freed: set[str] = set()
+        self._dirs: dict[str, bool] = {
+            str(p): True for p in (env.purelib, env.platlib, env.scripts, env.data, env.prefix)
+        }
+        self._owners: dict[str, tuple[str, str]] | None = None
+        self.warnings: list[str] = []
+
+    def _dir_exists(self, directory: str) -> bool:
+        known = self._dirs.get(directory)
+        if known is not None:
+            return known
+        parent = os.path.dirname(directory)
+        exists = False
+        if parent == directory or self._dir_exists(parent):
+            exists = os.path.isdir(directory)
+        self._dirs[directory] = exists
+        return exists
+
+    def _owner_of(self, path: str) -> tuple[str, str] | None:
+        if self._owners is None:
+            owners: dict[str, tuple[str, str]] = {}
+            for dist in self.site:
+                if id(dist) in self.removing:
+                    continue
+                for rel, digest in _record_rows(dist):
+                    owners[os.path.normpath(os.path.join(dist.site, rel))] = (str(dist), digest)
+            self._owners = owners
+        return self._owners.get(path)
+
+    def check(self, layouts: list[WheelLayout]) -> None:
+        claimed: dict[str, tuple[str, str]] = {}
+        for lay in layouts:
+            for dest, digest in lay.destinations():
+                other = claimed.get(dest)
+                if other is not None and other[1] != digest:
+                    raise InstallConflict(dest, lay.display, other[0], self.env.describe())
+                claimed[dest] = (lay.display, digest)
+        for dest, (who, digest) in claimed.items():
+            if not self._dir_exists(os.path.dirname(dest)) or not os.path.lexists(dest):
+                continue
+            if dest in self.freed:
+                continue
+            if os.path.isdir(dest) and not os.path.islink(dest):
+                raise InstallConflict(dest, who, "an existing directory", self.env.describe())
+            owner = self._owner_of(dest)
+            if owner is None:
+                continue  # a file nobody owns (an interrupted install): overwritten
+            if owner[1] and owner[1] == digest:
+                self.warnings.append(f"{who} and {owner[0]} both install {dest} (identical)")
+                continue
+            raise InstallConflict(dest, who, owner[0], self.env.describe())
+
+
+def _record_rows(dist: InstalledDist) -> list[tuple[str, str]]:
+    import csv  # noqa: PLC0415 - only read when an install meets existing files
+    import io  # noqa: PLC0415
+
+    text = dist.read_text("RECORD") if dist.kind == "dist-info" else None
+    if text is None:
+        return [(p, "") for p in dist.files() or []]
+    return [
+        (row[0], row[1] if len(row) > 1 else "") for row in csv.reader(io.StringIO(text)) if row
+    ]
+
+
+def _change(ready: Ready) -> PackageChange:
+    located = ready.fetched.located
+    return PackageChange(
+        name=ready.name,
+        version=located.version,
+        previous=ready.previous[0].version if ready.previous else None,
+        reason=ready.reason,
+        url=located.direct or "",
+        cached=ready.fetched.cached,
+        editable=False,
+    )
+
+
+def removed_change(dist: InstalledDist, reason: str) -> PackageChange:
+    """Return the change record of a removed distribution."""
+    url = dist.direct_url.url if dist.direct_url is not None else ""
+    return PackageChange(
+        name=dist.name, version=dist.version, reason=reason, url=url, editable=dist.editable
+    )
+
+
+class Changer:
+    """Apply one plan to one environment (held locked by the caller)."""
+
+    def __init__(
+        self,
+        env: Environment,
+        site: SitePackages,
+        progress: ProgressSink,
+        *,
+        link_mode: LinkMode = "hardlink",
+        compile_bytecode: bool = False,
+    ) -> None:
+        self.env = env
+        self.site = site
+        self.progress = progress
+        self.link_mode = link_mode
+        self.compile_bytecode = compile_bytecode
+
+    async def run(self, plan: Plan, ready: list[Ready]) -> Outcome:
+        """Check the whole plan, then change the environment; return what changed."""
+        outcome = Outcome()
+        started = time.monotonic()
+        self.progress("checking", 0, len(ready), force=True)
+        layouts = await asyncio.gather(
+            *(asyncio.to_thread(layout, r.fetched.archive, self.env) for r in ready)
+        )
+        for lay in layouts:
+            if lay.missing:
+                outcome.warnings.append(
+                    f"{lay.filename}: its RECORD lists {len(lay.missing)} file(s) the wheel "
+                    f"lacks ({', '.join(lay.missing[:3])}); installed without them"
+                )
+        removing = plan.removals()
+        records = await asyncio.gather(
+            *(asyncio.to_thread(check_removable, d, self.env) for d in removing)
+        )
+        conflicts = _Conflicts(self.env, self.site, removing)
+        for dist, files in zip(removing, records, strict=True):
+            conflicts.freed.update(os.path.normpath(os.path.join(dist.site, f)) for f in files)
+        await asyncio.to_thread(conflicts.check, list(layouts))
+        outcome.warnings += conflicts.warnings
+        outcome.timings["check"] = time.monotonic() - started
+
+        # Nothing has changed so far; from here on the environment does.
+        started = time.monotonic()
+        reasons = {d_id: step.reason for step in plan.remove for d_id in map(id, step.installed)}
+        if removing:
+            self.progress("uninstalling", 0, len(removing), force=True)
+            for done, (dist, files) in enumerate(zip(removing, records, strict=True), 1):
+                removal = await asyncio.to_thread(remove_dist, dist, self.env, files)
+                if removal.outside:
+                    outcome.warnings.append(
+                        f"left {len(removal.outside)} file(s) of {dist} outside the "
+                        f"environment alone: {', '.join(removal.outside[:3])}"
+                    )
+                self.progress("uninstalling", done, len(removing))
+                if id(dist) in reasons:
+                    outcome.removed.append(removed_change(dist, reasons[id(dist)]))
+        outcome.timings["uninstall"] = time.monotonic() - started
+
+        started = time.monotonic()
+        linker = Linker(self.link_mode)
+        limit = asyncio.Semaphore(_PARALLEL)
+        total = len(ready)
+        count = 0
+        self.progress("installing", 0, total, force=True)
+
+        async def one(r: Ready, lay: WheelLayout) -> None:
+            nonlocal count
+            async with limit:
+                await asyncio.to_thread(
+                    install_layout, lay, linker, direct_url=r.direct_url, requested=r.requested
+                )
+            count += 1
+            self.progress("installing", count, total)
+
+        await asyncio.gather(*(one(r, lay) for r, lay in zip(ready, layouts, strict=True)))
+        if linker.fell_back:
+            outcome.warnings.append(
+                "hard links into the environment failed (another file system?); copied the "
+                "files instead. Pass --link-mode copy to say so"
+            )
+        outcome.installed = [_change(r) for r in ready]
+        outcome.timings["install"] = time.monotonic() - started
+        if self.compile_bytecode and layouts:
+            started = time.monotonic()
+            self.progress("compiling", force=True)
+            sources = [p.dest for lay in layouts for p in lay.files if p.dest.endswith(".py")]
+            await compile_files(self.env, sources)
+            outcome.timings["compile"] = time.monotonic() - started
+        return outcome
+
+
+async def compile_files(env: Environment, paths: list[str]) -> int:
+    """Compile ``paths`` to bytecode with the environment's own interpreter."""
+    if not paths:
+        return 0
+    proc = await asyncio.create_subprocess_exec(
+        env.python,
+        "-I",
+        "-c",
+        _COMPILE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate("\0".join(paths).encode(sys.getfilesystemencoding())),
+            COMPILE_TIMEOUT,
+        )
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise EnvironmentRefused(
+            env.describe(), f"compiling bytecode took more than {COMPILE_TIMEOUT:g}s"
+        ) from None
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise EnvironmentRefused(env.describe(), f"compiling bytecode failed: {tail[0]}")
+    try:
+        return int(out.strip() or 0)
+    except ValueError:
+        return 0
+
+
+def check_consistency(env: Environment, target: Target) -> list[str]:
+    """Return the unmet requirements of the installed distributions (``--strict``).
+
+    Blocking. Each distribution's ``Requires-Dist`` lines whose markers hold for the
+    target (without extras) must name an installed distribution of an allowed version.
+    """
+    site = scan(env.site_dirs)
+    installed = {d.name: d for d in site}
+    marker_env = target.marker_env()
+    problems: list[str] = []
+    for dist in sorted(site, key=lambda d: d.name):
+        meta = dist.metadata()
+        if meta is None:
+            problems.append(f"{dist} has unreadable metadata ({dist.path})")
+            continue
+        if meta.requires_python and not target.allows_python(meta.requires_python):
+            problems.append(
+                f"{dist} requires Python {meta.requires_python}, but the environment has "
+                f"{target.python_version}"
+            )
+        for line in meta.requires_dist:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                problems.append(f"{dist} has an unreadable requirement {line!r}")
+                continue
+            if req.marker is not None and not req.marker.evaluate(marker_env):
+                continue
+            have = installed.get(canonicalize_name(req.name))
+            if have is None:
+                problems.append(f"{dist} requires {req}, but {req.name} is not installed")
+                continue
+            if not _version_ok(req.specifier, have.version):
+                problems.append(f"{dist} requires {req}, but {have} is installed")
+    return problems
+
+
+def _version_ok(spec: SpecifierSet, version: str) -> bool:
+    try:
+        return spec.contains(Version(version), prereleases=True)
+    except (InvalidVersion, InvalidSpecifier):
+        return False

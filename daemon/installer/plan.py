@@ -1,0 +1,164 @@
+"""The install plan: what an environment holds against what a request wants.
+
+Each wanted distribution is kept when an installed one satisfies it (same version, same
+source), installed when missing, and reinstalled when its version or source differs or a
+reinstall was asked for. An exact plan (``sync``) also removes everything not wanted,
+except the packages it must keep (seed packages of an environment burrowd did not create).
+The plan is pure: it reads what :func:`~burrowd.daemon.installer.installed.scan` found and
+decides; fetching and checking the wheels, and changing the environment, come after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.installer.installed import InstalledDist, SitePackages
+
+__all__ = ["Plan", "Step", "Wanted", "make_plan", "same_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """One distribution a request wants in the environment."""
+
+    name: NormalizedName
+    #: The exact version when known (a ``==`` pin, a resolution, a wheel's filename).
+    version: Version | None = None
+    #: What an installed version must satisfy when no exact version is known.
+    specifier: SpecifierSet = field(default_factory=SpecifierSet)
+    #: A direct reference (``file://`` for a local path), without its fragment.
+    url: str | None = None
+    #: The archive's sha256 when known: a changed local wheel is reinstalled.
+    sha256: str | None = None
+    editable: bool = False
+    #: Asked for directly (gets a ``REQUESTED`` file), not only needed by another package.
+    requested: bool = True
+
+
+@dataclass(slots=True)
+class Step:
+    """One decision of a plan."""
+
+    name: NormalizedName
+    #: "missing", "version", "source", "reinstall", "duplicate" (install), "extraneous"
+    #: (remove), "" (keep).
+    reason: str
+    wanted: Wanted | None = None
+    #: What is installed now under this name (removed before the new one goes in).
+    installed: list[InstalledDist] = field(default_factory=list)
+
+    @property
+    def previous(self) -> str | None:
+        """Return the version being replaced, if any."""
+        return self.installed[0].version if self.installed else None
+
+
+@dataclass(slots=True)
+class Plan:
+    """Installs (new and reinstalls), removals and what stays."""
+
+    install: list[Step] = field(default_factory=list)
+    remove: list[Step] = field(default_factory=list)
+    keep: list[Step] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """Return whether the plan changes nothing."""
+        return not self.install and not self.remove
+
+    def removals(self) -> list[InstalledDist]:
+        """Return every installed distribution the plan takes out (reinstalls included)."""
+        out = [d for step in self.remove for d in step.installed]
+        out += [d for step in self.install for d in step.installed]
+        return out
+
+
+def same_url(a: str, b: str) -> bool:
+    """Return whether two direct references name the same thing (fragments and auth aside)."""
+    return _plain_url(a) == _plain_url(b)
+
+
+def _plain_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+def _unsatisfied(wanted: Wanted, dist: InstalledDist) -> str | None:
+    """Return why ``dist`` does not satisfy ``wanted`` (a reason), or ``None``."""
+    try:
+        installed = Version(dist.version)
+    except InvalidVersion:
+        return "version"
+    if wanted.version is not None:
+        if installed != wanted.version:
+            return "version"
+    elif not wanted.specifier.contains(installed, prereleases=True):
+        return "version"
+    direct = dist.direct_url
+    if wanted.url is None:
+        # A registry pin is not met by a URL, path or editable install of the same version.
+        return None if direct is None else "source"
+    if direct is None or not same_url(direct.url, wanted.url):
+        return "source"
+    if wanted.editable != direct.editable:
+        return "source"
+    if wanted.sha256 is not None:
+        have = direct.archive_info.sha256() if direct.archive_info is not None else None
+        if have is None and wanted.url.startswith("file:"):
+            return "source"  # a local file with no recorded digest may have changed
+        if have is not None and have != wanted.sha256:
+            return "source"
+    return None
+
+
+def make_plan(
+    wanted: Iterable[Wanted],
+    site: SitePackages,
+    *,
+    exact: bool,
+    keep: frozenset[str] = frozenset(),
+    reinstall: bool = False,
+    reinstall_packages: frozenset[str] = frozenset(),
+) -> Plan:
+    """Compare ``wanted`` with ``site``.
+
+    :param exact: remove every installed distribution that is not wanted (``sync``).
+    :param keep: names an exact plan never removes (seed packages).
+    :param reinstall: reinstall everything wanted; ``reinstall_packages`` names only some.
+    """
+    plan = Plan()
+    names: set[str] = set()
+    for want in wanted:
+        names.add(want.name)
+        dists = site.get(want.name)
+        if not dists:
+            plan.install.append(Step(want.name, "missing", want))
+            continue
+        if len(dists) > 1:
+            reason: str | None = "duplicate"
+        elif reinstall or want.name in reinstall_packages:
+            reason = "reinstall"
+        else:
+            reason = _unsatisfied(want, dists[0])
+        if reason is None:
+            plan.keep.append(Step(want.name, "", want, list(dists)))
+        else:
+            plan.install.append(Step(want.name, reason, want, list(dists)))
+    if exact:
+        for name, dists in site.by_name.items():
+            if name in names:
+                continue
+            if name in keep:
+                plan.keep.append(Step(name, "", None, list(dists)))
+            else:
+                plan.remove.append(Step(name, "extraneous", None, list(dists)))
+    return plan

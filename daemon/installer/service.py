@@ -1,0 +1,766 @@
+"""The ``sync``, ``install``, ``uninstall``, ``list`` and ``venv`` methods.
+
+Each finds its environment, takes the environment's lock before reading what is installed,
+plans, fetches what the plan needs into the cache (through the index client's
+single-flight, so concurrent requests share downloads), and lets :class:`Changer` check the
+whole plan before it changes anything. ``sync`` installs the pins as given, like
+``uv pip sync``; ``install`` resolves first with the installed versions as preferences and
+removes nothing; both hold the cache root lock shared for the whole request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from burrowd.daemon.cache.store import remove_tree
+from burrowd.daemon.errors import BuildRequired, EnvironmentRefused, InvalidRequirement
+from burrowd.daemon.index.client import DIRECT
+from burrowd.daemon.index.http import redact
+from burrowd.daemon.inputs.model import IndexOptions as FileOptions
+from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
+from burrowd.daemon.installer.apply import (
+    Changer,
+    Outcome,
+    ProgressSink,
+    Ready,
+    check_consistency,
+    removed_change,
+)
+from burrowd.daemon.installer.environment import (
+    SEED_PACKAGES,
+    VENV_MARKER,
+    Environment,
+    find_environment,
+)
+from burrowd.daemon.installer.installed import ArchiveInfo, DirectUrl, SitePackages, scan
+from burrowd.daemon.installer.plan import Plan, Step, Wanted, make_plan
+from burrowd.daemon.installer.uninstall import check_removable, remove_dist
+from burrowd.daemon.interpreters import PythonRequest, Target
+from burrowd.daemon.prefetch import (
+    FetchedWheel,
+    Located,
+    Prefetcher,
+    command_line_entries,
+    direct_key,
+    pinned_version,
+    pins_of,
+)
+from burrowd.daemon.requests import PackageRequest, merge_index_options, prepare
+from burrowd.daemon.resolver.service import resolve_pins
+from burrowd.daemon.services import Services
+from burrowd.protocol import __version__
+from burrowd.protocol import messages as m
+
+__all__ = ["create_venv", "install", "list_packages", "sync", "uninstall"]
+
+log = logging.getLogger(__name__)
+
+VENV_TIMEOUT: Final = 120.0
+
+
+@dataclass(slots=True)
+class _Inputs:
+    entries: list[RequirementEntry]
+    options: FileOptions | None
+
+
+def _read_inputs(
+    env: m.ClientEnv, requirements: list[str], files: list[str], stdin: str | None
+) -> _Inputs:
+    """Read requirements given directly and in requirements files (``-`` is stdin)."""
+    cwd = Path(env.cwd)
+    entries = command_line_entries(requirements, cwd)
+    options: FileOptions | None = None
+    variables = env.variables or None
+    for name in files:
+        if name == "-" and stdin is None:
+            raise InvalidRequirement("'-' names standard input, but the client sent none")
+        parsed = parse_requirements_file(
+            name, cwd=cwd, env=variables, text=stdin if name == "-" else None
+        )
+        entries.extend(parsed.requirements)
+        if options is None:
+            options = parsed.options
+        else:
+            options.merge(parsed.options)
+    return _Inputs(entries, options)
+
+
+def _applicable(entries: list[RequirementEntry], target: Target) -> list[RequirementEntry]:
+    """Return the entries whose markers hold for ``target``, one per project."""
+    env = target.marker_env()
+    chosen: dict[str, RequirementEntry] = {}
+    for entry in entries:
+        marker = entry.requirement.marker
+        if marker is not None and not marker.evaluate(env):
+            continue
+        if entry.editable:
+            raise BuildRequired(
+                entry.name,
+                "?",
+                entry.requirement.url or str(entry.path),
+                "editable installs build the project, which is not available yet",
+            )
+        other = chosen.get(entry.name)
+        if other is not None:
+            if _same_requirement(other, entry):
+                continue
+            raise InvalidRequirement(
+                f"{entry.name} is required twice, as {str(other.requirement)!r} "
+                f"({other.origin}) and as {str(entry.requirement)!r}; sync takes one pin "
+                "per package",
+                file=entry.origin.file,
+                line=entry.origin.line,
+            )
+        chosen[entry.name] = entry
+    return list(chosen.values())
+
+
+def _same_requirement(a: RequirementEntry, b: RequirementEntry) -> bool:
+    ra, rb = a.requirement, b.requirement
+    return (ra.url, str(ra.specifier), a.path) == (rb.url, str(rb.specifier), b.path)
+
+
+def _check_hashes(entries: Iterable[RequirementEntry], required: bool) -> None:
+    """With ``--require-hashes``, every requirement must be pinned and carry a hash."""
+    if not required:
+        return
+    for entry in entries:
+        req = entry.requirement
+        if not entry.hashes:
+            raise InvalidRequirement(
+                f"--require-hashes is on, and {req.name} has no --hash; add one "
+                "(`burrow compile --generate-hashes` writes them)",
+                file=entry.origin.file,
+                line=entry.origin.line,
+                text=str(req),
+            )
+        if not req.url and entry.path is None and pinned_version(req) is None:
+            raise InvalidRequirement(
+                f"--require-hashes is on, and {req.name} is not pinned with ==",
+                file=entry.origin.file,
+                line=entry.origin.line,
+                text=str(req),
+            )
+
+
+def _hash_pin(entry: RequirementEntry | None) -> str | None:
+    """Return the one sha256 a requirement pins (``--hash`` or ``#sha256=``), if exactly one."""
+    if entry is None:
+        return None
+    pins = pins_of(entry) or {}
+    found = pins.get("sha256", frozenset())
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def _direct_url(located: Located, fetched: FetchedWheel) -> DirectUrl | None:
+    if located.direct is None:
+        return None
+    digest = fetched.sha256
+    return DirectUrl(
+        url=redact(located.direct),
+        archive_info=ArchiveInfo(hash=f"sha256={digest}", hashes={"sha256": digest}),
+    )
+
+
+def _seeds_to_keep(env: Environment) -> frozenset[str]:
+    """Return the seed packages a sync leaves alone: all, unless burrowd made the venv."""
+    return frozenset() if env.created_by_burrowd else SEED_PACKAGES
+
+
+def _result_fields(
+    env: Environment, target: Target, outcome: Outcome, plan: Plan
+) -> dict[str, object]:
+    return {
+        "environment": str(env.prefix),
+        "python": env.python,
+        "target": target.describe(),
+        "installed": outcome.installed,
+        "removed": outcome.removed,
+        "unchanged": len([s for s in plan.keep if s.wanted is not None]),
+        "timings": outcome.timings,
+        "warnings": outcome.warnings,
+        "problems": outcome.problems,
+    }
+
+
+class _Session:
+    """What one ``sync`` or ``install`` request shares across its steps."""
+
+    def __init__(self, services: Services, progress: ProgressSink) -> None:
+        self.services = services
+        self.progress = progress
+
+    def waiting(self, message: str) -> None:
+        self.progress(message, force=True)
+
+    def prefetcher(self, request: PackageRequest) -> Prefetcher:
+        def on_progress(phase: str, current: int, total: int | None, nbytes: int) -> None:
+            self.progress(phase, current, total, nbytes)
+
+        return Prefetcher(
+            self.services.index, self.services.candidates, request, on_progress, verb="installed"
+        )
+
+    async def environment(
+        self, env: m.ClientEnv, python: m.PythonOptions, options: m.EnvironmentOptions
+    ) -> tuple[Environment, Target]:
+        environment = await find_environment(
+            self.services.interpreters, env, python, options, write=True
+        )
+        target = self.services.interpreters.target(
+            environment.info,
+            python_version=python.python_version,
+            python_platform=python.python_platform,
+        )
+        return environment, target
+
+    async def finish(
+        self,
+        *,
+        environment: Environment,
+        site: SitePackages,
+        target: Target,
+        plan: Plan,
+        ready: list[Ready],
+        options: m.InstallOptions,
+    ) -> Outcome:
+        changer = Changer(
+            environment,
+            site,
+            self.progress,
+            link_mode=options.link_mode,
+            compile_bytecode=options.compile_bytecode,
+        )
+        outcome = await changer.run(plan, ready)
+        if options.strict:
+            outcome.problems = await asyncio.to_thread(check_consistency, environment, target)
+        return outcome
+
+
+def _dry_outcome(plan: Plan, versions: dict[str, tuple[str, str]]) -> Outcome:
+    """Return the outcome a plan would have (``--dry-run``); ``versions``: name -> (v, url)."""
+    outcome = Outcome()
+    for step in plan.install:
+        version, url = versions.get(step.name, ("?", ""))
+        outcome.installed.append(
+            m.PackageChange(
+                name=step.name, version=version, previous=step.previous, reason=step.reason, url=url
+            )
+        )
+        for dist in step.installed:
+            outcome.removed.append(removed_change(dist, step.reason))
+    for step in plan.remove:
+        for dist in step.installed:
+            outcome.removed.append(removed_change(dist, step.reason))
+    return outcome
+
+
+# -- sync ---------------------------------------------------------------------------------
+
+
+async def sync(services: Services, params: m.SyncParams, progress: ProgressSink) -> m.SyncResult:
+    """Make the environment hold exactly the requirements' pins."""
+    start = time.monotonic()
+    session = _Session(services, progress)
+    options = params.options
+    async with services.cache.operation():
+        progress("reading inputs", force=True)
+        inputs = await asyncio.to_thread(
+            _read_inputs, params.env, params.requirements, params.requirement_files, params.stdin
+        )
+        if not inputs.entries and not params.allow_empty:
+            raise InvalidRequirement(
+                "the requirements name no package; pass --allow-empty-requirements to "
+                "remove every package from the environment"
+            )
+        environment, target = await session.environment(
+            params.env, params.python, params.environment
+        )
+        entries = _applicable(inputs.entries, target)
+        require_hashes = (
+            options.require_hashes
+            or (inputs.options is not None and inputs.options.require_hashes)
+            or any(e.hashes for e in entries)
+        )
+        _check_hashes(entries, require_hashes)
+        index = merge_index_options(params.index, inputs.options)
+        request = await prepare(services, params.env, index, params.python, target=target)
+        prefetcher = session.prefetcher(request)
+        async with services.environments.hold(environment, session.waiting):
+            progress("reading the environment", force=True)
+            site = await asyncio.to_thread(scan, environment.site_dirs)
+            by_name: dict[str, RequirementEntry] = {e.name: e for e in entries}
+            # Direct references are located without the network; a local wheel is also
+            # unpacked now, since whether it changed is decided by its digest.
+            located: dict[str, Located] = {}
+            local: dict[str, FetchedWheel] = {}
+            for entry in entries:
+                if entry.path is not None or entry.requirement.url:
+                    located[entry.name] = await prefetcher.locate(entry)
+            local_entries = [
+                by_name[n] for n, loc in located.items() if loc.direct and loc.direct[:5] == "file:"
+            ]
+            unpacked = await asyncio.gather(
+                *(prefetcher.fetch(e, located[e.name]) for e in local_entries)
+            )
+            local.update((e.name, w) for e, w in zip(local_entries, unpacked, strict=True))
+            wanted = [_wanted(e, located.get(e.name), local.get(e.name)) for e in entries]
+            plan = make_plan(
+                wanted,
+                site,
+                exact=True,
+                keep=_seeds_to_keep(environment),
+                reinstall=options.reinstall,
+                reinstall_packages=frozenset(
+                    canonicalize_name(p) for p in options.reinstall_packages
+                ),
+            )
+            for step in plan.install:
+                if step.name not in located:
+                    located[step.name] = await prefetcher.locate(by_name[step.name], ranges=True)
+            if options.dry_run:
+                versions = {n: (loc.version, loc.direct or "") for n, loc in located.items()}
+                outcome = _dry_outcome(plan, versions)
+            else:
+                started = time.monotonic()
+                todo = [s for s in plan.install if s.name not in local]
+                prefetcher.expect(len(todo))
+                downloads = await asyncio.gather(
+                    *(prefetcher.fetch(by_name[s.name], located[s.name]) for s in todo)
+                )
+                wheels = dict(local)
+                wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
+                prepare_time = time.monotonic() - started
+                ready = [
+                    Ready(
+                        name=s.name,
+                        fetched=wheels[s.name],
+                        reason=s.reason,
+                        previous=s.installed,
+                        direct_url=_direct_url(located[s.name], wheels[s.name]),
+                        requested=True,
+                    )
+                    for s in plan.install
+                ]
+                outcome = await session.finish(
+                    environment=environment,
+                    site=site,
+                    target=target,
+                    plan=plan,
+                    ready=ready,
+                    options=options,
+                )
+                outcome.timings["prepare"] = prepare_time
+    outcome.warnings[:0] = prefetcher.warnings
+    return m.SyncResult(
+        **_result_fields(environment, target, outcome, plan),  # type: ignore[arg-type]
+        dry_run=options.dry_run,
+        downloaded=sum(1 for c in outcome.installed if not c.cached) if not options.dry_run else 0,
+        bytes=prefetcher.downloaded_bytes,
+        elapsed=time.monotonic() - start,
+    )
+
+
+def _wanted(
+    entry: RequirementEntry, located: Located | None, fetched: FetchedWheel | None
+) -> Wanted:
+    req = entry.requirement
+    if located is not None and located.direct is not None:
+        sha = fetched.sha256 if fetched is not None else _hash_pin(entry)
+        if sha is None and located.file.hashes.get("sha256"):
+            sha = located.file.hashes["sha256"]
+        return Wanted(
+            name=entry.name,
+            version=Version(located.version),
+            url=located.direct,
+            sha256=sha,
+        )
+    return Wanted(name=entry.name, version=pinned_version(req), specifier=req.specifier)
+
+
+# -- install ------------------------------------------------------------------------------
+
+
+async def install(
+    services: Services, params: m.InstallParams, progress: ProgressSink
+) -> m.InstallResult:
+    """Resolve the requirements and add what they need, keeping what is installed."""
+    start = time.monotonic()
+    session = _Session(services, progress)
+    options = params.options
+    async with services.cache.operation():
+        environment, target = await session.environment(
+            params.env, params.python, params.environment
+        )
+        resolve_params = m.ResolveParams(
+            env=params.env,
+            requirements=params.requirements,
+            requirement_files=params.requirement_files,
+            stdin=params.stdin,
+            constraint_files=params.constraint_files,
+            override_files=params.override_files,
+            extras=params.extras,
+            all_extras=params.all_extras,
+            groups=params.groups,
+            index=params.index,
+            python=params.python,
+            prerelease=params.prerelease,
+            resolution=params.resolution,
+            upgrade=params.upgrade,
+            upgrade_packages=params.upgrade_packages,
+            exclude_newer=params.exclude_newer,
+            no_deps=params.no_deps,
+            only_binary=params.only_binary,
+            no_binary=params.no_binary,
+            dry_run=True,
+            command="burrow install",
+        )
+        async with services.environments.hold(environment, session.waiting):
+            site = await asyncio.to_thread(scan, environment.site_dirs)
+            installed = _installed_versions(site)
+            started = time.monotonic()
+            resolved = await resolve_pins(
+                services, resolve_params, progress, installed=installed, target=target
+            )
+            resolve_time = time.monotonic() - started
+            inputs = resolved.inputs
+            require_hashes = (
+                options.require_hashes
+                or (inputs.options is not None and inputs.options.require_hashes)
+                or any(e.hashes for e in inputs.requirements)
+            )
+            entries: dict[str, RequirementEntry] = {}
+            for entry in inputs.requirements:
+                entries.setdefault(entry.name, entry)
+            prefetcher = session.prefetcher(resolved.request)
+            located: dict[str, Located] = {}
+            for name, pin in resolved.resolution.pins.items():
+                if not pin.file.is_wheel:
+                    raise BuildRequired(
+                        name,
+                        str(pin.version),
+                        redact(pin.file.url),
+                        "it has no wheel for the target, and building from source is not "
+                        "available yet",
+                    )
+                if require_hashes and not (name in entries and entries[name].hashes):
+                    raise InvalidRequirement(
+                        f"--require-hashes is on, and {name}=={pin.version} (needed by "
+                        f"{', '.join(sorted(v.name for v in pin.via))}) has no --hash; pin every "
+                        "package with its hashes (`burrow compile --generate-hashes`)"
+                    )
+                if pin.location == DIRECT:
+                    key = direct_key(pin.file)
+                    direct: str | None = pin.file.url
+                else:
+                    key = services.index.wheel_key(pin.file, pin.location, name)
+                    direct = None
+                located[name] = Located(
+                    pin.file,
+                    key,
+                    name,
+                    str(pin.version),
+                    pin.file.yanked,
+                    direct,
+                )
+            local: dict[str, FetchedWheel] = {}
+            for n, loc in located.items():
+                if loc.direct is not None and loc.direct.startswith("file:"):
+                    pins = pins_of(entries[n]) if n in entries else None
+                    local[n] = await prefetcher.fetch_located(loc, pins)
+            wanted = [
+                Wanted(
+                    name=canonicalize_name(name),
+                    version=pin.version,
+                    url=located[name].direct,
+                    sha256=local[name].sha256 if name in local else None,
+                    requested=any(v.kind in ("requirement", "project") for v in pin.via),
+                )
+                for name, pin in resolved.resolution.pins.items()
+            ]
+            plan = make_plan(
+                wanted,
+                site,
+                exact=False,
+                reinstall=options.reinstall,
+                reinstall_packages=frozenset(
+                    canonicalize_name(p) for p in options.reinstall_packages
+                ),
+            )
+            requested = {w.name: w.requested for w in wanted}
+            if options.dry_run:
+                outcome = _dry_outcome(
+                    plan, {n: (loc.version, loc.direct or "") for n, loc in located.items()}
+                )
+            else:
+                started = time.monotonic()
+                todo = [s for s in plan.install if s.name not in local]
+                prefetcher.expect(len(todo))
+
+                async def fetch(step: Step) -> FetchedWheel:
+                    entry = entries.get(step.name)
+                    return await prefetcher.fetch_located(
+                        located[step.name], pins_of(entry) if entry is not None else None
+                    )
+
+                downloads = await asyncio.gather(*(fetch(s) for s in todo))
+                wheels = dict(local)
+                wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
+                prepare_time = time.monotonic() - started
+                ready = [
+                    Ready(
+                        name=s.name,
+                        fetched=wheels[s.name],
+                        reason=s.reason,
+                        previous=s.installed,
+                        direct_url=_direct_url(located[s.name], wheels[s.name]),
+                        requested=requested.get(s.name, False),
+                    )
+                    for s in plan.install
+                ]
+                outcome = await session.finish(
+                    environment=environment,
+                    site=site,
+                    target=target,
+                    plan=plan,
+                    ready=ready,
+                    options=options,
+                )
+                outcome.timings["prepare"] = prepare_time
+            outcome.timings["resolve"] = resolve_time
+    outcome.warnings[:0] = [*resolved.warnings, *resolved.resolution.warnings]
+    return m.InstallResult(
+        **_result_fields(environment, target, outcome, plan),  # type: ignore[arg-type]
+        dry_run=options.dry_run,
+        downloaded=sum(1 for c in outcome.installed if not c.cached) if not options.dry_run else 0,
+        bytes=prefetcher.downloaded_bytes,
+        elapsed=time.monotonic() - start,
+        resolved=len(resolved.resolution.pins),
+    )
+
+
+def _installed_versions(site: SitePackages) -> dict[str, Version]:
+    """Return the versions installed from an index, to prefer when resolving."""
+    out: dict[str, Version] = {}
+    for name, dists in site.by_name.items():
+        if len(dists) != 1 or dists[0].direct_url is not None:
+            continue
+        try:
+            out[name] = Version(dists[0].version)
+        except InvalidVersion:
+            continue
+    return out
+
+
+# -- uninstall ----------------------------------------------------------------------------
+
+
+def _names(env: m.ClientEnv, packages: list[str], files: list[str]) -> list[NormalizedName]:
+    names: list[NormalizedName] = []
+    for text in packages:
+        raw = re.split(r"[\s\[<>=!~;@]", text.strip(), maxsplit=1)[0]
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", raw):
+            raise InvalidRequirement(f"{text!r} is not a package name")
+        names.append(canonicalize_name(raw))
+    if files:
+        names += [e.name for e in _read_inputs(env, [], files, None).entries]
+    return list(dict.fromkeys(names))
+
+
+async def uninstall(
+    services: Services, params: m.UninstallParams, progress: ProgressSink
+) -> m.UninstallResult:
+    """Remove the named distributions from the environment."""
+    start = time.monotonic()
+    progress("reading inputs", force=True)
+    names = await asyncio.to_thread(_names, params.env, params.packages, params.requirement_files)
+    if not names:
+        raise InvalidRequirement("name the packages to uninstall, or give -r FILE")
+    environment = await find_environment(
+        services.interpreters, params.env, params.python, params.environment, write=True
+    )
+    target = services.interpreters.target(environment.info)
+    outcome = Outcome()
+    waiting = lambda message: progress(message, force=True)  # noqa: E731
+    async with services.environments.hold(environment, waiting):
+        site = await asyncio.to_thread(scan, environment.site_dirs)
+        dists = []
+        for name in names:
+            found = site.get(name)
+            if not found:
+                outcome.warnings.append(f"Skipping {name} as it is not installed")
+            dists += found
+        records = await asyncio.gather(
+            *(asyncio.to_thread(check_removable, d, environment) for d in dists)
+        )
+        if not params.dry_run and dists:
+            started = time.monotonic()
+            progress("uninstalling", 0, len(dists), force=True)
+            for i, (dist, files) in enumerate(zip(dists, records, strict=True), 1):
+                removal = await asyncio.to_thread(remove_dist, dist, environment, files)
+                if removal.outside:
+                    outcome.warnings.append(
+                        f"left {len(removal.outside)} file(s) of {dist} outside the "
+                        f"environment alone: {', '.join(removal.outside[:3])}"
+                    )
+                progress("uninstalling", i, len(dists))
+            outcome.timings["uninstall"] = time.monotonic() - started
+        outcome.removed = [removed_change(d, "requested") for d in dists]
+    if not dists:
+        outcome.warnings.append("No packages to uninstall")
+    return m.UninstallResult(
+        environment=str(environment.prefix),
+        python=environment.python,
+        target=target.describe(),
+        removed=outcome.removed,
+        dry_run=params.dry_run,
+        elapsed=time.monotonic() - start,
+        timings=outcome.timings,
+        warnings=outcome.warnings,
+    )
+
+
+# -- list ---------------------------------------------------------------------------------
+
+
+def _listing(environment: Environment) -> list[m.InstalledPackage]:
+    site = scan(environment.site_dirs)
+    return [
+        m.InstalledPackage(
+            name=d.name,
+            version=d.version,
+            path=str(d.path),
+            installer=d.installer,
+            requested=d.requested,
+            url=d.direct_url.url if d.direct_url is not None else None,
+            editable=d.editable,
+        )
+        for d in sorted(site, key=lambda d: (d.name, d.version))
+    ]
+
+
+async def list_packages(services: Services, params: m.ListParams) -> m.ListResult:
+    """List what an environment holds."""
+    environment = await find_environment(
+        services.interpreters, params.env, params.python, params.environment, write=False
+    )
+    packages = await asyncio.to_thread(_listing, environment)
+    return m.ListResult(
+        environment=str(environment.prefix), python=environment.python, packages=packages
+    )
+
+
+# -- venv ---------------------------------------------------------------------------------
+
+
+async def create_venv(
+    services: Services, params: m.VenvParams, progress: ProgressSink
+) -> m.VenvResult:
+    """Create a virtual environment with ``python -m venv``, marked as burrowd's own."""
+    start = time.monotonic()
+    cwd = Path(params.env.cwd)
+    path = Path(os.path.normpath(cwd / params.path))
+    info = await services.interpreters.find(
+        PythonRequest(
+            python=params.python.python, cwd=params.env.cwd, path=params.env.path, system=True
+        )
+    )
+    progress("creating the environment", force=True)
+    await asyncio.to_thread(_clear_target, path, params.clear)
+    command = [info.executable, "-m", "venv", "--without-pip"]
+    if params.system_site_packages:
+        command.append("--system-site-packages")
+    if params.prompt:
+        command += ["--prompt", params.prompt]
+    command.append(str(path))
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), VENV_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise EnvironmentRefused(
+            str(path), f"creating it took more than {VENV_TIMEOUT:g}s"
+        ) from None
+    if proc.returncode != 0:
+        tail = out.decode(errors="replace").strip().splitlines()[-3:]
+        raise EnvironmentRefused(
+            str(path),
+            f"`{info.executable} -m venv` failed: {' / '.join(tail) or 'no output'}",
+            "check that the interpreter has the venv module (Debian: python3-venv)",
+        )
+    await asyncio.to_thread(_mark_venv, path)
+    python = str(path / "bin" / "python")
+    version = info.version
+    seeded: list[m.PackageChange] = []
+    if params.seed:
+        major, minor = (int(x) for x in version.split(".")[:2])
+        seeds = ["pip"] if (major, minor) >= (3, 12) else ["pip", "setuptools", "wheel"]
+        result = await install(
+            services,
+            m.InstallParams(
+                env=params.env,
+                requirements=seeds,
+                index=params.index,
+                python=m.PythonOptions(python=python),
+                options=m.InstallOptions(link_mode=params.link_mode),
+            ),
+            progress,
+        )
+        seeded = result.installed
+    return m.VenvResult(
+        path=str(path),
+        python=python,
+        version=version,
+        seeded=seeded,
+        elapsed=time.monotonic() - start,
+    )
+
+
+def _clear_target(path: Path, clear: bool) -> None:
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    is_venv = (path / "pyvenv.cfg").is_file()
+    if not is_venv:
+        raise EnvironmentRefused(
+            str(path),
+            "the directory exists and is not a virtual environment",
+            "choose another path",
+        )
+    if not clear:
+        raise EnvironmentRefused(
+            str(path),
+            "a virtual environment already exists there",
+            "pass --clear to replace it",
+        )
+    remove_tree(path)
+
+
+def _mark_venv(path: Path) -> None:
+    cfg = path / "pyvenv.cfg"
+    with open(cfg, "a", encoding="utf-8") as f:
+        f.write(f"{VENV_MARKER} = {__version__}\n")
+    # As uv does: a new environment is not meant to be committed.
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
