@@ -27,10 +27,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -76,6 +76,25 @@ _TEMPLATE_OLD: Final = (
     "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
     "    sys.exit({func}())\n"
 )
+#: Text that may start an unsafe RECORD path (a ``..`` or ``.`` component, an absolute
+#: path, a backslash, NUL) or a quoted row the plain search cannot see into.
+_SUSPECT_TEXT: Final = (
+    "/../", "/./", "\n../", "\n./", "/..,", "/.,", "\n..,", "\n.,",
+    "//", "\\", "\x00", '"', "\n/",
+)  # fmt: skip
+_DRIVE: Final = re.compile(r"\n[A-Za-z]:")
+
+
+def _suspect(record_text: str) -> bool:
+    """Return whether some RECORD path might be unsafe: then each is checked on its own.
+
+    Substring searches over the whole text run at memory speed; a pattern per row cost
+    more than the rest of laying out a wheel.
+    """
+    text = "\n" + record_text
+    return any(s in text for s in _SUSPECT_TEXT) or _DRIVE.search(text) is not None
+
+
 _ENTRY_VALUE: Final = re.compile(
     r"^(?P<module>[\w.]+)\s*(:\s*(?P<attrs>[\w.]+))?\s*(?P<extras>\[.*\])?\s*$"
 )
@@ -87,9 +106,8 @@ def record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-@dataclass(slots=True)
-class Placement:
-    """One file linked from the archive into the environment."""
+class Placement(NamedTuple):
+    """One file linked from the archive into the environment (a tuple: made 20,000 times)."""
 
     src: str
     dest: str
@@ -296,27 +314,42 @@ def _layout(
     console = _console_specs(entry_points.get("console_scripts", {}), env.info.version)
     gui = entry_points.get("gui_scripts", {})
     wrapper_names = set(console) | set(gui)
-    base = str(archive)
+    base = str(archive) + "/"
+    root_slash = root + "/"
+    data_prefix = data_dir + "/"
+    info_prefix = dist_info + "/"
     scripts_prefix = f"{data_dir}/scripts/"
+    skipped = {info_prefix + "RECORD"} | {info_prefix + n for n in _SIGNATURES}
+    generated = {info_prefix + n for n in GENERATED}
     listed = 0
     seen: set[str] = set()
+    files = result.files
+    check_rows = _suspect(record_text)
+    # The hot loop of every install: a few string operations per RECORD row, no calls
+    # that are not needed (22,000 rows for a large set).
     for row in csv.reader(io.StringIO(record_text)):
-        if not row or not row[0] or row[0].endswith("/"):
+        if not row:
             continue
         path = row[0]
-        if path in seen:
+        if not path or path[-1] == "/" or path in seen or path in skipped:
             continue
         seen.add(path)
-        if path == f"{dist_info}/RECORD" or path[len(dist_info) + 1 :] in _SIGNATURES:
-            continue
-        why = unsafe_member(path)
-        if why is not None:
-            raise ValueError(f"its RECORD lists {path!r}, which {why}")
+        if check_rows and (problem := unsafe_member(path)) is not None:
+            raise ValueError(f"its RECORD lists {path!r}, which {problem}")
         listed += 1
-        dest = _relocate(path, dist_info, data_dir, root, env=env, project=name)
-        if dest is None:
+        digest = row[1] if len(row) > 1 else ""
+        size = row[2] if len(row) > 2 else ""
+        if not path.startswith(data_prefix):
+            if path in generated:
+                continue
+            files.append(Placement(base + path, root_slash + path, path, digest, size))
             continue
-        src = f"{base}/{path}"
+        relocated = _relocate(path, dist_info, data_dir, root, env=env, project=name)
+        if relocated is None:
+            continue
+        dest = relocated
+        src = base + path
+        record = os.path.relpath(dest, root).replace(os.sep, "/")
         if path.startswith(scripts_prefix):
             script = path[len(scripts_prefix) :]
             if "/" not in script:
@@ -331,17 +364,9 @@ def _layout(
                 result.missing.append(path)
                 continue
             if content is not None:
-                rel = os.path.relpath(dest, root).replace(os.sep, "/")
-                result.scripts.append(Script(dest, rel, content))
+                result.scripts.append(Script(dest, record, content))
                 continue
-        record = path if not path.startswith(data_dir + "/") else None
-        if record is None:
-            record = os.path.relpath(dest, root).replace(os.sep, "/")
-        result.files.append(
-            Placement(
-                src, dest, record, row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else ""
-            )
-        )
+        files.append(Placement(src, dest, record, digest, size))
     # The unpack checked that every member is listed; more rows than members means RECORD
     # names files the wheel lacks. Find them only then (a stat per file is not free).
     if listed + 1 != member_count:
@@ -371,23 +396,29 @@ class Linker:
     a copy for the rest of the run, as uv does; :attr:`fell_back` says so.
     """
 
-    def __init__(self, mode: LinkMode) -> None:
+    def __init__(self, mode: LinkMode, existing: Iterable[str] = ()) -> None:
         self.mode = mode
         self.fell_back = False
-        self._made: set[str] = set()
+        #: Directories known to exist (shared by the threads of one run).
+        self.made: set[str] = set(existing)
 
     def ensure_dir(self, directory: str) -> None:
-        """Create ``directory`` and its parents once per run (they may exist: merged)."""
-        if directory in self._made:
+        """Create ``directory`` and its parents once per run (they may exist: merged).
+
+        Parents first, so each directory costs one ``mkdir`` (a failed ``mkdir`` of a
+        child whose parent is missing costs as much as a good one).
+        """
+        if directory in self.made:
             return
+        parent = directory.rpartition("/")[0]
+        if parent and parent not in self.made:
+            self.ensure_dir(parent)
         try:
             os.mkdir(directory)
         except FileExistsError:
             if not os.path.isdir(directory):
                 raise
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-        self._made.add(directory)
+        self.made.add(directory)
 
     def place(self, src: str, dest: str) -> None:
         """Put ``src`` at ``dest``, replacing a file (never a directory) already there."""
@@ -453,14 +484,21 @@ def install_layout(
     """
     info_prefix = wheel.dist_info + "/"
     meta_files: list[Placement] = []
+    made = linker.made
+    fast = os.link if linker.mode == "hardlink" else None
+    # The hot loop: one link per file (the floor), a directory check per file.
     for p in wheel.files:
         if p.record.startswith(info_prefix):
             meta_files.append(p)
             continue
-        parent = os.path.dirname(p.dest)
-        linker.ensure_dir(parent)
+        parent = p.dest.rpartition("/")[0]
+        if parent not in made:
+            linker.ensure_dir(parent)
         try:
-            linker.place(p.src, p.dest)
+            if fast is not None:
+                fast(p.src, p.dest)
+            else:
+                linker.place(p.src, p.dest)
         except FileNotFoundError as exc:
             if not os.path.exists(p.src):
                 raise InvalidDistribution(
@@ -469,6 +507,12 @@ def install_layout(
             raise
         except IsADirectoryError as exc:
             raise InstallConflict(p.dest, wheel.display, "a directory", str(wheel.root)) from exc
+        except OSError:
+            if fast is None:
+                raise
+            linker.place(p.src, p.dest)  # replaces a stray file, or falls back to a copy
+            if linker.mode != "hardlink":
+                fast = None
     rows: list[tuple[str, str, str]] = [(p.record, p.hash, p.size) for p in wheel.files]
     for script in wheel.scripts:
         linker.ensure_dir(os.path.dirname(script.dest))
@@ -478,13 +522,13 @@ def install_layout(
     final = wheel.dist_info_dest
     staging = tempfile.mkdtemp(prefix=f".burrow-{wheel.dist_info}-", dir=wheel.root)
     try:
-        made: set[str] = {staging}
+        staged: set[str] = {staging}
         for p in meta_files:
             dest = os.path.join(staging, p.record[len(info_prefix) :])
             parent = os.path.dirname(dest)
-            if parent not in made:
+            if parent not in staged:
                 os.makedirs(parent, exist_ok=True)
-                made.add(parent)
+                staged.add(parent)
             linker.place(p.src, dest)
         generated: list[tuple[str, bytes]] = [("INSTALLER", INSTALLER_NAME)]
         if requested:
