@@ -253,9 +253,10 @@ def render_change(
         stream.write(line + "\n")
     if "compile" in timings:
         stream.write(f"Bytecode compiled in {format_elapsed(timings['compile'])}\n")
-    lines = [(c.name, "-", _change_line("-", c)) for c in result.removed]
-    lines += [(c.name, "+", _change_line("+", c)) for c in result.installed]
-    for _name, _sign, line in sorted(lines):
+    # By name, a removal before the install that replaces it, as uv lists them.
+    lines = [(c.name, 0, _change_line("-", c)) for c in result.removed]
+    lines += [(c.name, 1, _change_line("+", c)) for c in result.installed]
+    for _name, _order, line in sorted(lines):
         stream.write(line + "\n")
 
 

@@ -235,7 +235,11 @@ class Changer:
 
         # Nothing has changed so far; from here on the environment does.
         started = time.monotonic()
-        reasons = {d_id: step.reason for step in plan.remove for d_id in map(id, step.installed)}
+        reasons = {
+            id(dist): step.reason
+            for step in (*plan.remove, *plan.install)
+            for dist in step.installed
+        }
         if removing:
             self.progress("uninstalling", 0, len(removing), force=True)
             for done, (dist, files) in enumerate(zip(removing, records, strict=True), 1):
