@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import suite_cache_fill, suite_compile, suite_startup
+from bench import suite_cache_fill, suite_compile, suite_startup, suite_sync
 from bench.context import Context, Options
 from bench.report import SuiteResult, fmt_ratio, fmt_seconds
 from bench.tools import (
@@ -40,6 +40,7 @@ SUITES: dict[str, Callable[[Context], SuiteResult]] = {
     suite_startup.NAME: suite_startup.run,
     suite_cache_fill.NAME: suite_cache_fill.run,
     suite_compile.NAME: suite_compile.run,
+    suite_sync.NAME: suite_sync.run,
 }
 ALL_SETS = ["a-trio", "b-black", "c-web", "d-large", "e-jupyter"]
 QUICK_SETS = ["a-trio", "b-black"]
@@ -75,6 +76,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--sets", nargs="+", metavar="SET", help="compile sets (default: all five; quick: two)"
     )
     parser.add_argument(
+        "--sync-sets",
+        nargs="+",
+        metavar="SET",
+        help="sync sets (default: d-large e-jupyter; quick: b-black)",
+    )
+    parser.add_argument(
+        "--sync-runs", type=int, metavar="N", help="sync rounds per set (default 5, quick 2)"
+    )
+    parser.add_argument(
         "--sets-dir", type=Path, default=DEFAULT_SETS_DIR, help="where SET.in and SET.txt live"
     )
     parser.add_argument(
@@ -91,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--keep-tmp", action="store_true", help="keep the temporary root (caches, outputs, logs)"
     )
     args = parser.parse_args(argv)
-    for name in ("runs", "cold_runs", "startup_runs", "fill_runs"):
+    for name in ("runs", "cold_runs", "startup_runs", "fill_runs", "sync_runs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -115,6 +125,8 @@ def options_from(args: argparse.Namespace, tools: Tools) -> Options:
         fill_runs=pick(args.fill_runs, 3, 1),
         compile_timeout=float(args.timeout),
         python_version=args.python_version or tools.python_version,
+        sync_sets=list(args.sync_sets or (["b-black"] if quick else ["d-large", "e-jupyter"])),
+        sync_runs=pick(args.sync_runs, 5, 2),
     )
 
 
@@ -124,6 +136,8 @@ def _check_sets(ctx: Context, suites: list[str]) -> list[str]:
         missing += [str(ctx.set_file(s, ".in")) for s in ctx.options.sets]
     if suite_cache_fill.NAME in suites:
         missing.append(str(ctx.set_file(ctx.options.fill_set, ".txt")))
+    if suite_sync.NAME in suites:
+        missing += [str(ctx.set_file(s, ".txt")) for s in ctx.options.sync_sets]
     return [path for path in missing if not Path(path).is_file()]
 
 

@@ -25,6 +25,8 @@ class Options:
     fill_runs: int
     compile_timeout: float
     python_version: str
+    sync_sets: list[str] = field(default_factory=lambda: ["d-large", "e-jupyter"])
+    sync_runs: int = 5
 
 
 @dataclass
