@@ -13,17 +13,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job on embedded defaults: start the daemon, resolve demo/requirements.in from the
-# public index (cold, then warm), fill the cache with the pins, and show the daemon's state.
+# public index, create a fresh venv, sync the pins into it, import them with the venv's own
+# python, list what it holds, and sync again (a no-op: nothing to do).
 DEMO_OUT := build/demo
+DEMO_VENV := $(DEMO_OUT)/venv
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/burrow daemon start
 	$(BIN)/burrow compile demo/requirements.in -o $(DEMO_OUT)/requirements.txt
 	@cat $(DEMO_OUT)/requirements.txt
-	$(BIN)/burrow compile demo/requirements.in -o $(DEMO_OUT)/requirements.txt -v
-	$(BIN)/burrow prefetch -r $(DEMO_OUT)/requirements.txt
-	$(BIN)/burrow cache stats
+	$(BIN)/burrow venv $(DEMO_VENV) --clear
+	$(BIN)/burrow sync $(DEMO_OUT)/requirements.txt --python $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -c 'import flask, requests, pydantic; from importlib.metadata import version as v; print("imported", *(f"{n} {v(n)}" for n in ("flask", "requests", "pydantic")))'
+	$(BIN)/burrow list --python $(DEMO_VENV)
+	$(BIN)/burrow sync $(DEMO_OUT)/requirements.txt --python $(DEMO_VENV)
 	$(BIN)/burrow daemon status
 
 test: lint
