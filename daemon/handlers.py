@@ -52,7 +52,7 @@ class Handlers:
             "sync": self.sync,
             "install": self.install,
             "uninstall": self.uninstall,
-            "list": self.list,
+            "list": self.list_packages,
             "venv": self.venv,
         }
 
@@ -216,7 +216,7 @@ class Handlers:
         """Remove distributions from an environment."""
         return await installer.uninstall(self.services, params, ctx.progress)
 
-    async def list(self, params: m.ListParams, ctx: RequestContext) -> m.ListResult:
+    async def list_packages(self, params: m.ListParams, ctx: RequestContext) -> m.ListResult:
         """List the distributions of an environment."""
         return await installer.list_packages(self.services, params)
 

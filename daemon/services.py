@@ -21,6 +21,7 @@ from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import IndexClient
 from burrowd.daemon.index.http import Http
 from burrowd.daemon.installer.environment import EnvironmentLocks
+from burrowd.daemon.installer.uninstall import Janitor
 from burrowd.daemon.interpreters import Interpreters
 from burrowd.daemon.scheduler import Limits
 
@@ -64,6 +65,7 @@ class Services:
         self.index = IndexClient(self.cache, self.http, self.limits, ttl=self.config.index_ttl)
         self.interpreters = Interpreters(self.cache)
         self.environments = EnvironmentLocks(self.config.lock_timeout)
+        self.janitor = Janitor()
 
     def touch(self) -> None:
         """Record activity (a connection or request started or ended)."""
@@ -110,8 +112,17 @@ async def _interpreters(services: Services) -> AsyncIterator[None]:
         await services.interpreters.drain()
 
 
+@contextlib.asynccontextmanager
+async def _janitor(services: Services) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        # Directories an uninstall moved aside are deleted before the process exits.
+        await services.janitor.drain()
+
+
 #: Cleanup contexts run in order at start-up and in reverse order at exit.
-CLEANUP_CONTEXTS: list[CleanupContext] = [_executor, _http, _interpreters]
+CLEANUP_CONTEXTS: list[CleanupContext] = [_executor, _http, _interpreters, _janitor]
 
 
 @contextlib.asynccontextmanager

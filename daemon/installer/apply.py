@@ -27,7 +27,7 @@ from burrowd.daemon.errors import EnvironmentRefused, InstallConflict
 from burrowd.daemon.installer.environment import Environment
 from burrowd.daemon.installer.installed import DirectUrl, InstalledDist, SitePackages, scan
 from burrowd.daemon.installer.plan import Plan
-from burrowd.daemon.installer.uninstall import check_removable, remove_dist
+from burrowd.daemon.installer.uninstall import Trash, check_removable, remove_dist
 from burrowd.daemon.installer.wheel import Linker, LinkMode, WheelLayout, install_layout, layout
 from burrowd.daemon.interpreters import Target
 from burrowd.daemon.prefetch import FetchedWheel
@@ -182,6 +182,15 @@ def _change(ready: Ready) -> PackageChange:
     )
 
 
+def note_outside(outcome: Outcome, dist: InstalledDist, outside: list[str]) -> None:
+    """Warn about recorded files that were left alone because they lie outside the env."""
+    if outside:
+        outcome.warnings.append(
+            f"left {len(outside)} file(s) of {dist} outside the environment alone: "
+            f"{', '.join(outside[:3])}"
+        )
+
+
 def removed_change(dist: InstalledDist, reason: str) -> PackageChange:
     """Return the change record of a removed distribution."""
     url = dist.direct_url.url if dist.direct_url is not None else ""
@@ -201,12 +210,14 @@ class Changer:
         *,
         link_mode: LinkMode = "hardlink",
         compile_bytecode: bool = False,
+        trash: Trash | None = None,
     ) -> None:
         self.env = env
         self.site = site
         self.progress = progress
         self.link_mode = link_mode
         self.compile_bytecode = compile_bytecode
+        self.trash = trash
 
     async def run(self, plan: Plan, ready: list[Ready]) -> Outcome:
         """Check the whole plan, then change the environment; return what changed."""
@@ -243,12 +254,8 @@ class Changer:
         if removing:
             self.progress("uninstalling", 0, len(removing), force=True)
             for done, (dist, files) in enumerate(zip(removing, records, strict=True), 1):
-                removal = await asyncio.to_thread(remove_dist, dist, self.env, files)
-                if removal.outside:
-                    outcome.warnings.append(
-                        f"left {len(removal.outside)} file(s) of {dist} outside the "
-                        f"environment alone: {', '.join(removal.outside[:3])}"
-                    )
+                removal = await asyncio.to_thread(remove_dist, dist, self.env, files, self.trash)
+                note_outside(outcome, dist, removal.outside)
                 self.progress("uninstalling", done, len(removing))
                 if id(dist) in reasons:
                     outcome.removed.append(removed_change(dist, reasons[id(dist)]))

@@ -36,6 +36,7 @@ from burrowd.daemon.installer.apply import (
     ProgressSink,
     Ready,
     check_consistency,
+    note_outside,
     removed_change,
 )
 from burrowd.daemon.installer.environment import (
@@ -46,7 +47,7 @@ from burrowd.daemon.installer.environment import (
 )
 from burrowd.daemon.installer.installed import ArchiveInfo, DirectUrl, SitePackages, scan
 from burrowd.daemon.installer.plan import Plan, Step, Wanted, make_plan
-from burrowd.daemon.installer.uninstall import check_removable, remove_dist
+from burrowd.daemon.installer.uninstall import Trash, check_removable, remove_dist
 from burrowd.daemon.interpreters import PythonRequest, Target
 from burrowd.daemon.prefetch import (
     FetchedWheel,
@@ -237,14 +238,19 @@ class _Session:
         ready: list[Ready],
         options: m.InstallOptions,
     ) -> Outcome:
+        trash = Trash(environment)
         changer = Changer(
             environment,
             site,
             self.progress,
             link_mode=options.link_mode,
             compile_bytecode=options.compile_bytecode,
+            trash=trash,
         )
-        outcome = await changer.run(plan, ready)
+        try:
+            outcome = await changer.run(plan, ready)
+        finally:
+            self.services.janitor.discard(trash.items)
         if options.strict:
             outcome.problems = await asyncio.to_thread(check_consistency, environment, target)
         return outcome
@@ -301,6 +307,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
         prefetcher = session.prefetcher(request)
         async with services.environments.hold(environment, session.waiting):
             progress("reading the environment", force=True)
+            await _sweep(services, environment)
             site = await asyncio.to_thread(scan, environment.site_dirs)
             by_name: dict[str, RequirementEntry] = {e.name: e for e in entries}
             # Direct references are located without the network; a local wheel is also
@@ -429,6 +436,7 @@ async def install(
             command="burrow install",
         )
         async with services.environments.hold(environment, session.waiting):
+            await _sweep(services, environment)
             site = await asyncio.to_thread(scan, environment.site_dirs)
             installed = _installed_versions(site)
             started = time.monotonic()
@@ -568,6 +576,13 @@ def _installed_versions(site: SitePackages) -> dict[str, Version]:
 # -- uninstall ----------------------------------------------------------------------------
 
 
+async def _sweep(services: Services, environment: Environment) -> Trash:
+    """Delete what an interrupted request left in the environment's trash; return a trash."""
+    trash = Trash(environment)
+    services.janitor.discard(await asyncio.to_thread(trash.leftovers))
+    return trash
+
+
 def _names(env: m.ClientEnv, packages: list[str], files: list[str]) -> list[NormalizedName]:
     names: list[NormalizedName] = []
     for text in packages:
@@ -596,6 +611,7 @@ async def uninstall(
     outcome = Outcome()
     waiting = lambda message: progress(message, force=True)  # noqa: E731
     async with services.environments.hold(environment, waiting):
+        trash = await _sweep(services, environment)
         site = await asyncio.to_thread(scan, environment.site_dirs)
         dists = []
         for name in names:
@@ -609,14 +625,13 @@ async def uninstall(
         if not params.dry_run and dists:
             started = time.monotonic()
             progress("uninstalling", 0, len(dists), force=True)
-            for i, (dist, files) in enumerate(zip(dists, records, strict=True), 1):
-                removal = await asyncio.to_thread(remove_dist, dist, environment, files)
-                if removal.outside:
-                    outcome.warnings.append(
-                        f"left {len(removal.outside)} file(s) of {dist} outside the "
-                        f"environment alone: {', '.join(removal.outside[:3])}"
-                    )
-                progress("uninstalling", i, len(dists))
+            try:
+                for i, (dist, files) in enumerate(zip(dists, records, strict=True), 1):
+                    removal = await asyncio.to_thread(remove_dist, dist, environment, files, trash)
+                    note_outside(outcome, dist, removal.outside)
+                    progress("uninstalling", i, len(dists))
+            finally:
+                services.janitor.discard(trash.items)
             outcome.timings["uninstall"] = time.monotonic() - started
         outcome.removed = [removed_change(d, "requested") for d in dists]
     if not dists:

@@ -10,11 +10,14 @@ files rather than a distribution that claims missing ones. The bytecode of remov
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from burrowd.daemon.cache.store import remove_tree
@@ -22,7 +25,10 @@ from burrowd.daemon.errors import EnvironmentRefused
 from burrowd.daemon.installer.environment import Environment
 from burrowd.daemon.installer.installed import InstalledDist
 
-__all__ = ["Removal", "check_removable", "remove_dist"]
+__all__ = ["Janitor", "Removal", "Trash", "check_removable", "remove_dist"]
+
+#: Where removed directories wait for deletion, inside the environment's prefix.
+TRASH_DIR: Final = ".burrow-trash"
 
 
 @dataclass(slots=True)
@@ -94,9 +100,17 @@ def _bytecode(path: str, dirs: _Dirs) -> list[str]:
     ]
 
 
-def remove_dist(dist: InstalledDist, env: Environment, files: list[str] | None = None) -> Removal:
+def remove_dist(
+    dist: InstalledDist,
+    env: Environment,
+    files: list[str] | None = None,
+    trash: Trash | None = None,
+) -> Removal:
     """Remove ``dist`` from ``env``; ``files`` are its recorded paths if already read.
 
+    With ``trash``, the metadata directory and every directory the distribution owns whole
+    (each file in it recorded, or bytecode in a ``__pycache__``) are renamed into the trash,
+    one ``rename`` each instead of an ``unlink`` per file, and deleted after the request.
     Blocking: the daemon runs it in a worker thread.
     """
     recorded = files if files is not None else check_removable(dist, env)
@@ -104,7 +118,7 @@ def remove_dist(dist: InstalledDist, env: Environment, files: list[str] | None =
     meta = os.path.normpath(str(dist.path))
     removal = Removal()
     dirs = _Dirs(env)
-    targets: list[str] = []
+    owned: set[str] = set()
     for rel in recorded:
         path = os.path.normpath(os.path.join(site, rel))
         if path == meta or path.startswith(meta + os.sep):
@@ -112,20 +126,141 @@ def remove_dist(dist: InstalledDist, env: Environment, files: list[str] | None =
         if not dirs.inside(os.path.dirname(path)):
             removal.outside.append(path)
             continue
-        targets.append(path)
-        if path.endswith(".py"):
-            targets += _bytecode(path, dirs)
-    if dist.path.is_dir() and not dist.path.is_symlink():
-        remove_tree(dist.path)
-    else:
-        _unlink(meta)
+        owned.add(path)
+    if trash is None or not trash.take(meta):
+        if dist.path.is_dir() and not dist.path.is_symlink():
+            remove_tree(dist.path)
+        else:
+            _unlink(meta)
+    if trash is not None:
+        owned = _take_whole_dirs(owned, site, trash, removal)
     parents: set[str] = set()
-    for path in targets:
-        if _unlink(path):
-            removal.files += 1
+    for path in sorted(owned):
+        targets = [path, *_bytecode(path, dirs)] if path.endswith(".py") else [path]
+        for target in targets:
+            if _unlink(target):
+                removal.files += 1
         parents.add(os.path.dirname(path))
     _remove_empty(parents, env)
     return removal
+
+
+def _take_whole_dirs(owned: set[str], site: str, trash: Trash, removal: Removal) -> set[str]:
+    """Move the top-level directories ``owned`` covers whole into ``trash``; return the rest."""
+    prefix = site + os.sep
+    groups: dict[str, set[str]] = {}
+    rest: set[str] = set()
+    for path in owned:
+        if path.startswith(prefix):
+            top, sep, _ = path[len(prefix) :].partition(os.sep)
+            if sep:
+                groups.setdefault(prefix + top, set()).add(path)
+                continue
+        rest.add(path)
+    for directory, paths in groups.items():
+        rest |= _take_dir(directory, paths, trash, removal)
+    return rest
+
+
+def _take_dir(directory: str, paths: set[str], trash: Trash, removal: Removal) -> set[str]:
+    """Trash ``directory`` if ``paths`` cover it; else try its subdirectories (namespaces)."""
+    if os.path.islink(directory):
+        return paths
+    count = 0
+    whole = True
+    for root, dirnames, filenames in os.walk(directory):
+        if any(os.path.islink(os.path.join(root, d)) for d in dirnames):
+            whole = False
+            break
+        bytecode = root.endswith(os.sep + "__pycache__")
+        for name in filenames:
+            full = os.path.join(root, name)
+            if full in paths:
+                count += 1
+            elif not (bytecode and name.endswith(".pyc")):
+                whole = False
+                break
+        if not whole:
+            break
+    if whole:
+        if trash.take(directory):
+            removal.files += count
+            return set()
+        return paths
+    # Another distribution's files are here (a namespace package): go one level down.
+    prefix = directory + os.sep
+    below: dict[str, set[str]] = {}
+    rest: set[str] = set()
+    for path in paths:
+        head, sep, _ = path[len(prefix) :].partition(os.sep)
+        if sep:
+            below.setdefault(prefix + head, set()).add(path)
+        else:
+            rest.add(path)
+    for sub, sub_paths in below.items():
+        rest |= _take_dir(sub, sub_paths, trash, removal)
+    return rest
+
+
+class Trash:
+    """Directories moved out of an environment, deleted after the request that moved them.
+
+    They go to ``<prefix>/.burrow-trash/`` (the same file system, so a ``rename``); an
+    interrupted deletion leaves them there, and the next change of the environment deletes
+    them (:meth:`leftovers`).
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self.root = env.prefix / TRASH_DIR
+        self.items: list[Path] = []
+
+    def take(self, path: str) -> bool:
+        """Move ``path`` into the trash; return ``False`` if it cannot be (then delete it)."""
+        dest = self.root / uuid.uuid4().hex
+        try:
+            self.root.mkdir(exist_ok=True)
+            os.rename(path, dest)
+        except OSError:
+            return False
+        self.items.append(dest)
+        return True
+
+    def leftovers(self) -> list[Path]:
+        """Return what earlier requests left in the trash."""
+        try:
+            return [self.root / name for name in os.listdir(self.root)]
+        except OSError:
+            return []
+
+
+class Janitor:
+    """Delete trashed directories in the background; wait for them at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def discard(self, paths: list[Path]) -> None:
+        """Start deleting ``paths`` (trash items) in a worker thread."""
+        if not paths:
+            return
+        task = asyncio.ensure_future(asyncio.to_thread(_delete, list(paths)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait until every deletion started has finished."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _delete(paths: list[Path]) -> None:
+    parents: set[Path] = set()
+    for path in paths:
+        remove_tree(path)
+        parents.add(path.parent)
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # the trash itself, once empty
 
 
 def _unlink(path: str) -> bool:
