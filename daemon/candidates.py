@@ -30,6 +30,7 @@ __all__ = [
     "VersionCandidates",
     "parse_version",
     "uploaded_by",
+    "wheel_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def parse_version(text: str) -> Version | None:
     return version
 
 
-def _wheel_parts(filename: str) -> tuple[str, str, str, str, str] | None:
+def wheel_parts(filename: str) -> tuple[str, str, str, str, str] | None:
     """Split a wheel filename into (name, version, python, abi, platform) tags."""
     parts = filename[:-4].split("-")
     if len(parts) == 5:
@@ -198,7 +199,7 @@ class ProjectCandidates:
             for f in page_files:
                 filename = f.filename
                 if filename.endswith(".whl"):
-                    parts = _wheel_parts(filename)
+                    parts = wheel_parts(filename)
                     if parts is None:
                         continue
                     wname = parts[0]

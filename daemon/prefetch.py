@@ -19,9 +19,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.cache.layout import Bucket
+from burrowd.daemon.cache.archive import read_manifest
+from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.wheels import WheelKey, WheelPointer, read_pointer
-from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
+from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, parse_version, wheel_parts
 from burrowd.daemon.errors import (
     BuildRequired,
     InvalidDistribution,
@@ -35,6 +36,7 @@ from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import Origin, RequirementEntry
 from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
+from burrowd.daemon.metadata import parse_metadata
 from burrowd.daemon.requests import PackageRequest
 from burrowd.protocol.messages import PrefetchedWheel
 
@@ -130,6 +132,9 @@ class Prefetcher:
         self.progress = progress
         #: What the request does with a yanked pin, for its warning ("installed").
         self.verb = verb
+        #: Take an exact pin's wheel from the cache without the project page when it is there
+        #: (``sync``, as uv's installer does); ``prefetch`` reports yanked pins, so it looks.
+        self.from_cache = False
         self.warnings: list[str] = []
         self._bytes = 0
         self._done = 0
@@ -213,6 +218,10 @@ class Prefetcher:
                 line=entry.origin.line,
                 text=str(req),
             )
+        if version is not None and self.from_cache:
+            cached = await asyncio.to_thread(self._cached_pin, canonicalize_name(req.name), version)
+            if cached is not None:
+                return cached
         files = await self.index.project_files(self.request.settings, req.name, self.request.fresh)
         project = await self.candidates.get_async(files, self.request.target)
         if version is None:
@@ -275,6 +284,61 @@ class Prefetcher:
         key = self.index.wheel_key(file, location, files.name)
         return Located(file, key, str(files.name), str(version), yanked)
 
+    def _cached_pin(self, name: str, version: Version) -> Located | None:
+        """Return the best cached wheel of ``name==version`` for the target, if any.
+
+        Only from the first index searched (a project is taken from the first index that
+        has it, so a wheel cached from a later one could be the wrong project), without
+        find-links (they may offer a better file) and unless ``--refresh`` asks for pages.
+        """
+        settings, fresh, target = self.request.settings, self.request.fresh, self.request.target
+        if settings.find_links or not settings.index_urls:
+            return None
+        if fresh.refresh_all or name in fresh.refresh_packages:
+            return None
+        location = settings.index_urls[0]
+        cache = self.index.cache
+        directory = cache.path(Bucket.WHEELS, "index", digest(location), name)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        priorities = target.tag_strings
+        best: tuple[int, str] | None = None
+        for filename in names:
+            parts = wheel_parts(filename) if filename.endswith(".whl") else None
+            if parts is None or parse_version(parts[1]) != version:
+                continue
+            rank = min(
+                (
+                    p
+                    for py in parts[2].split(".")
+                    for abi in parts[3].split(".")
+                    for plat in parts[4].split(".")
+                    if (p := priorities.get(f"{py}-{abi}-{plat}")) is not None
+                ),
+                default=None,
+            )
+            if rank is not None and (best is None or rank < best[0]):
+                best = (rank, filename)
+        if best is None:
+            return None
+        key = WheelKey.from_index(location, name, best[1])
+        pointer = read_pointer(cache, key)
+        if pointer is None or "sha256" not in pointer.hashes:
+            return None
+        archive = cache.path(Bucket.ARCHIVE, pointer.archive)
+        requires_python = _requires_python(archive)
+        if requires_python is not None and not target.allows_python(requires_python):
+            return None  # let the page say why, with the index's own words
+        file = IndexFile(
+            filename=best[1],
+            url=pointer.url,
+            hashes={"sha256": pointer.hashes["sha256"]},
+            size=pointer.size,
+        )
+        return Located(file, key, name, str(version))
+
     def _newest(self, project: ProjectCandidates, req: Requirement, searched: list[str]) -> Version:
         """Return the newest version ``req`` allows that has a wheel for the target.
 
@@ -324,6 +388,18 @@ class Prefetcher:
             clean, hashes = split_hash(url)
             file = IndexFile(filename=filename, url=clean, hashes=hashes)
         return Located(file, direct_key(file), str(name), str(version), direct=file.url)
+
+
+def _requires_python(archive: Path) -> str | None:
+    """Return the ``Requires-Python`` of an unpacked wheel's METADATA, if it says one."""
+    manifest = read_manifest(archive)
+    if manifest is None:
+        return None
+    try:
+        data = (archive / manifest.dist_info / "METADATA").read_bytes()
+        return parse_metadata(data, str(archive)).requires_python
+    except (OSError, InvalidDistribution):
+        return None
 
 
 def command_line_entries(requirements: list[str], cwd: Path) -> list[RequirementEntry]:

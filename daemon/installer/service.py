@@ -305,6 +305,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
         index = merge_index_options(params.index, inputs.options)
         request = await prepare(services, params.env, index, params.python, target=target)
         prefetcher = session.prefetcher(request)
+        prefetcher.from_cache = True
         async with services.environments.hold(environment, session.waiting):
             progress("reading the environment", force=True)
             await _sweep(services, environment)
@@ -335,9 +336,11 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                     canonicalize_name(p) for p in options.reinstall_packages
                 ),
             )
-            for step in plan.install:
-                if step.name not in located:
-                    located[step.name] = await prefetcher.locate(by_name[step.name], ranges=True)
+            missing = [s.name for s in plan.install if s.name not in located]
+            found = await asyncio.gather(
+                *(prefetcher.locate(by_name[n], ranges=True) for n in missing)
+            )
+            located.update(zip(missing, found, strict=True))
             if options.dry_run:
                 versions = {n: (loc.version, loc.direct or "") for n, loc in located.items()}
                 outcome = _dry_outcome(plan, versions)

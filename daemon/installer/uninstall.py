@@ -115,17 +115,17 @@ def remove_dist(
     """
     recorded = files if files is not None else check_removable(dist, env)
     site = str(dist.site)
+    site_prefix = site + os.sep
     meta = os.path.normpath(str(dist.path))
+    meta_prefix = meta + os.sep
     removal = Removal()
-    dirs = _Dirs(env)
     owned: set[str] = set()
     for rel in recorded:
-        path = os.path.normpath(os.path.join(site, rel))
-        if path == meta or path.startswith(meta + os.sep):
+        # A plain relative path needs no normalizing (most of them: a call per file saved).
+        plain = ".." not in rel and "./" not in rel and "//" not in rel and rel[:1] != "/"
+        path = site_prefix + rel if plain else os.path.normpath(os.path.join(site, rel))
+        if path == meta or path.startswith(meta_prefix):
             continue  # goes with the metadata directory
-        if not dirs.inside(os.path.dirname(path)):
-            removal.outside.append(path)
-            continue
         owned.add(path)
     if trash is None or not trash.take(meta):
         if dist.path.is_dir() and not dist.path.is_symlink():
@@ -134,13 +134,20 @@ def remove_dist(
             _unlink(meta)
     if trash is not None:
         owned = _take_whole_dirs(owned, site, trash, removal)
+    # What is left goes file by file, each checked against the environment's directories
+    # (a recorded path may lead outside it, through ``..`` or a symbolic link).
+    dirs = _Dirs(env)
     parents: set[str] = set()
     for path in sorted(owned):
+        parent = os.path.dirname(path)
+        if not dirs.inside(parent):
+            removal.outside.append(path)
+            continue
         targets = [path, *_bytecode(path, dirs)] if path.endswith(".py") else [path]
         for target in targets:
             if _unlink(target):
                 removal.files += 1
-        parents.add(os.path.dirname(path))
+        parents.add(parent)
     _remove_empty(parents, env)
     return removal
 
@@ -162,27 +169,38 @@ def _take_whole_dirs(owned: set[str], site: str, trash: Trash, removal: Removal)
     return rest
 
 
+def _covered(directory: str, paths: set[str]) -> int | None:
+    """Return how many ``paths`` ``directory`` holds if they are all it holds, else ``None``.
+
+    Bytecode in a ``__pycache__`` counts as owned; anything else unrecorded (another
+    distribution's file, a symbolic link to a directory) does not. ``scandir`` gives each
+    entry's type without a ``stat``.
+    """
+    count = 0
+    stack = [directory]
+    while stack:
+        current = stack.pop()
+        bytecode = current.endswith(os.sep + "__pycache__")
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.path in paths:
+                        count += 1
+                    elif not (bytecode and entry.name.endswith(".pyc")):
+                        return None
+        except OSError:
+            return None
+    return count
+
+
 def _take_dir(directory: str, paths: set[str], trash: Trash, removal: Removal) -> set[str]:
     """Trash ``directory`` if ``paths`` cover it; else try its subdirectories (namespaces)."""
     if os.path.islink(directory):
         return paths
-    count = 0
-    whole = True
-    for root, dirnames, filenames in os.walk(directory):
-        if any(os.path.islink(os.path.join(root, d)) for d in dirnames):
-            whole = False
-            break
-        bytecode = root.endswith(os.sep + "__pycache__")
-        for name in filenames:
-            full = os.path.join(root, name)
-            if full in paths:
-                count += 1
-            elif not (bytecode and name.endswith(".pyc")):
-                whole = False
-                break
-        if not whole:
-            break
-    if whole:
+    count = _covered(directory, paths)
+    if count is not None:
         if trash.take(directory):
             removal.files += count
             return set()
