@@ -140,13 +140,18 @@ def _read_record(zf: zipfile.ZipFile, dist_info: str, filename: str) -> dict[str
     except KeyError:
         raise InvalidDistribution(filename, f"{dist_info}/RECORD is missing") from None
     entries: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(io.StringIO(data.decode("utf-8", "replace"))):
-        if not row:
-            continue
-        path = row[0]
-        digest = row[1] if len(row) > 1 else ""
-        size = row[2] if len(row) > 2 else ""
-        entries[path] = (digest, size)
+    try:
+        for row in csv.reader(io.StringIO(data.decode("utf-8", "replace"))):
+            if not row:
+                continue
+            path = row[0]
+            digest = row[1] if len(row) > 1 else ""
+            size = row[2] if len(row) > 2 else ""
+            entries[path] = (digest, size)
+    except csv.Error as exc:
+        raise InvalidDistribution(
+            filename, f"{dist_info}/RECORD is not valid CSV ({exc})"
+        ) from None
     return entries
 
 

@@ -110,8 +110,11 @@ class _Conflicts:
         }
         self._owners: dict[str, tuple[str, str]] | None = None
         self.warnings: list[str] = []
+        #: Existing files (or links) where a wheel needs a directory.
+        self.blockers: set[str] = set()
 
     def _dir_exists(self, directory: str) -> bool:
+        """Return whether ``directory`` exists; note a file found where it must go."""
         known = self._dirs.get(directory)
         if known is not None:
             return known
@@ -119,8 +122,42 @@ class _Conflicts:
         exists = False
         if parent == directory or self._dir_exists(parent):
             exists = os.path.isdir(directory)
+            if not exists and os.path.lexists(directory):
+                self.blockers.add(directory)
         self._dirs[directory] = exists
         return exists
+
+    def _freed_dir(self, directory: str) -> bool:
+        """Return whether removing the planned distributions empties ``directory``.
+
+        Every file under it must be freed (bytecode of a freed module counts), and no
+        directory under it may be empty already: removal only takes away the directories
+        it empties.
+        """
+        stack = [directory]
+        while stack:
+            current = stack.pop()
+            bytecode = current.endswith(os.sep + "__pycache__")
+            empty = True
+            try:
+                with os.scandir(current) as entries:
+                    for entry in entries:
+                        empty = False
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.path in self.freed:
+                            continue
+                        elif bytecode and entry.name.endswith(".pyc"):
+                            module = entry.name.split(".", 1)[0] + ".py"
+                            if os.path.join(os.path.dirname(current), module) not in self.freed:
+                                return False
+                        else:
+                            return False
+            except OSError:
+                return False
+            if empty:
+                return False
+        return True
 
     def _owner_of(self, path: str) -> tuple[str, str] | None:
         if self._owners is None:
@@ -147,6 +184,8 @@ class _Conflicts:
             if dest in self.freed:
                 continue
             if os.path.isdir(dest) and not os.path.islink(dest):
+                if self._freed_dir(dest):
+                    continue  # a directory of a version being replaced becomes a file
                 raise InstallConflict(dest, who, "an existing directory", self.env.describe())
             owner = self._owner_of(dest)
             if owner is None:
@@ -155,6 +194,17 @@ class _Conflicts:
                 self.warnings.append(f"{who} and {owner[0]} both install {dest} (identical)")
                 continue
             raise InstallConflict(dest, who, owner[0], self.env.describe())
+        for blocker in sorted(self.blockers - self.freed):
+            who = next(w for d, (w, _) in claimed.items() if d.startswith(blocker + os.sep))
+            owner = self._owner_of(blocker)
+            raise InstallConflict(
+                blocker,
+                who,
+                owner[0]
+                if owner is not None
+                else "no distribution (a file where a directory goes)",
+                self.env.describe(),
+            )
 
 
 def _record_rows(dist: InstalledDist) -> list[tuple[str, str]]:

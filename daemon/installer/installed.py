@@ -159,7 +159,10 @@ class InstalledDist:
             text = self.read_text("RECORD")
             if text is None:
                 return None
-            return [row[0] for row in csv.reader(io.StringIO(text)) if row and row[0]]
+            try:
+                return [row[0] for row in csv.reader(io.StringIO(text)) if row and row[0]]
+            except csv.Error:
+                return None  # unreadable: as unknown as a missing one
         if not self.path.is_dir():
             return None
         text = self.read_text("installed-files.txt")

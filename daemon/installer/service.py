@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import msgspec
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -176,6 +177,24 @@ def _direct_url(located: Located, fetched: FetchedWheel) -> DirectUrl | None:
     )
 
 
+def _refreshing(
+    index: m.IndexOptions, *, everything: bool, packages: Iterable[str]
+) -> m.IndexOptions:
+    """Return ``index`` with ``--refresh`` implied, as uv implies it by ``-U``/``--reinstall``.
+
+    Asking for an upgrade or a reinstall means asking what the index has now, not what a
+    page cached a few minutes ago said.
+    """
+    names = [re.split(r"[\s\[<>=!~;@]", p.strip(), maxsplit=1)[0] for p in packages]
+    if not everything and not names:
+        return index
+    return msgspec.structs.replace(
+        index,
+        refresh=index.refresh or everything,
+        refresh_packages=[*index.refresh_packages, *names],
+    )
+
+
 def _seeds_to_keep(env: Environment) -> frozenset[str]:
     """Return the seed packages a sync leaves alone: all, unless burrowd made the venv."""
     return frozenset() if env.created_by_burrowd else SEED_PACKAGES
@@ -302,7 +321,11 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             or any(e.hashes for e in entries)
         )
         _check_hashes(entries, require_hashes)
-        index = merge_index_options(params.index, inputs.options)
+        index = _refreshing(
+            merge_index_options(params.index, inputs.options),
+            everything=options.reinstall,
+            packages=options.reinstall_packages,
+        )
         request = await prepare(services, params.env, index, params.python, target=target)
         prefetcher = session.prefetcher(request)
         prefetcher.from_cache = True
@@ -417,6 +440,11 @@ async def install(
         )
         resolve_params = m.ResolveParams(
             env=params.env,
+            index=_refreshing(
+                params.index,
+                everything=params.upgrade or options.reinstall,
+                packages=[*params.upgrade_packages, *options.reinstall_packages],
+            ),
             requirements=params.requirements,
             requirement_files=params.requirement_files,
             stdin=params.stdin,
@@ -425,7 +453,6 @@ async def install(
             extras=params.extras,
             all_extras=params.all_extras,
             groups=params.groups,
-            index=params.index,
             python=params.python,
             prerelease=params.prerelease,
             resolution=params.resolution,

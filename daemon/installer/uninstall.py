@@ -50,8 +50,8 @@ def check_removable(dist: InstalledDist, env: Environment) -> list[str]:
         what = "RECORD" if dist.kind == "dist-info" else "installed-files.txt"
         raise EnvironmentRefused(
             env.describe(),
-            f"cannot uninstall {dist.name} {dist.version}: {dist.path} has no {what}, so "
-            "which files are its own is unknown",
+            f"cannot uninstall {dist.name} {dist.version}: {dist.path} has no {what} (or "
+            "none that reads), so which files are its own is unknown",
             f"remove {dist.path} and the files of {dist.name} by hand",
         )
     return files

@@ -76,12 +76,10 @@ _TEMPLATE_OLD: Final = (
     "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
     "    sys.exit({func}())\n"
 )
-#: Text that may start an unsafe RECORD path (a ``..`` or ``.`` component, an absolute
-#: path, a backslash, NUL) or a quoted row the plain search cannot see into.
-_SUSPECT_TEXT: Final = (
-    "/../", "/./", "\n../", "\n./", "/..,", "/.,", "\n..,", "\n.,",
-    "//", "\\", "\x00", '"', "\n/",
-)  # fmt: skip
+#: Text that may be part of an unsafe RECORD path: a component starting with a dot (it
+#: could be ``.`` or ``..``), an absolute path, an empty component, a backslash, NUL, or a
+#: quoted row the plain search cannot see into.
+_SUSPECT_TEXT: Final = ("/.", "\n.", "\n/", "//", "\\", "\x00", '"')
 _DRIVE: Final = re.compile(r"\n[A-Za-z]:")
 
 
@@ -296,6 +294,8 @@ def layout(archive: Path, env: Environment) -> WheelLayout:
     filename = manifest.filename
     try:
         return _layout(archive, env, filename, manifest.dist_info, manifest.files)
+    except csv.Error as exc:
+        raise InvalidDistribution(filename, f"its RECORD is not valid CSV ({exc})") from None
     except ValueError as exc:
         raise InvalidDistribution(filename, str(exc)) from None
 
@@ -369,11 +369,13 @@ def _layout(
         files.append(Placement(src, dest, record, digest, size))
     # The unpack checked that every member is listed; more rows than members means RECORD
     # names files the wheel lacks. Find them only then (a stat per file is not free).
-    if listed + 1 != member_count:
+    # A signature file (RECORD.jws) is a member RECORD need not list.
+    signatures = sum(1 for n in _SIGNATURES if os.path.exists(f"{base}{info_prefix}{n}"))
+    if listed + 1 + signatures != member_count:
         present = [p for p in result.files if os.path.exists(p.src)]
         if len(present) != len(result.files):
             kept = {id(p) for p in present}
-            result.missing += [p.record for p in result.files if id(p) not in kept]
+            result.missing += [p.src[len(base) :] for p in result.files if id(p) not in kept]
             result.files = present
     old_python = tuple(int(x) for x in env.info.version.split(".")[:2]) < (3, 9)
     for specs in (console, gui):
