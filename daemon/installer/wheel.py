@@ -259,14 +259,13 @@ def _is_wrapper(name: str, names: set[str]) -> bool:
     return name in names
 
 
-def _rewrite_shebang(src: str, python: str) -> bytes | None:
-    """Return a ``#!python`` script with the environment's interpreter, else ``None``."""
+def _after_python_shebang(src: str) -> bytes | None:
+    """Return what follows a ``#!python`` first line (pip rewrites it), else ``None``."""
     with open(src, "rb") as f:
         first = f.readline()
         if not first.startswith(b"#!python"):
             return None
-        rest = f.read()
-    return shebang(python) + rest
+        return f.read()
 
 
 def _root_is_purelib(archive: Path, dist_info: str) -> bool:
@@ -281,6 +280,30 @@ def _root_is_purelib(archive: Path, dist_info: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """What an unpacked wheel says about itself, whatever the environment (memoized)."""
+
+    filename: str
+    dist_info: str
+    name: NormalizedName
+    version: str
+    purelib: bool
+    #: RECORD rows (path, hash, size) of files at the wheel's root, and under ``.data``.
+    root_rows: list[tuple[str, str, str]]
+    data_rows: list[tuple[str, str, str]]
+    #: ``.data/scripts`` files that start with ``#!python``: the bytes after that line.
+    python_scripts: dict[str, bytes]
+    entry_points: dict[str, dict[str, str]]
+    missing: list[str]
+
+
+#: Parsed wheels by archive path: archives are immutable once renamed in, so a daemon that
+#: installs one wheel into many environments reads and checks its RECORD once.
+_PARSED: dict[str, _Parsed] = {}
+_PARSED_MAX: Final = 2048
+
+
 def layout(archive: Path, env: Environment) -> WheelLayout:
     """Return where each file of the unpacked wheel at ``archive`` goes in ``env``.
 
@@ -292,30 +315,27 @@ def layout(archive: Path, env: Environment) -> WheelLayout:
     if manifest is None:
         raise InvalidDistribution(str(archive), "the unpacked wheel in the cache is incomplete")
     filename = manifest.filename
+    key = str(archive)
     try:
-        return _layout(archive, env, filename, manifest.dist_info, manifest.files)
+        parsed = _PARSED.get(key)
+        if parsed is None or parsed.filename != filename:
+            parsed = _parse(archive, filename, manifest.dist_info, manifest.files)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = parsed
+        return _map(archive, parsed, env)
     except csv.Error as exc:
         raise InvalidDistribution(filename, f"its RECORD is not valid CSV ({exc})") from None
     except ValueError as exc:
         raise InvalidDistribution(filename, str(exc)) from None
 
 
-def _layout(
-    archive: Path, env: Environment, filename: str, dist_info: str, member_count: int
-) -> WheelLayout:
+def _parse(archive: Path, filename: str, dist_info: str, member_count: int) -> _Parsed:
     stem = dist_info[: -len(".dist-info")]
     project, _, version = stem.rpartition("-")
-    name = canonicalize_name(project)
     data_dir = f"{stem}.data"
-    root = str(env.purelib if _root_is_purelib(archive, dist_info) else env.platlib)
-    result = WheelLayout(name, version, filename, archive, dist_info, root)
     record_text = (archive / dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    entry_points = _read_entry_points(archive, dist_info)
-    console = _console_specs(entry_points.get("console_scripts", {}), env.info.version)
-    gui = entry_points.get("gui_scripts", {})
-    wrapper_names = set(console) | set(gui)
     base = str(archive) + "/"
-    root_slash = root + "/"
     data_prefix = data_dir + "/"
     info_prefix = dist_info + "/"
     scripts_prefix = f"{data_dir}/scripts/"
@@ -323,10 +343,10 @@ def _layout(
     generated = {info_prefix + n for n in GENERATED}
     listed = 0
     seen: set[str] = set()
-    files = result.files
+    root_rows: list[tuple[str, str, str]] = []
+    data_rows: list[tuple[str, str, str]] = []
     check_rows = _suspect(record_text)
-    # The hot loop of every install: a few string operations per RECORD row, no calls
-    # that are not needed (22,000 rows for a large set).
+    # The hot loop: a few string operations per RECORD row (22,000 rows for a large set).
     for row in csv.reader(io.StringIO(record_text)):
         if not row:
             continue
@@ -337,18 +357,68 @@ def _layout(
         if check_rows and (problem := unsafe_member(path)) is not None:
             raise ValueError(f"its RECORD lists {path!r}, which {problem}")
         listed += 1
-        digest = row[1] if len(row) > 1 else ""
-        size = row[2] if len(row) > 2 else ""
-        if not path.startswith(data_prefix):
-            if path in generated:
+        entry = (path, row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "")
+        if path.startswith(data_prefix):
+            data_rows.append(entry)
+        elif path not in generated:
+            root_rows.append(entry)
+    # The unpack checked that every member is listed; more rows than members means RECORD
+    # names files the wheel lacks. Find them only then (a stat per file is not free).
+    # A signature file (RECORD.jws) is a member RECORD need not list.
+    missing: list[str] = []
+    signatures = sum(1 for n in _SIGNATURES if os.path.exists(f"{base}{info_prefix}{n}"))
+    if listed + 1 + signatures != member_count:
+        kept_root = [r for r in root_rows if os.path.exists(base + r[0])]
+        kept_data = [r for r in data_rows if os.path.exists(base + r[0])]
+        present = {r[0] for r in (*kept_root, *kept_data)}
+        missing = [r[0] for r in (*root_rows, *data_rows) if r[0] not in present]
+        root_rows, data_rows = kept_root, kept_data
+    python_scripts: dict[str, bytes] = {}
+    for path, _, _ in data_rows:
+        if path.startswith(scripts_prefix):
+            try:
+                rest = _after_python_shebang(base + path)
+            except FileNotFoundError:
+                missing.append(path)
                 continue
-            files.append(Placement(base + path, root_slash + path, path, digest, size))
+            if rest is not None:
+                python_scripts[path] = rest
+    if len(missing) > len(set(missing)) or any(m.startswith(scripts_prefix) for m in missing):
+        gone = set(missing)
+        data_rows = [r for r in data_rows if r[0] not in gone]
+        missing = list(dict.fromkeys(missing))
+    return _Parsed(
+        filename=filename,
+        dist_info=dist_info,
+        name=canonicalize_name(project),
+        version=version,
+        purelib=_root_is_purelib(archive, dist_info),
+        root_rows=root_rows,
+        data_rows=data_rows,
+        python_scripts=python_scripts,
+        entry_points=_read_entry_points(archive, dist_info),
+        missing=missing,
+    )
+
+
+def _map(archive: Path, parsed: _Parsed, env: Environment) -> WheelLayout:
+    """Lay a parsed wheel out in ``env``."""
+    dist_info, name = parsed.dist_info, parsed.name
+    data_dir = dist_info[: -len(".dist-info")] + ".data"
+    root = str(env.purelib if parsed.purelib else env.platlib)
+    result = WheelLayout(name, parsed.version, parsed.filename, archive, dist_info, root)
+    result.missing = list(parsed.missing)
+    base = str(archive) + "/"
+    root_slash = root + "/"
+    result.files = [Placement(base + p, root_slash + p, p, h, z) for p, h, z in parsed.root_rows]
+    console = _console_specs(parsed.entry_points.get("console_scripts", {}), env.info.version)
+    gui = parsed.entry_points.get("gui_scripts", {})
+    wrapper_names = set(console) | set(gui)
+    scripts_prefix = f"{data_dir}/scripts/"
+    for path, digest, size in parsed.data_rows:
+        dest = _relocate(path, dist_info, data_dir, root, env=env, project=name)
+        if dest is None:
             continue
-        relocated = _relocate(path, dist_info, data_dir, root, env=env, project=name)
-        if relocated is None:
-            continue
-        dest = relocated
-        src = base + path
         record = os.path.relpath(dest, root).replace(os.sep, "/")
         if path.startswith(scripts_prefix):
             script = path[len(scripts_prefix) :]
@@ -358,25 +428,11 @@ def _layout(
                 why = _script_name_ok(script)
                 if why is not None:
                     raise ValueError(f"its script {script!r} {why}")
-            try:
-                content = _rewrite_shebang(src, env.python)
-            except FileNotFoundError:
-                result.missing.append(path)
+            rest = parsed.python_scripts.get(path)
+            if rest is not None:
+                result.scripts.append(Script(dest, record, shebang(env.python) + rest))
                 continue
-            if content is not None:
-                result.scripts.append(Script(dest, record, content))
-                continue
-        files.append(Placement(src, dest, record, digest, size))
-    # The unpack checked that every member is listed; more rows than members means RECORD
-    # names files the wheel lacks. Find them only then (a stat per file is not free).
-    # A signature file (RECORD.jws) is a member RECORD need not list.
-    signatures = sum(1 for n in _SIGNATURES if os.path.exists(f"{base}{info_prefix}{n}"))
-    if listed + 1 + signatures != member_count:
-        present = [p for p in result.files if os.path.exists(p.src)]
-        if len(present) != len(result.files):
-            kept = {id(p) for p in present}
-            result.missing += [p.src[len(base) :] for p in result.files if id(p) not in kept]
-            result.files = present
+        result.files.append(Placement(base + path, dest, record, digest, size))
     old_python = tuple(int(x) for x in env.info.version.split(".")[:2]) < (3, 9)
     for specs in (console, gui):
         for script_name, value in specs.items():
