@@ -113,7 +113,10 @@ def render_status(status: StatusResult, out: TextIO | None = None) -> None:
         stream.write(f"requests in flight ({len(status.requests)}):\n")
         for req in status.requests:
             phase = f" [{req.phase}]" if req.phase else ""
-            stream.write(f"  {req.id!s:>6}  {req.method}{phase}  {format_duration(req.elapsed)}\n")
+            who = f"  ({req.client})" if req.client else ""
+            stream.write(
+                f"  {req.id!s:>6}  {req.method}{phase}  {format_duration(req.elapsed)}{who}\n"
+            )
     else:
         stream.write("requests in flight: none\n")
 

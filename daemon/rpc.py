@@ -282,7 +282,13 @@ class RpcServer:
         """Describe every request being served."""
         now = time.monotonic()
         return [
-            RequestInfo(id=ctx.id, method=ctx.method, elapsed=now - ctx.started, phase=ctx.phase)
+            RequestInfo(
+                id=ctx.id,
+                method=ctx.method,
+                elapsed=now - ctx.started,
+                phase=ctx.phase,
+                client=conn.peer,
+            )
             for conn in self.connections
             for ctx in conn.contexts.values()
         ]

@@ -91,6 +91,8 @@ class RequestInfo(Message, frozen=True, kw_only=True):
     method: str
     elapsed: float
     phase: str = ""
+    #: Who sent it (``pid N uid M``): request ids are only unique per connection.
+    client: str = ""
 
 
 class StatusResult(Message, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+from packaging.requirements import InvalidRequirement as InvalidRequirementError
+from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -195,6 +198,36 @@ def _refreshing(
     )
 
 
+def _burrowd_itself(env: Environment, site: SitePackages, target: Target) -> frozenset[str]:
+    """Return burrowd and its dependencies when ``env`` is the environment running burrowd.
+
+    pip-sync keeps pip-tools for the same reason: a sync into the tool's own environment
+    must not uninstall the tool (or what it imports) from under itself.
+    """
+    if os.path.realpath(env.prefix) != os.path.realpath(sys.prefix):
+        return frozenset()
+    marker_env = target.marker_env()
+    found: set[str] = set()
+    pending = ["burrowd"]
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in found:
+            continue
+        dists = site.get(name)
+        if not dists:
+            continue
+        found.add(name)
+        meta = dists[0].metadata()
+        for line in meta.requires_dist if meta is not None else []:
+            try:
+                req = Requirement(line)
+            except InvalidRequirementError:
+                continue
+            if req.marker is None or req.marker.evaluate(marker_env):
+                pending.append(req.name)
+    return frozenset(found)
+
+
 def _seeds_to_keep(env: Environment) -> frozenset[str]:
     """Return the seed packages a sync leaves alone: all, unless burrowd made the venv."""
     return frozenset() if env.created_by_burrowd else SEED_PACKAGES
@@ -349,11 +382,12 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             )
             local.update((e.name, w) for e, w in zip(local_entries, unpacked, strict=True))
             wanted = [_wanted(e, located.get(e.name), local.get(e.name)) for e in entries]
+            protected = _burrowd_itself(environment, site, target)
             plan = make_plan(
                 wanted,
                 site,
                 exact=True,
-                keep=_seeds_to_keep(environment),
+                keep=_seeds_to_keep(environment) | protected,
                 reinstall=options.reinstall,
                 reinstall_packages=frozenset(
                     canonicalize_name(p) for p in options.reinstall_packages
@@ -398,6 +432,12 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                 )
                 outcome.timings["prepare"] = prepare_time
     outcome.warnings[:0] = prefetcher.warnings
+    spared = sorted(s.name for s in plan.keep if s.wanted is None and s.name in protected)
+    if spared:
+        outcome.warnings.append(
+            f"kept {', '.join(spared)}: this environment runs burrowd itself, and a sync "
+            "does not remove burrowd or what it needs"
+        )
     return m.SyncResult(
         **_result_fields(environment, target, outcome, plan),  # type: ignore[arg-type]
         dry_run=options.dry_run,
@@ -616,10 +656,14 @@ async def _sweep(services: Services, environment: Environment) -> Trash:
 def _names(env: m.ClientEnv, packages: list[str], files: list[str]) -> list[NormalizedName]:
     names: list[NormalizedName] = []
     for text in packages:
-        raw = re.split(r"[\s\[<>=!~;@]", text.strip(), maxsplit=1)[0]
-        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", raw):
-            raise InvalidRequirement(f"{text!r} is not a package name")
-        names.append(canonicalize_name(raw))
+        # A requirement (``foo>=1``, ``foo[x]``) names its project, as pip and uv accept;
+        # anything that does not parse is refused, not cut down to a name.
+        try:
+            names.append(canonicalize_name(Requirement(text).name))
+        except InvalidRequirementError as exc:
+            raise InvalidRequirement(
+                f"{text!r} is not a package name or requirement ({exc})", text=text
+            ) from None
     if files:
         names += [e.name for e in _read_inputs(env, [], files, None).entries]
     return list(dict.fromkeys(names))
