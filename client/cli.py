@@ -564,30 +564,11 @@ def _setup_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extra", action="append", metavar="NAME", help="optional dependencies")
     p.add_argument("--all-extras", action="store_true", help="every optional dependency")
     p.add_argument("--group", action="append", metavar="NAME", help="a PEP 735 dependency group")
-    p.add_argument(
-        "--prerelease",
-        choices=get_args(PrereleaseName),
-        help="when pre-releases may be chosen (default: if-necessary-or-explicit)",
-    )
-    p.add_argument("--pre", action="store_true", help="the same as --prerelease allow")
-    p.add_argument(
-        "--resolution",
-        choices=get_args(ResolutionName),
-        default="highest",
-        help="which versions to prefer",
-    )
     p.add_argument("-U", "--upgrade", action="store_true", help="ignore the pins of -o FILE")
     p.add_argument(
         "-P", "--upgrade-package", action="append", metavar="NAME", help="upgrade this package"
     )
-    p.add_argument("--exclude-newer", metavar="DATE", help="ignore files uploaded after DATE")
-    p.add_argument("--no-deps", action="store_true", help="only the direct requirements")
-    p.add_argument(
-        "--only-binary", action="append", metavar="NAMES", help="wheels only (names or :all:)"
-    )
-    p.add_argument(
-        "--no-binary", action="append", metavar="NAMES", help="sdists only (names or :all:)"
-    )
+    _resolver_args(p)
     p.add_argument("--generate-hashes", action="store_true", help="add --hash for every file")
     p.add_argument("--no-annotate", action="store_true", help="leave out the # via comments")
     p.add_argument("--no-header", action="store_true", help="leave out the header")

@@ -29,6 +29,7 @@ __all__ = [
     "PrereleaseName",
     "ProgressParams",
     "RequestInfo",
+    "Requirements",
     "ResolutionName",
     "ShutdownParams",
     "ShutdownResult",
@@ -282,8 +283,8 @@ class PrefetchResult(Message, frozen=True, kw_only=True):
 # -- resolve --------------------------------------------------------------------------------
 
 
-class ResolveParams(Message, frozen=True, kw_only=True):
-    """Resolve requirements to pins (``burrow compile``), optionally writing a file."""
+class Requirements(Message, frozen=True, kw_only=True):
+    """What to resolve and how: the fields ``resolve`` and ``install`` share."""
 
     env: ClientEnv
     #: Requirements given directly (``foo>=1``), as on a command line.
@@ -302,6 +303,7 @@ class ResolveParams(Message, frozen=True, kw_only=True):
     #: ``None``: "allow" if a requirements file says ``--pre``, else uv's default.
     prerelease: PrereleaseName | None = None
     resolution: ResolutionName = "highest"
+    #: Without these, existing pins (an output file, installed versions) are kept.
     upgrade: bool = False
     upgrade_packages: list[str] = []
     #: RFC 3339 date or date-time: ignore files uploaded after it.
@@ -310,6 +312,11 @@ class ResolveParams(Message, frozen=True, kw_only=True):
     #: pip's format control: project names, ``:all:`` or ``:none:`` (also read from files).
     only_binary: list[str] = []
     no_binary: list[str] = []
+
+
+class ResolveParams(Requirements, frozen=True, kw_only=True):
+    """Resolve requirements to pins (``burrow compile``), optionally writing a file."""
+
     #: Write the result here (atomically); its pins are preferences unless upgrading.
     output_file: str | None = None
     dry_run: bool = False
@@ -455,31 +462,11 @@ class SyncResult(EnvironmentChange, frozen=True, kw_only=True):
     """The result of ``sync``."""
 
 
-class InstallParams(Message, frozen=True, kw_only=True):
+class InstallParams(Requirements, frozen=True, kw_only=True):
     """Resolve requirements and add what they need to an environment, removing nothing."""
 
-    env: ClientEnv
-    requirements: list[str] = []
-    requirement_files: list[str] = []
-    stdin: str | None = None
-    constraint_files: list[str] = []
-    override_files: list[str] = []
-    extras: list[str] = []
-    all_extras: bool = False
-    groups: list[str] = []
-    index: IndexOptions = IndexOptions()
-    python: PythonOptions = PythonOptions()
     environment: EnvironmentOptions = EnvironmentOptions()
     options: InstallOptions = InstallOptions()
-    prerelease: PrereleaseName | None = None
-    resolution: ResolutionName = "highest"
-    #: Without these, installed versions are kept whenever they satisfy the resolution.
-    upgrade: bool = False
-    upgrade_packages: list[str] = []
-    exclude_newer: str | None = None
-    no_deps: bool = False
-    only_binary: list[str] = []
-    no_binary: list[str] = []
 
 
 class InstallResult(EnvironmentChange, frozen=True, kw_only=True):

@@ -226,7 +226,7 @@ def _change(ready: Ready) -> PackageChange:
         version=located.version,
         previous=ready.previous[0].version if ready.previous else None,
         reason=ready.reason,
-        url=located.direct or "",
+        url=ready.direct_url.url if ready.direct_url is not None else "",
         cached=ready.fetched.cached,
         editable=False,
     )

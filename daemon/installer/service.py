@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from packaging.requirements import InvalidRequirement as InvalidRequirementError
@@ -175,9 +176,20 @@ def _direct_url(located: Located, fetched: FetchedWheel) -> DirectUrl | None:
         return None
     digest = fetched.sha256
     return DirectUrl(
-        url=redact(located.direct),
+        url=_without_credentials(located.direct),
         archive_info=ArchiveInfo(hash=f"sha256={digest}", hashes={"sha256": digest}),
     )
+
+
+def _without_credentials(url: str) -> str:
+    """Return ``url`` without ``user:password@``, as PEP 610 asks of ``direct_url.json``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _refreshing(
@@ -308,6 +320,21 @@ class _Session:
         return outcome
 
 
+def _ready(plan: Plan, wheels: dict[str, FetchedWheel], located: dict[str, Located]) -> list[Ready]:
+    """Return the plan's installs with their wheels, as the changer takes them."""
+    return [
+        Ready(
+            name=s.name,
+            fetched=wheels[s.name],
+            reason=s.reason,
+            previous=s.installed,
+            direct_url=_direct_url(located[s.name], wheels[s.name]),
+            requested=s.wanted is None or s.wanted.requested,
+        )
+        for s in plan.install
+    ]
+
+
 def _dry_outcome(plan: Plan, versions: dict[str, tuple[str, str]]) -> Outcome:
     """Return the outcome a plan would have (``--dry-run``); ``versions``: name -> (v, url)."""
     outcome = Outcome()
@@ -399,7 +426,10 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             )
             located.update(zip(missing, found, strict=True))
             if options.dry_run:
-                versions = {n: (loc.version, loc.direct or "") for n, loc in located.items()}
+                versions = {
+                    n: (loc.version, _without_credentials(loc.direct or ""))
+                    for n, loc in located.items()
+                }
                 outcome = _dry_outcome(plan, versions)
             else:
                 started = time.monotonic()
@@ -411,23 +441,12 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                 wheels = dict(local)
                 wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
                 prepare_time = time.monotonic() - started
-                ready = [
-                    Ready(
-                        name=s.name,
-                        fetched=wheels[s.name],
-                        reason=s.reason,
-                        previous=s.installed,
-                        direct_url=_direct_url(located[s.name], wheels[s.name]),
-                        requested=True,
-                    )
-                    for s in plan.install
-                ]
                 outcome = await session.finish(
                     environment=environment,
                     site=site,
                     target=target,
                     plan=plan,
-                    ready=ready,
+                    ready=_ready(plan, wheels, located),
                     options=options,
                 )
                 outcome.timings["prepare"] = prepare_time
@@ -478,33 +497,13 @@ async def install(
         environment, target = await session.environment(
             params.env, params.python, params.environment
         )
-        resolve_params = m.ResolveParams(
-            env=params.env,
-            index=_refreshing(
-                params.index,
-                everything=params.upgrade or options.reinstall,
-                packages=[*params.upgrade_packages, *options.reinstall_packages],
-            ),
-            requirements=params.requirements,
-            requirement_files=params.requirement_files,
-            stdin=params.stdin,
-            constraint_files=params.constraint_files,
-            override_files=params.override_files,
-            extras=params.extras,
-            all_extras=params.all_extras,
-            groups=params.groups,
-            python=params.python,
-            prerelease=params.prerelease,
-            resolution=params.resolution,
-            upgrade=params.upgrade,
-            upgrade_packages=params.upgrade_packages,
-            exclude_newer=params.exclude_newer,
-            no_deps=params.no_deps,
-            only_binary=params.only_binary,
-            no_binary=params.no_binary,
-            dry_run=True,
-            command="burrow install",
+        shared = {f: getattr(params, f) for f in m.Requirements.__struct_fields__}
+        shared["index"] = _refreshing(
+            params.index,
+            everything=params.upgrade or options.reinstall,
+            packages=[*params.upgrade_packages, *options.reinstall_packages],
         )
+        resolve_params = m.ResolveParams(**shared, dry_run=True, command="burrow install")
         async with services.environments.hold(environment, session.waiting):
             await _sweep(services, environment)
             site = await asyncio.to_thread(scan, environment.site_dirs)
@@ -578,10 +577,13 @@ async def install(
                     canonicalize_name(p) for p in options.reinstall_packages
                 ),
             )
-            requested = {w.name: w.requested for w in wanted}
             if options.dry_run:
                 outcome = _dry_outcome(
-                    plan, {n: (loc.version, loc.direct or "") for n, loc in located.items()}
+                    plan,
+                    {
+                        n: (loc.version, _without_credentials(loc.direct or ""))
+                        for n, loc in located.items()
+                    },
                 )
             else:
                 started = time.monotonic()
@@ -598,23 +600,12 @@ async def install(
                 wheels = dict(local)
                 wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
                 prepare_time = time.monotonic() - started
-                ready = [
-                    Ready(
-                        name=s.name,
-                        fetched=wheels[s.name],
-                        reason=s.reason,
-                        previous=s.installed,
-                        direct_url=_direct_url(located[s.name], wheels[s.name]),
-                        requested=requested.get(s.name, False),
-                    )
-                    for s in plan.install
-                ]
                 outcome = await session.finish(
                     environment=environment,
                     site=site,
                     target=target,
                     plan=plan,
-                    ready=ready,
+                    ready=_ready(plan, wheels, located),
                     options=options,
                 )
                 outcome.timings["prepare"] = prepare_time
