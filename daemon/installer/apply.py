@@ -15,8 +15,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -36,6 +37,8 @@ from burrowd.protocol.messages import PackageChange
 __all__ = ["Changer", "Outcome", "ProgressSink", "Ready", "check_consistency"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Wheels linked at once. Linking is system calls on one file system: more threads than
 #: CPUs only add contention (measured: 22,000 links took 0.48 s with 2 threads on 2 CPUs,
@@ -274,7 +277,7 @@ class Changer:
         outcome = Outcome()
         started = time.monotonic()
         self.progress("checking", 0, len(ready), force=True)
-        layouts = await asyncio.gather(
+        layouts = await settle(
             *(asyncio.to_thread(layout, r.fetched.archive, self.env) for r in ready)
         )
         for lay in layouts:
@@ -284,9 +287,7 @@ class Changer:
                     f"lacks ({', '.join(lay.missing[:3])}); installed without them"
                 )
         removing = plan.removals()
-        records = await asyncio.gather(
-            *(asyncio.to_thread(check_removable, d, self.env) for d in removing)
-        )
+        records = await settle(*(asyncio.to_thread(check_removable, d, self.env) for d in removing))
         conflicts = _Conflicts(self.env, self.site, removing)
         for dist, files in zip(removing, records, strict=True):
             conflicts.freed.update(os.path.normpath(os.path.join(dist.site, f)) for f in files)
@@ -294,7 +295,25 @@ class Changer:
         outcome.warnings += conflicts.warnings
         outcome.timings["check"] = time.monotonic() - started
 
-        # Nothing has changed so far; from here on the environment does.
+        # Nothing has changed so far; from here on the environment does, and a cancelled
+        # request still finishes the change (worker threads cannot be stopped halfway, and
+        # the environment lock must not be given up while they write).
+        await finish_uncancelled(
+            self._apply(plan, ready, outcome, layouts=layouts, removing=removing, records=records)
+        )
+        return outcome
+
+    async def _apply(
+        self,
+        plan: Plan,
+        ready: list[Ready],
+        outcome: Outcome,
+        *,
+        layouts: list[WheelLayout],
+        removing: list[InstalledDist],
+        records: list[list[str]],
+    ) -> None:
+        """Remove, link and compile: the part of :meth:`run` that changes the environment."""
         started = time.monotonic()
         reasons = {
             id(dist): step.reason
@@ -333,7 +352,7 @@ class Changer:
 
         # Largest first, so the threads finish together.
         pairs = sorted(zip(ready, layouts, strict=True), key=lambda p: -len(p[1].files))
-        await asyncio.gather(*(one(r, lay) for r, lay in pairs))
+        await settle(*(one(r, lay) for r, lay in pairs))
         if linker.fell_back:
             outcome.warnings.append(
                 "hard links into the environment failed (another file system?); copied the "
@@ -347,7 +366,37 @@ class Changer:
             sources = [p.dest for lay in layouts for p in lay.files if p.dest.endswith(".py")]
             await compile_files(self.env, sources)
             outcome.timings["compile"] = time.monotonic() - started
-        return outcome
+
+
+async def settle(*aws: Awaitable[T]) -> list[T]:
+    """Wait for every one of ``aws``, then raise the first failure, if any.
+
+    ``asyncio.gather`` raises as soon as one fails and leaves the others running: a request
+    would then answer while its downloads or links still go on (and release the
+    environment lock under them).
+    """
+    results: list[T | BaseException] = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+async def finish_uncancelled(work: Coroutine[object, object, T]) -> T:
+    """Run ``work`` to its end even if the caller is cancelled; then pass the cancel on."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 async def compile_files(env: Environment, paths: list[str]) -> int:

@@ -11,6 +11,7 @@ removes nothing; both hold the cache root lock shared for the whole request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -41,8 +42,10 @@ from burrowd.daemon.installer.apply import (
     ProgressSink,
     Ready,
     check_consistency,
+    finish_uncancelled,
     note_outside,
     removed_change,
+    settle,
 )
 from burrowd.daemon.installer.environment import (
     SEED_PACKAGES,
@@ -404,9 +407,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             local_entries = [
                 by_name[n] for n, loc in located.items() if loc.direct and loc.direct[:5] == "file:"
             ]
-            unpacked = await asyncio.gather(
-                *(prefetcher.fetch(e, located[e.name]) for e in local_entries)
-            )
+            unpacked = await settle(*(prefetcher.fetch(e, located[e.name]) for e in local_entries))
             local.update((e.name, w) for e, w in zip(local_entries, unpacked, strict=True))
             wanted = [_wanted(e, located.get(e.name), local.get(e.name)) for e in entries]
             protected = _burrowd_itself(environment, site, target)
@@ -421,9 +422,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                 ),
             )
             missing = [s.name for s in plan.install if s.name not in located]
-            found = await asyncio.gather(
-                *(prefetcher.locate(by_name[n], ranges=True) for n in missing)
-            )
+            found = await settle(*(prefetcher.locate(by_name[n], ranges=True) for n in missing))
             located.update(zip(missing, found, strict=True))
             if options.dry_run:
                 versions = {
@@ -435,7 +434,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                 started = time.monotonic()
                 todo = [s for s in plan.install if s.name not in local]
                 prefetcher.expect(len(todo))
-                downloads = await asyncio.gather(
+                downloads = await settle(
                     *(prefetcher.fetch(by_name[s.name], located[s.name]) for s in todo)
                 )
                 wheels = dict(local)
@@ -596,7 +595,7 @@ async def install(
                         located[step.name], pins_of(entry) if entry is not None else None
                     )
 
-                downloads = await asyncio.gather(*(fetch(s) for s in todo))
+                downloads = await settle(*(fetch(s) for s in todo))
                 wheels = dict(local)
                 wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
                 prepare_time = time.monotonic() - started
@@ -638,9 +637,22 @@ def _installed_versions(site: SitePackages) -> dict[str, Version]:
 
 
 async def _sweep(services: Services, environment: Environment) -> Trash:
-    """Delete what an interrupted request left in the environment's trash; return a trash."""
+    """Delete what an interrupted request left in the environment; return a new trash.
+
+    That is the trash's content and the ``.burrow-*`` staging directories and temporary
+    files an install writes beside its targets; the caller holds the environment lock, so
+    no other request of any process is writing them.
+    """
     trash = Trash(environment)
-    services.janitor.discard(await asyncio.to_thread(trash.leftovers))
+
+    def leftovers() -> list[Path]:
+        found = trash.leftovers()
+        for directory in {*environment.site_dirs, environment.scripts}:
+            with contextlib.suppress(OSError):
+                found += [directory / n for n in os.listdir(directory) if n.startswith(".burrow-")]
+        return found
+
+    services.janitor.discard(await asyncio.to_thread(leftovers))
     return trash
 
 
@@ -684,17 +696,20 @@ async def uninstall(
             if not found:
                 outcome.warnings.append(f"Skipping {name} as it is not installed")
             dists += found
-        records = await asyncio.gather(
-            *(asyncio.to_thread(check_removable, d, environment) for d in dists)
-        )
+        records = await settle(*(asyncio.to_thread(check_removable, d, environment) for d in dists))
         if not params.dry_run and dists:
             started = time.monotonic()
             progress("uninstalling", 0, len(dists), force=True)
-            try:
+
+            async def remove_all() -> None:
                 for i, (dist, files) in enumerate(zip(dists, records, strict=True), 1):
                     removal = await asyncio.to_thread(remove_dist, dist, environment, files, trash)
                     note_outside(outcome, dist, removal.outside)
                     progress("uninstalling", i, len(dists))
+
+            try:
+                # Once started, a removal finishes, also when the request is cancelled.
+                await finish_uncancelled(remove_all())
             finally:
                 services.janitor.discard(trash.items)
             outcome.timings["uninstall"] = time.monotonic() - started

@@ -272,13 +272,18 @@ class Janitor:
 
 
 def _delete(paths: list[Path]) -> None:
-    parents: set[Path] = set()
+    trashes: set[Path] = set()
     for path in paths:
-        remove_tree(path)
-        parents.add(path.parent)
-    for parent in parents:
+        if path.is_dir() and not path.is_symlink():
+            remove_tree(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if path.parent.name == TRASH_DIR:
+            trashes.add(path.parent)
+    for trash in trashes:
         with contextlib.suppress(OSError):
-            parent.rmdir()  # the trash itself, once empty
+            trash.rmdir()  # only once empty
 
 
 def _unlink(path: str) -> bool:

@@ -23,6 +23,7 @@ from burrowd.daemon.errors import (
     InvalidRequirement,
 )
 from burrowd.daemon.installer import service
+from burrowd.daemon.installer.apply import settle
 from burrowd.daemon.installer.uninstall import TRASH_DIR
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
@@ -761,3 +762,72 @@ class TestVenv:
         (installer.cwd / "empty").mkdir()
         result = await installer.create_venv("empty")
         assert Path(result.python).exists()
+
+
+class TestCancellation:
+    """A cancelled request finishes changing the environment before it gives the lock up."""
+
+    async def test_cancelled_while_installing_leaves_every_wheel_whole(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        wheels = [
+            dist_factory.wheel(
+                f"pkg{i}",
+                "1.0",
+                files={f"pkg{i}/m{j}.py": f"N = {j}\n".encode() for j in range(40)},
+            )
+            for i in range(6)
+        ]
+        task: asyncio.Task[m.SyncResult] | None = None
+
+        def cancel_when_installing(phase: str, *args: object, **kwargs: object) -> None:
+            if phase == "installing" and task is not None and not task.cancelling():
+                task.cancel()
+
+        params = m.SyncParams(
+            env=installer.client_env(),
+            requirements=[str(w) for w in wheels],
+            index=installer.index_options(),
+        )
+        task = asyncio.ensure_future(
+            service.sync(installer.services, params, cancel_when_installing)
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await installer.services.janitor.drain()
+        site = site_packages(installer.venv)
+        for i in range(6):
+            dist_info = site / f"pkg{i}-1.0.dist-info"
+            assert dist_info.is_dir(), f"pkg{i} was left half installed"
+            assert record_mismatches(dist_info) == []
+            assert len(list((site / f"pkg{i}").glob("m*.py"))) == 40
+        # The environment lock was held to the end: the next sync finds nothing to do.
+        again = await installer.sync(*(str(w) for w in wheels))
+        assert again.installed == []
+        assert again.unchanged == 6
+
+
+class TestSettle:
+    """``settle`` waits for every awaitable before it raises the first failure."""
+
+    async def test_siblings_finish_before_the_error(self) -> None:
+        finished: list[str] = []
+
+        async def slow() -> str:
+            await asyncio.sleep(0.05)
+            finished.append("slow")
+            return "slow"
+
+        async def broken() -> str:
+            raise ValueError("broken")
+
+        with pytest.raises(ValueError, match="broken"):
+            await settle(broken(), slow())
+        assert finished == ["slow"]
+
+    async def test_results_in_order(self) -> None:
+        async def value(v: int) -> int:
+            await asyncio.sleep(0.001 * (3 - v))
+            return v
+
+        assert await settle(value(1), value(2), value(3)) == [1, 2, 3]
