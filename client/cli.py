@@ -433,10 +433,12 @@ def do_uninstall(ctx: Context) -> int:
     a = ctx.args
     if not a.packages and not a.requirement:
         fail("name the packages to uninstall, or give -r FILE")
+    files = a.requirement or []
     params = UninstallParams(
         env=client_env(),
         packages=a.packages,
-        requirement_files=a.requirement or [],
+        requirement_files=files,
+        stdin=sys.stdin.read() if "-" in files else None,
         python=python_options(a),
         environment=environment_options(a),
         dry_run=a.dry_run,

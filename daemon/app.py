@@ -339,6 +339,12 @@ class Daemon:
                     log.warning("cancelling %d requests still running", self.rpc.in_flight)
                     self.rpc.cancel_everything()
                     await self.rpc.wait_idle(5.0)
+                # A cancelled request finishes the environment change it began (worker
+                # threads cannot be stopped halfway): the services wait for it.
+                busy = self.services.environments.busy()
+                if busy:
+                    log.warning("finishing the changes to %s before stopping", ", ".join(busy))
+                    await self.rpc.wait_idle(None)
                 for conn in list(self.rpc.connections):
                     conn.closed = True
                     if hasattr(conn, "writer"):

@@ -6,16 +6,12 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from burrowd.daemon.cache.maintenance import bucket_stats, clean, prune
-from burrowd.daemon.inputs.model import IndexOptions as FileOptions
-from burrowd.daemon.inputs.model import RequirementEntry
-from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.installer import service as installer
-from burrowd.daemon.prefetch import Prefetcher, command_line_entries
-from burrowd.daemon.requests import merge_index_options, prepare
+from burrowd.daemon.prefetch import Prefetcher
+from burrowd.daemon.requests import merge_index_options, prepare, read_requirement_inputs
 from burrowd.daemon.resolver.service import resolve as resolve_requirements
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
@@ -152,22 +148,6 @@ class Handlers:
 
     # -- packages ---------------------------------------------------------------------------
 
-    async def _read_inputs(
-        self, env: m.ClientEnv, requirements: list[str], files: list[str]
-    ) -> tuple[list[RequirementEntry], FileOptions | None]:
-        cwd = Path(env.cwd)
-        entries = command_line_entries(requirements, cwd)
-        options: FileOptions | None = None
-        variables = env.variables or None
-        for name in files:
-            parsed = await asyncio.to_thread(parse_requirements_file, name, cwd=cwd, env=variables)
-            entries.extend(parsed.requirements)
-            if options is None:
-                options = parsed.options
-            else:
-                options.merge(parsed.options)
-        return entries, options
-
     async def resolve(self, params: m.ResolveParams, ctx: RequestContext) -> m.ResolveResult:
         """Resolve requirements to pins in the pip-compile format."""
 
@@ -181,10 +161,10 @@ class Handlers:
         s = self.services
         start = time.monotonic()
         async with s.cache.operation():
-            entries, options = await self._read_inputs(
-                params.env, params.requirements, params.requirement_files
+            inputs = await asyncio.to_thread(
+                read_requirement_inputs, params.env, params.requirements, params.requirement_files
             )
-            index = merge_index_options(params.index, options)
+            index = merge_index_options(params.index, inputs.options)
             request = await prepare(s, params.env, index, params.python)
             prefetcher = Prefetcher(
                 s.index,
@@ -192,7 +172,7 @@ class Handlers:
                 request,
                 ctx.progress,
             )
-            wheels = await prefetcher.run(entries)
+            wheels = await prefetcher.run(inputs.entries)
         return m.PrefetchResult(
             target=request.target.describe(),
             wheels=wheels,

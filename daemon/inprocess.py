@@ -57,6 +57,9 @@ async def _serve(request: bytes, on_message: Callable[[bytes], None]) -> bytes:
             return await done
         finally:
             conn.cancel_all()
+            # A cancelled request (Ctrl-C) may still be finishing a change to an
+            # environment: the services must outlive it.
+            await asyncio.gather(*conn.tasks.values(), return_exceptions=True)
             rpc.connections.discard(conn)
 
 

@@ -34,10 +34,9 @@ from burrowd.daemon.index.client import IndexClient, Pins, is_local, local_path
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
-from burrowd.daemon.inputs.model import Origin, RequirementEntry
-from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
+from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.metadata import parse_metadata
-from burrowd.daemon.requests import PackageRequest
+from burrowd.daemon.requests import PackageRequest, command_line_entries
 from burrowd.protocol.messages import PrefetchedWheel
 
 __all__ = [
@@ -190,10 +189,7 @@ class Prefetcher:
         """Make sure the wheel of ``entry`` is unpacked in the cache; return where it is."""
         if located is None:
             located = await self.locate(entry)
-        fetched = await self.fetch_located(located, pins_of(entry))
-        self._done += 1
-        self.progress("downloading", self._done, self._total, self._bytes)
-        return fetched
+        return await self.fetch_located(located, pins_of(entry))
 
     async def fetch_located(self, located: Located, pins: Pins | None) -> FetchedWheel:
         """Fetch a located wheel, checking ``pins`` (``--hash`` values) if given."""
@@ -205,6 +201,8 @@ class Prefetcher:
             file, located.key, pins=pins, on_bytes=self._on_bytes
         )
         archive = self.index.cache.path(Bucket.ARCHIVE, pointer.archive)
+        self._done += 1
+        self.progress("downloading", self._done, self._total, self._bytes)
         return FetchedWheel(located, pointer, archive, cached)
 
     async def _registry(self, entry: RequirementEntry, ranges: bool) -> Located:
@@ -219,7 +217,9 @@ class Prefetcher:
                 text=str(req),
             )
         if version is not None and self.from_cache:
-            cached = await asyncio.to_thread(self._cached_pin, canonicalize_name(req.name), version)
+            cached = await asyncio.to_thread(
+                self._cached_pin, canonicalize_name(req.name), version, pins_of(entry)
+            )
             if cached is not None:
                 return cached
         files = await self.index.project_files(self.request.settings, req.name, self.request.fresh)
@@ -284,12 +284,13 @@ class Prefetcher:
         key = self.index.wheel_key(file, location, files.name)
         return Located(file, key, str(files.name), str(version), yanked)
 
-    def _cached_pin(self, name: str, version: Version) -> Located | None:
+    def _cached_pin(self, name: str, version: Version, pins: Pins | None) -> Located | None:
         """Return the best cached wheel of ``name==version`` for the target, if any.
 
         Only from the first index searched (a project is taken from the first index that
         has it, so a wheel cached from a later one could be the wrong project), without
-        find-links (they may offer a better file) and unless ``--refresh`` asks for pages.
+        find-links (they may offer a better file), unless ``--refresh`` asks for pages, and
+        only a file whose sha256 the ``--hash`` pins (if any) allow.
         """
         settings, fresh, target = self.request.settings, self.request.fresh, self.request.target
         if settings.find_links or not settings.index_urls:
@@ -327,6 +328,8 @@ class Prefetcher:
         pointer = read_pointer(cache, key)
         if pointer is None or "sha256" not in pointer.hashes:
             return None
+        if pins and pointer.hashes["sha256"] not in pins.get("sha256", frozenset()):
+            return None  # another file of the version may be the pinned one: ask the page
         archive = cache.path(Bucket.ARCHIVE, pointer.archive)
         requires_python = _requires_python(archive)
         if requires_python is not None and not target.allows_python(requires_python):
@@ -400,11 +403,3 @@ def _requires_python(archive: Path) -> str | None:
         return parse_metadata(data, str(archive)).requires_python
     except (OSError, InvalidDistribution):
         return None
-
-
-def command_line_entries(requirements: list[str], cwd: Path) -> list[RequirementEntry]:
-    """Parse requirements given on the command line (or over RPC)."""
-    return [
-        parse_requirement_text(text, origin=Origin(None, None), base_dir=cwd)
-        for text in requirements
-    ]

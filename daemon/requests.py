@@ -15,13 +15,24 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from burrowd.daemon.errors import InvalidRequirement
 from burrowd.daemon.index.client import Freshness, IndexSettings
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
+from burrowd.daemon.inputs.model import Origin, RequirementEntry
+from burrowd.daemon.inputs.requirements_txt import parse_requirement_text, parse_requirements_file
 from burrowd.daemon.interpreters import PythonRequest, Target
 from burrowd.daemon.services import Services
 from burrowd.protocol.messages import ClientEnv, IndexOptions, PythonOptions
 
-__all__ = ["PackageRequest", "prepare"]
+__all__ = ["PackageRequest", "RequirementInputs", "prepare", "read_requirement_inputs"]
+
+
+def command_line_entries(requirements: list[str], cwd: Path) -> list[RequirementEntry]:
+    """Parse requirements given on the command line (or over RPC)."""
+    return [
+        parse_requirement_text(text, origin=Origin(None, None), base_dir=cwd)
+        for text in requirements
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,39 @@ class PackageRequest:
     fresh: Freshness
     target: Target
     cwd: Path
+
+
+@dataclass(slots=True)
+class RequirementInputs:
+    """Requirements read from the command line and requirements files, with their options."""
+
+    entries: list[RequirementEntry]
+    options: FileOptions | None
+
+
+def read_requirement_inputs(
+    env: ClientEnv, requirements: list[str], files: list[str], stdin: str | None = None
+) -> RequirementInputs:
+    """Read requirements given directly and in requirements files (``-`` is ``stdin``).
+
+    Blocking (it reads files): the daemon runs it in a worker thread.
+    """
+    cwd = Path(env.cwd)
+    entries = command_line_entries(requirements, cwd)
+    options: FileOptions | None = None
+    variables = env.variables or None
+    for name in files:
+        if name == "-" and stdin is None:
+            raise InvalidRequirement("'-' names standard input, but the client sent none")
+        parsed = parse_requirements_file(
+            name, cwd=cwd, env=variables, text=stdin if name == "-" else None
+        )
+        entries.extend(parsed.requirements)
+        if options is None:
+            options = parsed.options
+        else:
+            options.merge(parsed.options)
+    return RequirementInputs(entries, options)
 
 
 def merge_index_options(params: IndexOptions, files: FileOptions | None) -> IndexOptions:

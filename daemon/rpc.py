@@ -293,8 +293,8 @@ class RpcServer:
             for ctx in conn.contexts.values()
         ]
 
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request is in flight; return whether that happened in time."""
+    async def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no request is in flight (``None``: however long); return whether it did."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while self.in_flight:

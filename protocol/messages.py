@@ -482,6 +482,7 @@ class UninstallParams(Message, frozen=True, kw_only=True):
     env: ClientEnv
     packages: list[str] = []
     requirement_files: list[str] = []
+    stdin: str | None = None
     python: PythonOptions = PythonOptions()
     environment: EnvironmentOptions = EnvironmentOptions()
     dry_run: bool = False

@@ -55,11 +55,23 @@ def redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None and parts.username is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: an IPv6 address keeps its brackets
     shown = f"{parts.username}:****" if parts.password is not None else "****"
     return urlunsplit((parts.scheme, f"{shown}@{host}", parts.path, parts.query, ""))
+
+
+def strip_credentials(url: str, *, fragment: bool = True) -> str:
+    """Return ``url`` without ``user:password@`` (and without its fragment if not ``fragment``).
+
+    What ``direct_url.json`` records (PEP 610 asks for no credentials) and what two
+    references to one file are compared by.
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    kept = parts.fragment if fragment else ""
+    if host == parts.netloc and kept == parts.fragment:
+        return url
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, kept))
 
 
 def _origin(url: str) -> str:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Protocol, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -24,7 +25,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.errors import EnvironmentRefused, InstallConflict
+from burrowd.daemon.errors import DaemonError, EnvironmentRefused, InstallConflict
 from burrowd.daemon.installer.environment import Environment
 from burrowd.daemon.installer.installed import DirectUrl, InstalledDist, SitePackages, scan
 from burrowd.daemon.installer.plan import Plan
@@ -47,14 +48,17 @@ _PARALLEL: Final = max(2, os.cpu_count() or 1)
 COMPILE_TIMEOUT: Final = 600.0
 
 # Runs in the target interpreter: compile the files named on stdin, in parallel when many.
+# The pool forks: under spawn or forkserver (macOS, Linux from 3.14) its workers would not
+# find ``one`` in a ``-c`` script's ``__main__``.
 _COMPILE: Final = r"""
 import compileall, os, sys
 paths = [p for p in sys.stdin.read().split("\0") if p]
 def one(path):
     return bool(compileall.compile_file(path, quiet=2, force=True))
-if len(paths) > 200 and (os.cpu_count() or 1) > 1:
+if len(paths) > 200 and (os.cpu_count() or 1) > 1 and hasattr(os, "fork"):
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor() as pool:
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
         done = sum(pool.map(one, paths, chunksize=64))
 else:
     done = sum(map(one, paths))
@@ -168,7 +172,7 @@ class _Conflicts:
             for dist in self.site:
                 if id(dist) in self.removing:
                     continue
-                for rel, digest in _record_rows(dist):
+                for rel, digest in dist.record_rows() or []:
                     owners[os.path.normpath(os.path.join(dist.site, rel))] = (str(dist), digest)
             self._owners = owners
         return self._owners.get(path)
@@ -192,6 +196,11 @@ class _Conflicts:
                 raise InstallConflict(dest, who, "an existing directory", self.env.describe())
             owner = self._owner_of(dest)
             if owner is None:
+                if not self.env.contains(os.path.dirname(dest)):
+                    # Reached through a symbolic link: not the environment's to replace.
+                    raise InstallConflict(
+                        dest, who, "a file outside the environment", self.env.describe()
+                    )
                 continue  # a file nobody owns (an interrupted install): overwritten
             if owner[1] and owner[1] == digest:
                 self.warnings.append(f"{who} and {owner[0]} both install {dest} (identical)")
@@ -210,18 +219,6 @@ class _Conflicts:
             )
 
 
-def _record_rows(dist: InstalledDist) -> list[tuple[str, str]]:
-    import csv  # noqa: PLC0415 - only read when an install meets existing files
-    import io  # noqa: PLC0415
-
-    text = dist.read_text("RECORD") if dist.kind == "dist-info" else None
-    if text is None:
-        return [(p, "") for p in dist.files() or []]
-    return [
-        (row[0], row[1] if len(row) > 1 else "") for row in csv.reader(io.StringIO(text)) if row
-    ]
-
-
 def _change(ready: Ready) -> PackageChange:
     located = ready.fetched.located
     return PackageChange(
@@ -233,6 +230,11 @@ def _change(ready: Ready) -> PackageChange:
         cached=ready.fetched.cached,
         editable=False,
     )
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def note_outside(outcome: Outcome, dist: InstalledDist, outside: list[str]) -> None:
@@ -292,16 +294,46 @@ class Changer:
         for dist, files in zip(removing, records, strict=True):
             conflicts.freed.update(os.path.normpath(os.path.join(dist.site, f)) for f in files)
         await asyncio.to_thread(conflicts.check, list(layouts))
+        await asyncio.to_thread(self._check_writable, layouts, removing)
         outcome.warnings += conflicts.warnings
         outcome.timings["check"] = time.monotonic() - started
 
         # Nothing has changed so far; from here on the environment does, and a cancelled
         # request still finishes the change (worker threads cannot be stopped halfway, and
         # the environment lock must not be given up while they write).
-        await finish_uncancelled(
-            self._apply(plan, ready, outcome, layouts=layouts, removing=removing, records=records)
-        )
+        try:
+            await finish_uncancelled(
+                self._apply(
+                    plan, ready, outcome, layouts=layouts, removing=removing, records=records
+                )
+            )
+        except (DaemonError, OSError) as exc:
+            what = exc.message if isinstance(exc, DaemonError) else _os_error(exc)
+            raise EnvironmentRefused(
+                self.env.describe(),
+                f"changing the environment stopped halfway: {what}",
+                "it is partly changed now; fix the cause and run the same command again to "
+                "finish the change",
+            ) from exc
         return outcome
+
+    def _check_writable(self, layouts: list[WheelLayout], removing: list[InstalledDist]) -> None:
+        """Refuse a plan whose target directories this process may not write to."""
+        needed = {d.site for d in removing}
+        for lay in layouts:
+            needed.add(Path(lay.root))
+            if lay.scripts:
+                needed.add(self.env.scripts)
+        for directory in sorted(needed):
+            probe = directory
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent  # a directory to be created: its first existing parent
+            if not os.access(probe, os.W_OK):
+                raise EnvironmentRefused(
+                    self.env.describe(),
+                    f"cannot write to {probe}",
+                    "check its permissions, or use a virtual environment you own",
+                )
 
     async def _apply(
         self,

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
 import os
 import re
+import shutil
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +36,10 @@ __all__ = [
     "EnvironmentLocks",
     "find_environment",
     "is_interpreter_name",
+    "remove_environment_tree",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Packages ``python -m venv`` and virtualenv put into a new environment.
 SEED_PACKAGES: Final = frozenset({"pip", "setuptools", "wheel"})
@@ -40,6 +48,24 @@ VENV_MARKER: Final = "burrowd"
 LOCK_FILE: Final = ".lock"
 
 _INTERPRETER_NAME: Final = re.compile(r"python(\d+(\.\d+)?t?)?w?(\.exe)?", re.IGNORECASE)
+
+
+def remove_environment_tree(path: Path) -> None:
+    """Remove a directory tree of an environment, never changing a mode on the way.
+
+    The cache's ``remove_tree`` makes unwritable entries writable; here a file may be a
+    hard link into the cache, whose shared copy would change mode too. What cannot be
+    removed is logged and left.
+    """
+
+    def failed(p: str, exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("could not remove %s: %s", p, exc)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda _f, p, e: failed(p, e))
+    else:
+        shutil.rmtree(path, onerror=lambda _f, p, e: failed(p, e[1]))
 
 
 def is_interpreter_name(name: str) -> bool:
@@ -98,12 +124,17 @@ class Environment:
             include = Path(paths.get("include") or prefix / "include" / f"python{major_minor}")
             created = False
             python = info.executable
+        purelib = Path(paths["purelib"])
+        platlib = Path(paths.get("platlib") or purelib)
+        if platlib != purelib and os.path.realpath(platlib) == os.path.realpath(purelib):
+            # lib64 -> lib (Fedora, openSUSE): one directory, which must be read once.
+            platlib = purelib
         return cls(
             info=info,
             prefix=prefix,
             python=python,
-            purelib=Path(paths["purelib"]),
-            platlib=Path(paths.get("platlib") or paths["purelib"]),
+            purelib=purelib,
+            platlib=platlib,
             scripts=scripts,
             data=Path(paths.get("data") or prefix),
             include=include,
@@ -143,8 +174,16 @@ class Environment:
 
     @property
     def lock_path(self) -> Path:
-        """Return the environment's lock file (the one uv takes too)."""
-        return self.prefix / LOCK_FILE
+        """Return the environment's lock file.
+
+        ``<venv>/.lock`` for a virtual environment, the file uv locks too; for a system
+        interpreter (whose prefix is ``/usr``) a file in the temporary directory named by
+        the prefix's digest, as uv does, rather than a new file in ``/usr``.
+        """
+        if self.is_venv:
+            return self.prefix / LOCK_FILE
+        key = hashlib.blake2b(str(self.prefix).encode(), digest_size=8).hexdigest()
+        return Path(tempfile.gettempdir()) / f"burrowd-env-{key}.lock"
 
     def describe(self) -> str:
         """Return e.g. ``/home/me/proj/.venv`` or ``/usr (system)``."""
@@ -181,7 +220,7 @@ async def find_environment(
             "no virtual environment found (no VIRTUAL_ENV, no .venv here or in a parent)",
             "create one with `burrow venv`, or pass --system to use the first python3 on PATH",
         ) from None
-    environment = Environment.from_info(info)
+    environment = await asyncio.to_thread(Environment.from_info, info)
     if not write:
         return environment
     if not environment.is_venv and not options.system:
@@ -223,17 +262,25 @@ class EnvironmentLocks:
         """Return the environments being changed now."""
         return [key for key, lock in self._locks.items() if lock.locked()]
 
-    @contextlib.asynccontextmanager
-    async def hold(self, environment: Environment, waiting: Progress) -> AsyncIterator[None]:
+    def hold(
+        self, environment: Environment, waiting: Progress
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the environment for the block; ``waiting`` is told when it must wait."""
-        key = os.path.realpath(environment.prefix)
+        return self.hold_path(environment.prefix, environment.lock_path, waiting)
+
+    @contextlib.asynccontextmanager
+    async def hold_path(
+        self, prefix: Path, lock_path: Path, waiting: Progress
+    ) -> AsyncIterator[None]:
+        """Hold the environment at ``prefix`` (locked through ``lock_path``) for the block."""
+        key = os.path.realpath(prefix)
         lock = self._locks.setdefault(key, asyncio.Lock())
         if lock.locked():
-            waiting(f"waiting for the lock on {environment.prefix}")
+            waiting(f"waiting for the lock on {prefix}")
         async with lock:
             flock = FileLock(
-                environment.lock_path,
-                f"the environment {environment.prefix}",
+                lock_path,
+                f"the environment {prefix}",
                 timeout=self.timeout,
                 holder=f"pid {os.getpid()}",
             )
@@ -241,12 +288,12 @@ class EnvironmentLocks:
                 taken = flock.try_acquire()
             except OSError as exc:
                 raise EnvironmentRefused(
-                    environment.describe(),
+                    str(prefix),
                     f"cannot lock it: {exc.strerror or exc}",
                     "check that you may write to it",
                 ) from exc
             if not taken:
-                waiting(f"waiting for the lock on {environment.prefix} (another process)")
+                waiting(f"waiting for the lock on {prefix} (another process)")
                 await flock.acquire()
             try:
                 yield

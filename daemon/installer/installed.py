@@ -156,13 +156,8 @@ class InstalledDist:
         ``installed-files.txt`` relative to itself, and also owns its own directory.
         """
         if self.kind == "dist-info":
-            text = self.read_text("RECORD")
-            if text is None:
-                return None
-            try:
-                return [row[0] for row in csv.reader(io.StringIO(text)) if row and row[0]]
-            except csv.Error:
-                return None  # unreadable: as unknown as a missing one
+            rows = self.record_rows()
+            return None if rows is None else [path for path, _ in rows]
         if not self.path.is_dir():
             return None
         text = self.read_text("installed-files.txt")
@@ -171,6 +166,23 @@ class InstalledDist:
         base = self.path.name
         out = [os.path.normpath(f"{base}/{line.strip()}") for line in text.splitlines()]
         return [p for p in out if p and p != "."]
+
+    def record_rows(self) -> list[tuple[str, str]] | None:
+        """Return ``(path, hash)`` of each file RECORD lists; ``None`` without a usable one.
+
+        A legacy ``.egg-info`` records no hashes: its files come with empty ones.
+        """
+        if self.kind != "dist-info":
+            files = self.files()
+            return None if files is None else [(f, "") for f in files]
+        text = self.read_text("RECORD")
+        if text is None:
+            return None
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error:
+            return None  # unreadable: as unknown as a missing one
+        return [(row[0], row[1] if len(row) > 1 else "") for row in rows if row and row[0]]
 
     def __str__(self) -> str:
         return f"{self.name}=={self.version}"

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 
+from burrowd.daemon.index.http import strip_credentials
 from burrowd.daemon.installer.installed import InstalledDist, SitePackages
 
 __all__ = ["Plan", "Step", "Wanted", "make_plan", "same_url"]
@@ -85,11 +86,9 @@ def same_url(a: str, b: str) -> bool:
 
 
 def _plain_url(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
+    parts = urlsplit(strip_credentials(url, fragment=False))
+    # Scheme and host are case-insensitive; a trailing slash names the same directory.
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}?{parts.query}"
 
 
 def _unsatisfied(wanted: Wanted, dist: InstalledDist) -> str | None:
@@ -105,8 +104,9 @@ def _unsatisfied(wanted: Wanted, dist: InstalledDist) -> str | None:
         return "version"
     direct = dist.direct_url
     if wanted.url is None:
-        # A registry pin is not met by a URL, path or editable install of the same version.
-        return None if direct is None else "source"
+        # A registry requirement is met by the version, whatever the source: an editable
+        # checkout or a local build of the pinned version stays, as with uv and pip-sync.
+        return None
     if direct is None or not same_url(direct.url, wanted.url):
         return "source"
     if wanted.editable != direct.editable:

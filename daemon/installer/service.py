@@ -14,14 +14,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from packaging.requirements import InvalidRequirement as InvalidRequirementError
@@ -29,13 +26,11 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.cache.store import remove_tree
 from burrowd.daemon.errors import BuildRequired, EnvironmentRefused, InvalidRequirement
 from burrowd.daemon.index.client import DIRECT
-from burrowd.daemon.index.http import redact
-from burrowd.daemon.inputs.model import IndexOptions as FileOptions
+from burrowd.daemon.index.http import redact, strip_credentials
+from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import RequirementEntry
-from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.installer.apply import (
     Changer,
     Outcome,
@@ -48,10 +43,12 @@ from burrowd.daemon.installer.apply import (
     settle,
 )
 from burrowd.daemon.installer.environment import (
+    LOCK_FILE,
     SEED_PACKAGES,
     VENV_MARKER,
     Environment,
     find_environment,
+    remove_environment_tree,
 )
 from burrowd.daemon.installer.installed import ArchiveInfo, DirectUrl, SitePackages, scan
 from burrowd.daemon.installer.plan import Plan, Step, Wanted, make_plan
@@ -61,13 +58,17 @@ from burrowd.daemon.prefetch import (
     FetchedWheel,
     Located,
     Prefetcher,
-    command_line_entries,
     direct_key,
     pinned_version,
     pins_of,
 )
-from burrowd.daemon.requests import PackageRequest, merge_index_options, prepare
-from burrowd.daemon.resolver.service import resolve_pins
+from burrowd.daemon.requests import (
+    PackageRequest,
+    merge_index_options,
+    prepare,
+    read_requirement_inputs,
+)
+from burrowd.daemon.resolver.service import project_of, resolve_pins
 from burrowd.daemon.services import Services
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
@@ -77,34 +78,6 @@ __all__ = ["create_venv", "install", "list_packages", "sync", "uninstall"]
 log = logging.getLogger(__name__)
 
 VENV_TIMEOUT: Final = 120.0
-
-
-@dataclass(slots=True)
-class _Inputs:
-    entries: list[RequirementEntry]
-    options: FileOptions | None
-
-
-def _read_inputs(
-    env: m.ClientEnv, requirements: list[str], files: list[str], stdin: str | None
-) -> _Inputs:
-    """Read requirements given directly and in requirements files (``-`` is stdin)."""
-    cwd = Path(env.cwd)
-    entries = command_line_entries(requirements, cwd)
-    options: FileOptions | None = None
-    variables = env.variables or None
-    for name in files:
-        if name == "-" and stdin is None:
-            raise InvalidRequirement("'-' names standard input, but the client sent none")
-        parsed = parse_requirements_file(
-            name, cwd=cwd, env=variables, text=stdin if name == "-" else None
-        )
-        entries.extend(parsed.requirements)
-        if options is None:
-            options = parsed.options
-        else:
-            options.merge(parsed.options)
-    return _Inputs(entries, options)
 
 
 def _applicable(entries: list[RequirementEntry], target: Target) -> list[RequirementEntry]:
@@ -148,7 +121,7 @@ def _check_hashes(entries: Iterable[RequirementEntry], required: bool) -> None:
         return
     for entry in entries:
         req = entry.requirement
-        if not entry.hashes:
+        if not entry.hashes and not (req.url and split_hash(req.url)[1]):
             raise InvalidRequirement(
                 f"--require-hashes is on, and {req.name} has no --hash; add one "
                 "(`burrow compile --generate-hashes` writes them)",
@@ -179,20 +152,9 @@ def _direct_url(located: Located, fetched: FetchedWheel) -> DirectUrl | None:
         return None
     digest = fetched.sha256
     return DirectUrl(
-        url=_without_credentials(located.direct),
+        url=strip_credentials(located.direct),
         archive_info=ArchiveInfo(hash=f"sha256={digest}", hashes={"sha256": digest}),
     )
-
-
-def _without_credentials(url: str) -> str:
-    """Return ``url`` without ``user:password@``, as PEP 610 asks of ``direct_url.json``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _refreshing(
@@ -203,7 +165,7 @@ def _refreshing(
     Asking for an upgrade or a reinstall means asking what the index has now, not what a
     page cached a few minutes ago said.
     """
-    names = [re.split(r"[\s\[<>=!~;@]", p.strip(), maxsplit=1)[0] for p in packages]
+    names = [project_of(p) for p in packages]
     if not everything and not names:
         return index
     return msgspec.structs.replace(
@@ -367,7 +329,11 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
     async with services.cache.operation():
         progress("reading inputs", force=True)
         inputs = await asyncio.to_thread(
-            _read_inputs, params.env, params.requirements, params.requirement_files, params.stdin
+            read_requirement_inputs,
+            params.env,
+            params.requirements,
+            params.requirement_files,
+            params.stdin,
         )
         if not inputs.entries and not params.allow_empty:
             raise InvalidRequirement(
@@ -410,7 +376,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             unpacked = await settle(*(prefetcher.fetch(e, located[e.name]) for e in local_entries))
             local.update((e.name, w) for e, w in zip(local_entries, unpacked, strict=True))
             wanted = [_wanted(e, located.get(e.name), local.get(e.name)) for e in entries]
-            protected = _burrowd_itself(environment, site, target)
+            protected = await asyncio.to_thread(_burrowd_itself, environment, site, target)
             plan = make_plan(
                 wanted,
                 site,
@@ -426,7 +392,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             located.update(zip(missing, found, strict=True))
             if options.dry_run:
                 versions = {
-                    n: (loc.version, _without_credentials(loc.direct or ""))
+                    n: (loc.version, strip_credentials(loc.direct or ""))
                     for n, loc in located.items()
                 }
                 outcome = _dry_outcome(plan, versions)
@@ -524,14 +490,6 @@ async def install(
             prefetcher = session.prefetcher(resolved.request)
             located: dict[str, Located] = {}
             for name, pin in resolved.resolution.pins.items():
-                if not pin.file.is_wheel:
-                    raise BuildRequired(
-                        name,
-                        str(pin.version),
-                        redact(pin.file.url),
-                        "it has no wheel for the target, and building from source is not "
-                        "available yet",
-                    )
                 if require_hashes and not (name in entries and entries[name].hashes):
                     raise InvalidRequirement(
                         f"--require-hashes is on, and {name}=={pin.version} (needed by "
@@ -554,7 +512,7 @@ async def install(
                 )
             local: dict[str, FetchedWheel] = {}
             for n, loc in located.items():
-                if loc.direct is not None and loc.direct.startswith("file:"):
+                if loc.direct is not None and loc.direct.startswith("file:") and loc.file.is_wheel:
                     pins = pins_of(entries[n]) if n in entries else None
                     local[n] = await prefetcher.fetch_located(loc, pins)
             wanted = [
@@ -576,11 +534,21 @@ async def install(
                     canonicalize_name(p) for p in options.reinstall_packages
                 ),
             )
+            for step in plan.install:
+                file = located[step.name].file
+                if not file.is_wheel:
+                    raise BuildRequired(
+                        step.name,
+                        located[step.name].version,
+                        redact(file.url),
+                        "it has no wheel for the target, and building from source is not "
+                        "available yet",
+                    )
             if options.dry_run:
                 outcome = _dry_outcome(
                     plan,
                     {
-                        n: (loc.version, _without_credentials(loc.direct or ""))
+                        n: (loc.version, strip_credentials(loc.direct or ""))
                         for n, loc in located.items()
                     },
                 )
@@ -621,10 +589,10 @@ async def install(
 
 
 def _installed_versions(site: SitePackages) -> dict[str, Version]:
-    """Return the versions installed from an index, to prefer when resolving."""
+    """Return the installed versions, to prefer when resolving (whatever their source)."""
     out: dict[str, Version] = {}
     for name, dists in site.by_name.items():
-        if len(dists) != 1 or dists[0].direct_url is not None:
+        if len(dists) != 1:
             continue
         try:
             out[name] = Version(dists[0].version)
@@ -656,7 +624,9 @@ async def _sweep(services: Services, environment: Environment) -> Trash:
     return trash
 
 
-def _names(env: m.ClientEnv, packages: list[str], files: list[str]) -> list[NormalizedName]:
+def _names(
+    env: m.ClientEnv, packages: list[str], files: list[str], stdin: str | None
+) -> list[NormalizedName]:
     names: list[NormalizedName] = []
     for text in packages:
         # A requirement (``foo>=1``, ``foo[x]``) names its project, as pip and uv accept;
@@ -668,7 +638,7 @@ def _names(env: m.ClientEnv, packages: list[str], files: list[str]) -> list[Norm
                 f"{text!r} is not a package name or requirement ({exc})", text=text
             ) from None
     if files:
-        names += [e.name for e in _read_inputs(env, [], files, None).entries]
+        names += [e.name for e in read_requirement_inputs(env, [], files, stdin).entries]
     return list(dict.fromkeys(names))
 
 
@@ -678,7 +648,9 @@ async def uninstall(
     """Remove the named distributions from the environment."""
     start = time.monotonic()
     progress("reading inputs", force=True)
-    names = await asyncio.to_thread(_names, params.env, params.packages, params.requirement_files)
+    names = await asyncio.to_thread(
+        _names, params.env, params.packages, params.requirement_files, params.stdin
+    )
     if not names:
         raise InvalidRequirement("name the packages to uninstall, or give -r FILE")
     environment = await find_environment(
@@ -773,36 +745,16 @@ async def create_venv(
             python=params.python.python, cwd=params.env.cwd, path=params.env.path, system=True
         )
     )
-    progress("creating the environment", force=True)
-    await asyncio.to_thread(_clear_target, path, params.clear)
-    command = [info.executable, "-m", "venv", "--without-pip"]
-    if params.system_site_packages:
-        command.append("--system-site-packages")
-    if params.prompt:
-        command += ["--prompt", params.prompt]
-    command.append(str(path))
-    proc = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), VENV_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+    if os.path.realpath(path) == os.path.realpath(sys.prefix):
         raise EnvironmentRefused(
-            str(path), f"creating it took more than {VENV_TIMEOUT:g}s"
-        ) from None
-    if proc.returncode != 0:
-        tail = out.decode(errors="replace").strip().splitlines()[-3:]
-        raise EnvironmentRefused(
-            str(path),
-            f"`{info.executable} -m venv` failed: {' / '.join(tail) or 'no output'}",
-            "check that the interpreter has the venv module (Debian: python3-venv)",
+            str(path), "burrowd itself runs in this environment", "choose another path"
         )
-    await asyncio.to_thread(_mark_venv, path)
+    async with services.environments.hold_path(
+        path, path / LOCK_FILE, lambda message: progress(message, force=True)
+    ):
+        progress("creating the environment", force=True)
+        await asyncio.to_thread(_clear_target, path, params.clear)
+        await _run_venv(info.executable, path, params)
     python = str(path / "bin" / "python")
     version = info.version
     seeded: list[m.PackageChange] = []
@@ -830,11 +782,43 @@ async def create_venv(
     )
 
 
+async def _run_venv(executable: str, path: Path, params: m.VenvParams) -> None:
+    """Run ``python -m venv`` for ``path`` and mark the result as burrowd's."""
+    command = [executable, "-m", "venv", "--without-pip"]
+    if params.system_site_packages:
+        command.append("--system-site-packages")
+    if params.prompt:
+        command += ["--prompt", params.prompt]
+    command.append(str(path))
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), VENV_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise EnvironmentRefused(
+            str(path), f"creating it took more than {VENV_TIMEOUT:g}s"
+        ) from None
+    if proc.returncode != 0:
+        tail = out.decode(errors="replace").strip().splitlines()[-3:]
+        raise EnvironmentRefused(
+            str(path),
+            f"`{executable} -m venv` failed: {' / '.join(tail) or 'no output'}",
+            "check that the interpreter has the venv module (Debian: python3-venv)",
+        )
+    await asyncio.to_thread(_mark_venv, path)
+
+
 def _clear_target(path: Path, clear: bool) -> None:
     if not path.exists() and not path.is_symlink():
         return
-    if path.is_dir() and not any(path.iterdir()):
-        return
+    if path.is_dir() and {p.name for p in path.iterdir()} <= {LOCK_FILE}:
+        return  # empty, or only the lock this request holds
     is_venv = (path / "pyvenv.cfg").is_file()
     if not is_venv:
         raise EnvironmentRefused(
@@ -848,7 +832,7 @@ def _clear_target(path: Path, clear: bool) -> None:
             "a virtual environment already exists there",
             "pass --clear to replace it",
         )
-    remove_tree(path)
+    remove_environment_tree(path)
 
 
 def _mark_venv(path: Path) -> None:

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from burrowd.daemon.cache.store import remove_tree
 from burrowd.daemon.errors import EnvironmentRefused
-from burrowd.daemon.installer.environment import Environment
+from burrowd.daemon.installer.environment import Environment, remove_environment_tree
 from burrowd.daemon.installer.installed import InstalledDist
 
 __all__ = ["Janitor", "Removal", "Trash", "check_removable", "remove_dist"]
@@ -129,7 +128,7 @@ def remove_dist(
         owned.add(path)
     if trash is None or not trash.take(meta):
         if dist.path.is_dir() and not dist.path.is_symlink():
-            remove_tree(dist.path)
+            remove_environment_tree(dist.path)
         else:
             _unlink(meta)
     if trash is not None:
@@ -235,13 +234,20 @@ class Trash:
     def take(self, path: str) -> bool:
         """Move ``path`` into the trash; return ``False`` if it cannot be (then delete it)."""
         dest = self.root / uuid.uuid4().hex
-        try:
-            self.root.mkdir(exist_ok=True)
-            os.rename(path, dest)
-        except OSError:
-            return False
-        self.items.append(dest)
-        return True
+        for _ in range(2):
+            try:
+                self.root.mkdir(exist_ok=True)
+                os.rename(path, dest)
+            except FileNotFoundError:
+                # The trash itself was just deleted, empty, by the janitor: make it again.
+                if not os.path.lexists(path):
+                    return False
+                continue
+            except OSError:
+                return False
+            self.items.append(dest)
+            return True
+        return False
 
     def leftovers(self) -> list[Path]:
         """Return what earlier requests left in the trash."""
@@ -256,14 +262,23 @@ class Janitor:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        #: What is being deleted now: a sweep must not hand it out a second time.
+        self._deleting: set[Path] = set()
 
     def discard(self, paths: list[Path]) -> None:
         """Start deleting ``paths`` (trash items) in a worker thread."""
-        if not paths:
+        fresh = [p for p in paths if p not in self._deleting]
+        if not fresh:
             return
-        task = asyncio.ensure_future(asyncio.to_thread(_delete, list(paths)))
+        self._deleting.update(fresh)
+        task = asyncio.ensure_future(asyncio.to_thread(_delete, fresh))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._deleting.difference_update(fresh)
+
+        task.add_done_callback(done)
 
     async def drain(self) -> None:
         """Wait until every deletion started has finished."""
@@ -275,7 +290,7 @@ def _delete(paths: list[Path]) -> None:
     trashes: set[Path] = set()
     for path in paths:
         if path.is_dir() and not path.is_symlink():
-            remove_tree(path)
+            remove_environment_tree(path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

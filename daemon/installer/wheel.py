@@ -35,9 +35,12 @@ from typing import Final, Literal, NamedTuple
 from packaging.utils import NormalizedName, canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest, unsafe_member
-from burrowd.daemon.cache.store import remove_tree
-from burrowd.daemon.errors import InstallConflict, InvalidDistribution
-from burrowd.daemon.installer.environment import Environment, is_interpreter_name
+from burrowd.daemon.errors import InvalidDistribution
+from burrowd.daemon.installer.environment import (
+    Environment,
+    is_interpreter_name,
+    remove_environment_tree,
+)
 from burrowd.daemon.installer.installed import DirectUrl
 
 __all__ = [
@@ -415,10 +418,17 @@ def _map(archive: Path, parsed: _Parsed, env: Environment) -> WheelLayout:
     gui = parsed.entry_points.get("gui_scripts", {})
     wrapper_names = set(console) | set(gui)
     scripts_prefix = f"{data_dir}/scripts/"
+    scripts_dir = str(env.scripts)
+    protected = {str(env.prefix / "pyvenv.cfg"), str(env.lock_path)}
     for path, digest, size in parsed.data_rows:
         dest = _relocate(path, dist_info, data_dir, root, env=env, project=name)
         if dest is None:
             continue
+        folder, _, base_name = dest.rpartition("/")
+        if folder == scripts_dir and is_interpreter_name(base_name):
+            raise ValueError(f"its file {path!r} would replace the environment's interpreter")
+        if dest in protected:
+            raise ValueError(f"its file {path!r} would replace the environment's own {dest}")
         record = os.path.relpath(dest, root).replace(os.sep, "/")
         if path.startswith(scripts_prefix):
             script = path[len(scripts_prefix) :]
@@ -563,8 +573,6 @@ def install_layout(
                     wheel.filename, f"its RECORD lists {p.record}, which the wheel lacks"
                 ) from exc
             raise
-        except IsADirectoryError as exc:
-            raise InstallConflict(p.dest, wheel.display, "a directory", str(wheel.root)) from exc
         except OSError:
             if fast is None:
                 raise
@@ -602,9 +610,9 @@ def install_layout(
             f.write(_record_text(rows))
         os.chmod(staging, 0o755)
         if os.path.lexists(final):
-            remove_tree(Path(final))
+            remove_environment_tree(Path(final))
         os.rename(staging, final)
     except BaseException:
-        remove_tree(Path(staging))
+        remove_environment_tree(Path(staging))
         raise
     return len(wheel.files) + len(wheel.scripts)

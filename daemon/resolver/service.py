@@ -48,7 +48,7 @@ from burrowd.daemon.resolver.resolve import Resolution, run_resolver
 from burrowd.daemon.services import Services
 from burrowd.protocol import messages as m
 
-__all__ = ["Resolved", "resolve", "resolve_pins"]
+__all__ = ["Resolved", "project_of", "resolve", "resolve_pins"]
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -199,7 +199,7 @@ def _preferences(
             f"{len(found)} pin(s) it could read as preferences. Fix the file, or pass "
             "--upgrade to resolve from scratch."
         )
-    skip = {_upgrade_name(p) for p in params.upgrade_packages}
+    skip = {project_of(p) for p in params.upgrade_packages}
     return {name: v for name, v in found.items() if name not in skip}, warnings
 
 
@@ -213,7 +213,7 @@ def _format_control(
     return only, no
 
 
-def _upgrade_name(spec: str) -> str:
+def project_of(spec: str) -> str:
     """Return the project an ``--upgrade-package`` value names (``pkg`` or ``pkg<2``)."""
     name = re.split(r"[\s\[<>=!~;@]", spec.strip(), maxsplit=1)[0]
     return canonicalize_name(name)
@@ -221,7 +221,7 @@ def _upgrade_name(spec: str) -> str:
 
 def _upgrade_constraints(params: m.ResolveParams, cwd: Path) -> list[RequirementEntry]:
     """Return ``-P 'pkg==2.0'``-style values as constraints (pip-compile's meaning)."""
-    specs = [p for p in params.upgrade_packages if _upgrade_name(p) != canonicalize_name(p)]
+    specs = [p for p in params.upgrade_packages if project_of(p) != canonicalize_name(p)]
     return command_line_entries(specs, cwd)
 
 
@@ -323,7 +323,7 @@ async def resolve_pins(
     request = await prepare(services, params.env, index, params.python, warm=direct, target=target)
     preferences, input_warnings = await asyncio.to_thread(_preferences, params, output)
     if installed and not params.upgrade:
-        skip = {_upgrade_name(p) for p in params.upgrade_packages}
+        skip = {project_of(p) for p in params.upgrade_packages}
         for name, version in installed.items():
             if name not in skip:
                 preferences.setdefault(name, version)

@@ -96,14 +96,14 @@ def decisions(plan: Plan) -> dict[str, str]:
         pytest.param(
             want("foo", "1.0"),
             [dist("foo", "1.0", archive(HTTP_URL, None))],
-            "install:source",
-            id="registry-pin-vs-url-install",
+            "keep",
+            id="registry-pin-met-by-url-install",
         ),
         pytest.param(
             want("foo", "1.0"),
             [dist("foo", "1.0", DirectUrl(url="file:///src/foo", dir_info=DirInfo(editable=True)))],
-            "install:source",
-            id="registry-pin-vs-editable",
+            "keep",
+            id="registry-pin-met-by-editable",
         ),
         pytest.param(
             want("foo", "1.0", url=HTTP_URL),
