@@ -48,6 +48,10 @@ BURROW = "burrow"
 UV = "uv"
 PIP = "pip"
 FLOOR = "cp -al floor"
+#: burrow's uninstall answers once the files are gone from the environment (moved into
+#: ``<venv>/.burrow-trash``); the daemon deletes them after answering. This column times the
+#: command until that deletion has finished too.
+DELETED = "burrow until deleted"
 TOOLS = [BURROW, UV, PIP]
 
 TARGET_FRESH_UV = 1.0
@@ -62,7 +66,9 @@ UNINSTALL_SET = "d-large"
 class _SetState:
     fresh: dict[str, Series] = field(default_factory=lambda: {t: Series() for t in TOOLS})
     noop: dict[str, Series] = field(default_factory=lambda: {t: Series() for t in TOOLS})
-    uninstall: dict[str, Series] = field(default_factory=lambda: {t: Series() for t in TOOLS})
+    uninstall: dict[str, Series] = field(
+        default_factory=lambda: {t: Series() for t in [*TOOLS, DELETED]}
+    )
     floor: Series = field(default_factory=Series)
     files: int = 0
     archives: list[Path] = field(default_factory=list)
@@ -74,6 +80,15 @@ def dist_infos(venv: Path) -> int:
     for site in venv.glob("lib/python*/site-packages"):
         found += sum(1 for p in site.iterdir() if p.name.endswith(".dist-info"))
     return found
+
+
+def _until_deleted(venv: Path, timeout: float = 120.0) -> float:
+    """Return how long ``venv``'s trash took to disappear from now (polled every 2 ms)."""
+    trash = venv / ".burrow-trash"
+    start = time.perf_counter()
+    while trash.exists() and time.perf_counter() - start < timeout:
+        time.sleep(0.002)
+    return time.perf_counter() - start
 
 
 def _file_count(archives: list[Path]) -> int:
@@ -235,6 +250,8 @@ def _run_set(ctx: Context, set_name: str, st: _SetState, problems: list[str]) ->
                 _check(
                     outcome, st.uninstall[tool], label, venv=venvs[tool], want=0, problems=problems
                 )
+                if tool == BURROW and outcome.ok:
+                    st.uninstall[DELETED].add(outcome.seconds + _until_deleted(venvs[tool]))
             _floor(runner, st, r)
             for venv in venvs.values():
                 shutil.rmtree(venv, ignore_errors=True)
@@ -264,6 +281,9 @@ def run(ctx: Context) -> SuiteResult:
         "VENV/bin/python install -r SET.txt` (pip checks dependencies and compiles bytecode, as "
         "users run it). no-op: the same again. uninstall: `burrow uninstall -r SET.txt` / "
         "`uv pip uninstall -r SET.txt` / `pip uninstall -y -r SET.txt`.",
+        f"`{DELETED}`: burrow's uninstall answers once the files are out of the environment "
+        "(moved into `VENV/.burrow-trash`, deleted by the daemon after it answers); this "
+        "column adds the time until that directory is gone.",
         "Each command's result is checked by counting the venv's `*.dist-info` directories; "
         "`os.sync()` flushes dirty pages before every timed command.",
         f"Floor: `{FLOOR}`: `cp -al` of the set's unpacked wheels (burrow's `archive-v0` trees) "
@@ -284,7 +304,8 @@ def run(ctx: Context) -> SuiteResult:
         "Warm sync into a fresh venv", [*TOOLS, FLOOR], [vs_uv, vs_pip, vs_floor, uv_floor]
     )
     noop = Table("No-op sync", TOOLS, [vs_uv, vs_pip])
-    uninstall = Table("Uninstall the set", TOOLS, [vs_uv, vs_pip])
+    until_deleted = RatioColumn("deleted/uv", DELETED, UV)
+    uninstall = Table("Uninstall the set", [*TOOLS, DELETED], [vs_uv, vs_pip, until_deleted])
     for set_name, st in states.items():
         n = len(read_pins(ctx.set_file(set_name, ".txt")) or {})
         row = Row(
