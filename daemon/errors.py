@@ -270,17 +270,39 @@ class EnvironmentRefused(DaemonError):
 
 
 class InstallConflict(DaemonError):
-    """Two distributions would own one file; nothing in the environment was changed."""
+    """A file a wheel would write is taken; nothing in the environment was changed.
+
+    ``owner`` is the distribution that owns the file, or, with ``obstacle``, what else is in
+    the way (``obstacle`` then says it in words, and ``fix`` how to clear it).
+    """
 
     code = ErrorCode.INSTALL_CONFLICT
 
-    def __init__(self, path: str, wanted_by: str, owner: str, environment: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        wanted_by: str,
+        owner: str,
+        environment: str,
+        *,
+        obstacle: str = "",
+        fix: str = "",
+    ) -> None:
         self.path = path
         self.wanted_by = wanted_by
         self.owner = owner
+        if obstacle:
+            message = (
+                f"{wanted_by} would write {path}, but {obstacle}; nothing was changed in "
+                f"{environment}. {fix or 'Remove what is in the way and run the command again'}"
+            )
+        else:
+            message = (
+                f"{wanted_by} would overwrite {path}, which belongs to {owner}; nothing was "
+                f"changed in {environment}. Remove one of the two from the requirements, or "
+                f"uninstall {owner} first"
+            )
         super().__init__(
-            f"{wanted_by} would overwrite {path}, which belongs to {owner}; nothing was "
-            f"changed in {environment}. Remove one of the two from the requirements, or "
-            f"uninstall {owner} first",
+            message,
             {"path": path, "wanted_by": wanted_by, "owner": owner, "environment": environment},
         )

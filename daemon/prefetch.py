@@ -245,6 +245,12 @@ class Prefetcher:
                     f"{target.describe()}; pass --python or --python-version"
                 ),
             )
+        pins = pins_of(entry)
+        if pins and fitting:
+            # As pip and uv: with --hash pins, only a file they allow is a candidate (a file
+            # the index gives no hash for may still be one, checked once downloaded).
+            allowed = [w for w in fitting if _may_match(w[1], pins)]
+            fitting = allowed or fitting
         best = fitting[0] if fitting else None
         if best is None and vc.sdists:
             sdist = vc.sdists[0][0]
@@ -391,6 +397,14 @@ class Prefetcher:
             clean, hashes = split_hash(url)
             file = IndexFile(filename=filename, url=clean, hashes=hashes)
         return Located(file, direct_key(file), str(name), str(version), direct=file.url)
+
+
+def _may_match(file: IndexFile, pins: Pins) -> bool:
+    """Return whether ``file`` may be the one ``pins`` allow, judging by the index's hashes."""
+    known = [a for a in pins if a in file.hashes]
+    if not known:
+        return True
+    return any(file.hashes[a] in pins[a] for a in known)
 
 
 def _requires_python(archive: Path) -> str | None:

@@ -119,6 +119,7 @@ class _Conflicts:
         self.warnings: list[str] = []
         #: Existing files (or links) where a wheel needs a directory.
         self.blockers: set[str] = set()
+        self._real: dict[str, bool] = {}
 
     def _dir_exists(self, directory: str) -> bool:
         """Return whether ``directory`` exists; note a file found where it must go."""
@@ -133,6 +134,13 @@ class _Conflicts:
                 self.blockers.add(directory)
         self._dirs[directory] = exists
         return exists
+
+    def _inside(self, directory: str) -> bool:
+        """Return whether an existing ``directory`` really lies in the environment."""
+        known = self._real.get(directory)
+        if known is None:
+            known = self._real[directory] = self.env.contains(directory)
+        return known
 
     def _freed_dir(self, directory: str) -> bool:
         """Return whether removing the planned distributions empties ``directory``.
@@ -186,21 +194,37 @@ class _Conflicts:
                     raise InstallConflict(dest, lay.display, other[0], self.env.describe())
                 claimed[dest] = (lay.display, digest)
         for dest, (who, digest) in claimed.items():
-            if not self._dir_exists(dest.rpartition("/")[0]) or not os.path.lexists(dest):
+            parent = dest.rpartition("/")[0]
+            if not self._dir_exists(parent):
+                continue
+            if not self._inside(parent):
+                # A directory linked out of the environment: nothing is written through it.
+                raise InstallConflict(
+                    dest,
+                    who,
+                    "",
+                    self.env.describe(),
+                    obstacle=f"it would be a file outside the environment: {parent} leads "
+                    f"to {os.path.realpath(parent)}",
+                    fix="Remove that symbolic link, or install into another environment",
+                )
+            if not os.path.lexists(dest):
                 continue
             if dest in self.freed:
                 continue
             if os.path.isdir(dest) and not os.path.islink(dest):
                 if self._freed_dir(dest):
                     continue  # a directory of a version being replaced becomes a file
-                raise InstallConflict(dest, who, "an existing directory", self.env.describe())
+                raise InstallConflict(
+                    dest,
+                    who,
+                    "",
+                    self.env.describe(),
+                    obstacle="an existing directory is there, with files no planned removal "
+                    "takes away",
+                )
             owner = self._owner_of(dest)
             if owner is None:
-                if not self.env.contains(os.path.dirname(dest)):
-                    # Reached through a symbolic link: not the environment's to replace.
-                    raise InstallConflict(
-                        dest, who, "a file outside the environment", self.env.describe()
-                    )
                 continue  # a file nobody owns (an interrupted install): overwritten
             if owner[1] and owner[1] == digest:
                 self.warnings.append(f"{who} and {owner[0]} both install {dest} (identical)")
@@ -209,13 +233,14 @@ class _Conflicts:
         for blocker in sorted(self.blockers - self.freed):
             who = next(w for d, (w, _) in claimed.items() if d.startswith(blocker + os.sep))
             owner = self._owner_of(blocker)
+            if owner is not None:
+                raise InstallConflict(blocker, who, owner[0], self.env.describe())
             raise InstallConflict(
                 blocker,
                 who,
-                owner[0]
-                if owner is not None
-                else "no distribution (a file where a directory goes)",
+                "",
                 self.env.describe(),
+                obstacle="a file no distribution installed is where it needs a directory",
             )
 
 
@@ -233,7 +258,9 @@ def _change(ready: Ready) -> PackageChange:
 
 
 def _os_error(exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
+    # For a link or a rename the second name is the one in the environment.
+    path = exc.filename2 or exc.filename
+    where = f" ({path})" if path else ""
     return f"{exc.strerror or exc}{where}"
 
 

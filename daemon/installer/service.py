@@ -115,13 +115,19 @@ def _same_requirement(a: RequirementEntry, b: RequirementEntry) -> bool:
     return (ra.url, str(ra.specifier), a.path) == (rb.url, str(rb.specifier), b.path)
 
 
+def _has_hash(entry: RequirementEntry) -> bool:
+    """Return whether a requirement pins a hash (``--hash``, or a URL's ``#sha256=``)."""
+    url = entry.requirement.url
+    return bool(entry.hashes) or bool(url and split_hash(url)[1])
+
+
 def _check_hashes(entries: Iterable[RequirementEntry], required: bool) -> None:
     """With ``--require-hashes``, every requirement must be pinned and carry a hash."""
     if not required:
         return
     for entry in entries:
         req = entry.requirement
-        if not entry.hashes and not (req.url and split_hash(req.url)[1]):
+        if not _has_hash(entry):
             raise InvalidRequirement(
                 f"--require-hashes is on, and {req.name} has no --hash; add one "
                 "(`burrow compile --generate-hashes` writes them)",
@@ -490,7 +496,7 @@ async def install(
             prefetcher = session.prefetcher(resolved.request)
             located: dict[str, Located] = {}
             for name, pin in resolved.resolution.pins.items():
-                if require_hashes and not (name in entries and entries[name].hashes):
+                if require_hashes and not (name in entries and _has_hash(entries[name])):
                     raise InvalidRequirement(
                         f"--require-hashes is on, and {name}=={pin.version} (needed by "
                         f"{', '.join(sorted(v.name for v in pin.via))}) has no --hash; pin every "
