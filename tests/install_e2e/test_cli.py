@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -766,3 +767,37 @@ class TestUninstall:
             stderr = burrow.fails("uninstall", text, "-p", venv)
             assert repr(text) in stderr
             assert tree(venv) == before, text
+
+    def test_names_from_standard_input(self, burrow: Burrow, index: FakeIndex, venv: Path) -> None:
+        baseline = tree(venv)
+        _sync(burrow, index, venv, "foo==1.0", "bar==1.0", "baz==1.0")
+        done = subprocess.run(
+            burrow.command("uninstall", "-r", "-", "-p", venv),
+            env=burrow.environ(),
+            cwd=burrow.cwd,
+            input="# what to remove\nfoo==1.0\nbar\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert _plain(done.stdout) == "Uninstalled 2 packages in <t>\n - bar==1.0\n - foo==1.0\n"
+        assert burrow.names(venv) == {"baz": "1.0"}
+        # Standard input and a named file together.
+        names = requirements(burrow.cwd / "names.txt", "baz")
+        _sync(burrow, index, venv, "foo==1.0", "baz==1.0")
+        done = subprocess.run(
+            burrow.command("uninstall", "-r", names, "-r", "-", "-p", venv),
+            env=burrow.environ(),
+            cwd=burrow.cwd,
+            input="foo\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert burrow.names(venv) == {}
+        assert tree(venv) == baseline

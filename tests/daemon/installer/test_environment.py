@@ -19,6 +19,7 @@ from burrowd.daemon.installer.environment import (
     find_environment,
     is_interpreter_name,
 )
+from burrowd.daemon.installer.installed import scan
 from burrowd.daemon.interpreters import InterpreterInfo, Interpreters
 from burrowd.daemon.locks import FileLock
 from burrowd.protocol.messages import ClientEnv, EnvironmentOptions, PythonOptions
@@ -316,3 +317,74 @@ class TestLocks:
                 [os.path.realpath(env.prefix), os.path.realpath(other.prefix)]
             )
         assert told == []
+
+
+def venv_info(prefix: Path, *, purelib: Path, platlib: Path) -> InterpreterInfo:
+    """Return what a venv's interpreter at ``prefix`` would report, with these site dirs."""
+    return InterpreterInfo(
+        executable=str(prefix / "bin" / "python3"),
+        prefix=str(prefix),
+        base_prefix="/usr",
+        version="3.11.7",
+        implementation="cpython",
+        implementation_version="3.11.7",
+        abiflags="",
+        soabi="cpython-311-x86_64-linux-gnu",
+        platform="linux-x86_64",
+        libc="glibc 2.36",
+        pointer_bits=64,
+        gil_disabled=False,
+        externally_managed=False,
+        paths={
+            "purelib": str(purelib),
+            "platlib": str(platlib),
+            "scripts": str(prefix / "bin"),
+            "data": str(prefix),
+            "include": "/usr/include/python3.11",
+        },
+        markers={},
+    )
+
+
+def add_dist_info(site: Path, name: str, version: str) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "RECORD").write_text(f"{info.name}/METADATA,,\r\n{info.name}/RECORD,,\r\n")
+
+
+class TestLib64:
+    """A platlib under ``lib64``, a link to ``lib`` (Fedora's venvs): one directory, read once."""
+
+    def test_a_platlib_linked_to_purelib_is_one_site_directory(self, tmp_path: Path) -> None:
+        prefix = tmp_path / "venv"
+        purelib = prefix / "lib" / "python3.11" / "site-packages"
+        purelib.mkdir(parents=True)
+        (prefix / "lib64").symlink_to("lib", target_is_directory=True)
+        platlib = prefix / "lib64" / "python3.11" / "site-packages"
+        assert platlib.is_dir()
+        add_dist_info(purelib, "alpha", "1.0")
+        add_dist_info(purelib, "beta", "2.0")
+
+        env = Environment.from_info(venv_info(prefix, purelib=purelib, platlib=platlib))
+        assert env.purelib == purelib
+        assert env.platlib == purelib
+        assert env.site_dirs == [purelib]
+        assert env.scheme_path("platlib", "x") == purelib
+        site = scan(env.site_dirs)
+        assert sorted((d.name, d.version) for d in site) == [("alpha", "1.0"), ("beta", "2.0")]
+        assert len(site.get("alpha")) == 1
+        assert len(site.get("beta")) == 1
+
+    def test_a_separate_platlib_stays_a_second_site_directory(self, tmp_path: Path) -> None:
+        prefix = tmp_path / "venv"
+        purelib = prefix / "lib" / "python3.11" / "site-packages"
+        platlib = prefix / "lib64" / "python3.11" / "site-packages"
+        purelib.mkdir(parents=True)
+        platlib.mkdir(parents=True)
+        add_dist_info(purelib, "alpha", "1.0")
+        add_dist_info(platlib, "native", "1.0")
+
+        env = Environment.from_info(venv_info(prefix, purelib=purelib, platlib=platlib))
+        assert env.site_dirs == [purelib, platlib]
+        assert sorted(d.name for d in scan(env.site_dirs)) == ["alpha", "native"]

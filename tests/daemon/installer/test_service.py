@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from burrowd.daemon.cache.layout import Bucket, digest
+from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import (
+    BuildRequired,
     EnvironmentRefused,
     HashMismatch,
     InstallConflict,
@@ -25,12 +29,15 @@ from burrowd.daemon.errors import (
 from burrowd.daemon.installer import service
 from burrowd.daemon.installer.apply import settle
 from burrowd.daemon.installer.uninstall import TRASH_DIR
+from burrowd.daemon.interpreters import Interpreters
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
 from burrowd.protocol.errors import ErrorCode
 from tests.daemon.installer.harness import (
     PY_MAJOR_MINOR,
     Installer,
+    environment,
+    make_venv,
     open_installer,
     raw_wheel,
     record_mismatches,
@@ -76,6 +83,11 @@ def installed(venv: Path) -> dict[str, str]:
     done = run(venv / "bin" / "python", "-I", "-c", code)
     assert done.returncode == 0, done.stderr
     return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def file_hits(index: FakeIndex) -> dict[str, int]:
+    """Return how often each file (not page) of the index was downloaded."""
+    return {path: n for path, n in index.hits.items() if path.startswith("/files/")}
 
 
 TOOL = b"import sys\ndef main():\n    print('tool says', *sys.argv[1:])\n"
@@ -831,3 +843,473 @@ class TestSettle:
             return v
 
         assert await settle(value(1), value(2), value(3)) == [1, 2, 3]
+
+
+# -- what the review of the installer found ----------------------------------------------
+
+
+async def with_platlib_in_lib64(installer: Installer) -> None:
+    """Make the services see the venv's interpreter report ``<venv>/lib64/...`` as platlib.
+
+    ``python -m venv`` makes ``lib64 -> lib`` on 64-bit Linux, and Fedora's interpreters
+    report the ``lib64`` path as platlib: this is what the daemon learns from one.
+    """
+    venv = installer.venv
+    lib64 = venv / "lib64"
+    if not lib64.is_symlink():
+        lib64.symlink_to("lib", target_is_directory=True)
+    python = venv / "bin" / "python"
+    real = await Interpreters(Cache(installer.root / "probe", lock_timeout=10.0)).query(python)
+    platlib = lib64 / f"python{PY_MAJOR_MINOR}" / "site-packages"
+    assert platlib.is_dir()
+    info = msgspec.structs.replace(real, paths={**real.paths, "platlib": str(platlib)})
+    st = os.stat(python)
+    cache = installer.services.cache
+    entry = {"mtime_ns": st.st_mtime_ns, "size": st.st_size, "info": msgspec.to_builtins(info)}
+    target = cache.path(Bucket.INTERPRETER, f"{digest(os.path.abspath(python))}.msgpack")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(msgspec.msgpack.encode(entry))
+
+
+class TestLib64Platlib:
+    async def test_a_second_sync_keeps_everything(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        await with_platlib_in_lib64(installer)
+        wheels = [dist_factory.wheel("a", "1.0"), dist_factory.wheel("b", "1.0")]
+        first = await installer.sync(*wheels)
+        assert names(first.installed) == [("a", "1.0", "missing"), ("b", "1.0", "missing")]
+        before = tree(installer.venv)
+        again = await installer.sync(*wheels)
+        assert (again.installed, again.removed, again.unchanged) == ([], [], 2)
+        assert tree(installer.venv) == before
+        listing = await installer.list()
+        assert [p.name for p in listing.packages] == ["a", "b"]
+
+
+class TestCompileManyFiles:
+    """More than 200 sources go to a process pool in the target interpreter."""
+
+    @pytest.mark.parametrize("start_method", [None, "spawn"], ids=["default", "spawn"])
+    async def test_every_module_gets_its_bytecode(
+        self, installer: Installer, dist_factory: DistFactory, start_method: str | None
+    ) -> None:
+        if start_method is not None:
+            # What macOS, and Linux from Python 3.14, start pool workers with by default.
+            (site_packages(installer.venv) / "sitecustomize.py").write_text(
+                f"import multiprocessing\nmultiprocessing.set_start_method({start_method!r})\n"
+            )
+        modules = {f"many/m{i:03}.py": f"N = {i}\n".encode() for i in range(250)}
+        wheel = dist_factory.wheel("many", "1.0", files={"many/__init__.py": b"", **modules})
+        result = await installer.sync(wheel, compile_bytecode=True)
+        assert names(result.installed) == [("many", "1.0", "missing")]
+        pycache = site_packages(installer.venv) / "many" / "__pycache__"
+        tag = f"cpython-{PY_MAJOR_MINOR.replace('.', '')}"
+        expected = {f"m{i:03}.{tag}.pyc" for i in range(250)} | {f"__init__.{tag}.pyc"}
+        assert set(os.listdir(pycache)) == expected
+
+
+class TestInstalledSource:
+    """A registry requirement is met by the installed version, whatever its source."""
+
+    async def test_sync_keeps_a_local_wheel_install_of_the_pinned_version(
+        self, indexed: Installer, fake_index_async: FakeIndex, dist_factory: DistFactory
+    ) -> None:
+        fake_index_async.add(DistSpec("foo", "1.0"))
+        wheel = dist_factory.wheel("foo", "1.0", files={"foo/__init__.py": b"LOCAL = 1\n"})
+        await indexed.sync(wheel)
+        before = tree(indexed.venv)
+        fake_index_async.reset_hits()
+        result = await indexed.sync("foo==1.0")
+        assert (result.installed, result.removed, result.unchanged) == ([], [], 1)
+        assert tree(indexed.venv) == before
+        assert file_hits(fake_index_async) == {}
+        site = site_packages(indexed.venv)
+        assert (site / "foo" / "__init__.py").read_bytes() == b"LOCAL = 1\n"
+        assert (site / "foo-1.0.dist-info" / "direct_url.json").is_file()
+
+    async def test_sync_keeps_an_editable_install_of_the_pinned_version(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        fake_index_async.add(DistSpec("foo", "1.0"))
+        info = site_packages(indexed.venv) / "foo-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n")
+        (info / "direct_url.json").write_text(
+            '{"url": "file:///src/foo", "dir_info": {"editable": true}}'
+        )
+        (info / "RECORD").write_text(
+            "foo-1.0.dist-info/METADATA,,\r\nfoo-1.0.dist-info/direct_url.json,,\r\n"
+            "foo-1.0.dist-info/RECORD,,\r\n"
+        )
+        before = tree(indexed.venv)
+        result = await indexed.sync("foo==1.0")
+        assert (result.installed, result.removed, result.unchanged) == ([], [], 1)
+        assert tree(indexed.venv) == before
+
+    async def test_a_changed_pin_still_replaces_a_local_wheel_install(
+        self, indexed: Installer, fake_index_async: FakeIndex, dist_factory: DistFactory
+    ) -> None:
+        fake_index_async.add(DistSpec("foo", "2.0"))
+        await indexed.sync(dist_factory.wheel("foo", "1.0"))
+        result = await indexed.sync("foo==2.0")
+        assert names(result.installed) == [("foo", "2.0", "version")]
+        assert installed(indexed.venv) == {"foo": "2.0"}
+
+    async def test_install_prefers_a_local_wheel_install_of_a_fitting_version(
+        self, indexed: Installer, fake_index_async: FakeIndex, dist_factory: DistFactory
+    ) -> None:
+        index = fake_index_async
+        index.add(DistSpec("foo", "1.0"))
+        index.add(DistSpec("foo", "2.0"))
+        index.add(DistSpec("bar", "1.0", requires_dist=["foo>=1"]))
+        await indexed.sync(dist_factory.wheel("foo", "1.0", files={"foo/__init__.py": b"L\n"}))
+        before = tree(indexed.venv)
+        result = await indexed.install("foo")
+        assert (result.installed, result.removed, result.unchanged) == ([], [], 1)
+        assert tree(indexed.venv) == before
+        result = await indexed.install("bar")
+        assert names(result.installed) == [("bar", "1.0", "missing")]
+        assert result.removed == []
+        assert installed(indexed.venv) == {"foo": "1.0", "bar": "1.0"}
+        assert (site_packages(indexed.venv) / "foo" / "__init__.py").read_bytes() == b"L\n"
+        result = await indexed.install("foo", upgrade=True)
+        assert names(result.installed) == [("foo", "2.0", "version")]
+
+
+class TestKeptSdistOnly:
+    async def test_a_kept_dependency_with_only_an_sdist_needs_no_build(
+        self, indexed: Installer, fake_index_async: FakeIndex, dist_factory: DistFactory
+    ) -> None:
+        index = fake_index_async
+        index.add(DistSpec("lib", "1.0"), wheel=False, sdist=True)
+        index.add(DistSpec("app", "1.0", requires_dist=["lib"]))
+        # Without lib installed, install would have to build it: refused, nothing changes.
+        before = tree(indexed.venv)
+        with pytest.raises(BuildRequired) as caught:
+            await indexed.install("app")
+        assert caught.value.name == "lib"
+        assert tree(indexed.venv) == before
+        await indexed.install(dist_factory.wheel("lib", "1.0"))
+        result = await indexed.install("app")
+        assert names(result.installed) == [("app", "1.0", "missing")]
+        assert result.unchanged == 1
+        assert installed(indexed.venv) == {"app": "1.0", "lib": "1.0"}
+
+
+class TestVenvSafety:
+    async def test_burrowds_own_prefix_is_refused_even_with_clear(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installer: Installer
+    ) -> None:
+        # Stands in for the environment burrowd runs in (the real one is never offered).
+        own = make_venv(tmp_path / "own")
+        (own / "lib" / "marker").write_text("")
+        before = snapshot(own)
+        monkeypatch.setattr(sys, "prefix", str(own))
+        with pytest.raises(EnvironmentRefused, match="burrowd itself runs in this environment"):
+            await installer.create_venv(str(own), clear=True)
+        # Through another spelling of the same directory too.
+        link = tmp_path / "link-to-own"
+        link.symlink_to(own, target_is_directory=True)
+        with pytest.raises(EnvironmentRefused, match="burrowd itself runs in this environment"):
+            await installer.create_venv(str(link), clear=True)
+        monkeypatch.undo()
+        assert snapshot(own) == before
+
+    async def test_clear_replaces_a_venv_it_did_not_make(self, installer: Installer) -> None:
+        marker = installer.venv / "lib" / "marker"
+        marker.write_text("")
+        result = await installer.create_venv(str(installer.venv), clear=True)
+        assert result.path == str(installer.venv)
+        assert not marker.exists()
+        assert f"burrowd = {__version__}" in (installer.venv / "pyvenv.cfg").read_text()
+        done = run(installer.venv / "bin" / "python", "-I", "-c", "import sys; print(sys.prefix)")
+        assert done.stdout == f"{installer.venv}\n"
+
+    async def test_clear_waits_for_a_change_of_the_environment(self, installer: Installer) -> None:
+        env = await environment(installer.services.cache, installer.venv)
+        marker = installer.venv / "lib" / "marker"
+        marker.write_text("")
+        async with installer.services.environments.hold(env, lambda message: None):
+            task = asyncio.ensure_future(installer.create_venv(str(installer.venv), clear=True))
+            for _ in range(500):
+                if any(p.startswith("waiting for the lock") for p in installer.progress.phases):
+                    break
+                await asyncio.sleep(0.01)
+            assert f"waiting for the lock on {installer.venv}" in installer.progress.phases
+            assert not task.done()
+            assert marker.exists()
+        await task
+        assert not marker.exists()
+        assert (installer.venv / "pyvenv.cfg").is_file()
+
+
+class TestUnreadableRecords:
+    async def test_a_kept_distribution_whose_record_is_not_csv(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        keep = dist_factory.wheel("keep", "1.0")
+        await installer.sync(keep)
+        record = site_packages(installer.venv) / "keep-1.0.dist-info" / "RECORD"
+        # A field longer than the csv module's limit: csv.Error, in every Python version.
+        record.write_bytes(record.read_bytes() + b"keep/" + b"x" * 200_000 + b".py,,\r\n")
+        stray = site_packages(installer.venv) / "tool" / "__init__.py"
+        stray.parent.mkdir()
+        stray.write_bytes(b"left by an interrupted install\n")
+        result = await installer.sync(
+            keep, dist_factory.wheel("tool", "1.0", files={"tool/__init__.py": b"T = 1\n"})
+        )
+        assert names(result.installed) == [("tool", "1.0", "missing")]
+        assert result.unchanged == 1
+        assert stray.read_bytes() == b"T = 1\n"
+        assert installed(installer.venv) == {"keep": "1.0", "tool": "1.0"}
+
+
+class TestOutsideTheEnvironment:
+    async def test_an_unowned_file_through_a_link_out_is_not_replaced(
+        self, tmp_path: Path, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        victim = outside / "__init__.py"
+        victim.write_bytes(b"precious\n")
+        site = site_packages(installer.venv)
+        (site / "tool").symlink_to(outside, target_is_directory=True)
+        await installer.sync(dist_factory.wheel("old", "1.0"))
+        before = tree(installer.venv)
+        outside_before = snapshot(outside)
+        wheel = dist_factory.wheel("tool", "1.0", files={"tool/__init__.py": b"T = 1\n"})
+        with pytest.raises(InstallConflict, match="a file outside the environment") as caught:
+            await installer.sync(wheel)
+        assert caught.value.path == str(site / "tool" / "__init__.py")
+        assert caught.value.wanted_by == "tool==1.0"
+        assert victim.read_bytes() == b"precious\n"
+        assert snapshot(outside) == outside_before
+        assert tree(installer.venv) == before
+
+    async def test_no_new_file_is_written_through_a_link_out(
+        self, tmp_path: Path, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        outside = tmp_path / "elsewhere"
+        outside.mkdir()
+        site = site_packages(installer.venv)
+        (site / "tool").symlink_to(outside, target_is_directory=True)
+        before = tree(installer.venv)
+        wheel = dist_factory.wheel("tool", "1.0", files={"tool/fresh.py": b"F = 1\n"})
+        with pytest.raises(InstallConflict, match="outside the environment") as caught:
+            await installer.sync(wheel)
+        assert caught.value.path == str(site / "tool" / "fresh.py")
+        assert list(outside.iterdir()) == []
+        assert tree(installer.venv) == before
+
+    @pytest.mark.parametrize(
+        ("member", "refusal"),
+        [
+            pytest.param("data/bin/python3", "interpreter", id="bin-python3"),
+            pytest.param("data/bin/python", "interpreter", id="bin-python"),
+            pytest.param(f"data/bin/python{PY_MAJOR_MINOR}", "interpreter", id="bin-pythonX.Y"),
+            pytest.param("data/pyvenv.cfg", "pyvenv.cfg", id="pyvenv-cfg"),
+            pytest.param("data/.lock", ".lock", id="lock"),
+        ],
+    )
+    async def test_data_files_cannot_replace_the_environments_own(
+        self, installer: Installer, dist_factory: DistFactory, member: str, refusal: str
+    ) -> None:
+        good = dist_factory.wheel("good", "1.0")
+        bad = dist_factory.wheel("bad", "1.0", data={member: b"#!/bin/sh\necho no\n"})
+        (installer.venv / ".lock").write_text("")
+        before = tree(installer.venv)
+        lock_before = (installer.venv / ".lock").read_bytes()
+        with pytest.raises(InvalidDistribution, match=re.escape(refusal)) as caught:
+            await installer.sync(good, bad)
+        assert caught.value.source == bad.name
+        assert tree(installer.venv) == before
+        assert (installer.venv / ".lock").read_bytes() == lock_before
+        done = run(installer.venv / "bin" / "python", "-I", "-c", "print('still python')")
+        assert done.stdout == "still python\n"
+
+    async def test_other_data_files_under_bin_are_fine(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        wheel = dist_factory.wheel("tool", "1.0", data={"data/bin/tool-helper": b"#!/bin/sh\n"})
+        result = await installer.sync(wheel)
+        assert names(result.installed) == [("tool", "1.0", "missing")]
+        assert (installer.venv / "bin" / "tool-helper").read_bytes() == b"#!/bin/sh\n"
+
+
+class TestUrlFragmentHashes:
+    """``--require-hashes`` counts a direct URL's ``#sha256=`` as the requirement's hash."""
+
+    async def test_sync_takes_a_url_with_its_sha256(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        (entry,) = fake_index_async.add(DistSpec("foo", "1.0"))
+        url = fake_index_async.url_for(entry)
+        result = await indexed.sync(f"foo @ {url}#sha256={entry.sha256}", require_hashes=True)
+        assert names(result.installed) == [("foo", "1.0", "missing")]
+        info = site_packages(indexed.venv) / "foo-1.0.dist-info"
+        recorded = msgspec.json.decode((info / "direct_url.json").read_bytes())
+        assert recorded["archive_info"]["hashes"] == {"sha256": entry.sha256}
+
+    async def test_install_takes_a_url_with_its_sha256(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        (entry,) = fake_index_async.add(DistSpec("foo", "1.0"))
+        url = fake_index_async.url_for(entry)
+        result = await indexed.install(f"foo @ {url}#sha256={entry.sha256}", require_hashes=True)
+        assert names(result.installed) == [("foo", "1.0", "missing")]
+
+    async def test_a_wrong_sha256_in_the_url_is_a_mismatch(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        (entry,) = fake_index_async.add(DistSpec("foo", "1.0"))
+        url = fake_index_async.url_for(entry)
+        before = tree(indexed.venv)
+        with pytest.raises(HashMismatch):
+            await indexed.sync(f"foo @ {url}#sha256={'0' * 64}", require_hashes=True)
+        assert tree(indexed.venv) == before
+
+    async def test_a_url_without_a_hash_is_still_refused(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        (entry,) = fake_index_async.add(DistSpec("foo", "1.0"))
+        url = fake_index_async.url_for(entry)
+        with pytest.raises(InvalidRequirement, match="has no --hash"):
+            await indexed.sync(f"foo @ {url}", require_hashes=True)
+        assert installed(indexed.venv) == {}
+
+
+SPECIFIC_TAG = f"py{PY_MAJOR_MINOR.replace('.', '')}-none-any"
+
+
+class TestHashPinsAndTheCache:
+    """sync takes a cached wheel of an exact pin without the page, unless --hash says no."""
+
+    async def test_a_cached_wheel_the_pins_reject_is_not_used(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        index = fake_index_async
+        index.cache_control = "max-age=0"
+        index.add(DistSpec("foo", "1.0", files={"foo/__init__.py": b"GENERIC = 1\n"}))
+        await indexed.sync("foo==1.0")  # the py3-none-any wheel is cached now
+        await indexed.sync(allow_empty=True)
+        (specific,) = index.add(
+            DistSpec("foo", "1.0", tag=SPECIFIC_TAG, files={"foo/__init__.py": b"SPECIFIC = 1\n"})
+        )
+        reqs = indexed.write("r.txt", f"foo==1.0 --hash=sha256:{specific.sha256}\n")
+        result = await indexed.sync(files=[reqs])
+        assert names(result.installed) == [("foo", "1.0", "missing")]
+        init = site_packages(indexed.venv) / "foo" / "__init__.py"
+        assert init.read_bytes() == b"SPECIFIC = 1\n"
+        assert index.hits[specific.url_path] == 1
+
+    async def test_a_cached_wheel_the_pins_allow_is_used(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        index = fake_index_async
+        (generic,) = index.add(DistSpec("foo", "1.0", files={"foo/__init__.py": b"G = 1\n"}))
+        await indexed.sync("foo==1.0")
+        await indexed.sync(allow_empty=True)
+        index.reset_hits()
+        reqs = indexed.write("r.txt", f"foo==1.0 --hash=sha256:{generic.sha256}\n")
+        result = await indexed.sync(files=[reqs])
+        assert names(result.installed) == [("foo", "1.0", "missing")]
+        assert dict(index.hits) == {}
+
+    async def test_the_listed_file_the_pins_name_is_taken(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        index = fake_index_async
+        (generic,) = index.add(DistSpec("foo", "1.0", files={"foo/__init__.py": b"G = 1\n"}))
+        index.add(DistSpec("foo", "1.0", tag=SPECIFIC_TAG, files={"foo/__init__.py": b"S = 1\n"}))
+        reqs = indexed.write("r.txt", f"foo==1.0 --hash=sha256:{generic.sha256}\n")
+        result = await indexed.sync(files=[reqs])
+        assert names(result.installed) == [("foo", "1.0", "missing")]
+        assert (site_packages(indexed.venv) / "foo" / "__init__.py").read_bytes() == b"G = 1\n"
+
+    async def test_no_listed_file_matching_the_pins_is_a_mismatch(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        index = fake_index_async
+        index.add(DistSpec("foo", "1.0"))
+        await indexed.sync("foo==1.0")
+        before = tree(indexed.venv)
+        reqs = indexed.write("r.txt", f"foo==1.0 --hash=sha256:{'0' * 64}\n")
+        with pytest.raises(HashMismatch):
+            await indexed.sync(files=[reqs], reinstall=True)
+        assert tree(indexed.venv) == before
+
+
+class TestProgress:
+    async def test_install_reports_every_download(
+        self, indexed: Installer, fake_index_async: FakeIndex
+    ) -> None:
+        fake_index_async.add(DistSpec("lib", "1.0"))
+        fake_index_async.add(DistSpec("app", "1.0", requires_dist=["lib"]))
+        await indexed.install("app")
+        downloads = [(c, t) for phase, c, t in indexed.progress.calls if phase == "downloading"]
+        assert downloads[0] == (0, 2)
+        assert downloads[-1] == (2, 2)
+        assert sorted({c for c, _ in downloads}) == [0, 1, 2]
+
+    async def test_sync_reports_every_download(
+        self, indexed: Installer, fake_index_async: FakeIndex, dist_factory: DistFactory
+    ) -> None:
+        fake_index_async.add(DistSpec("lib", "1.0"))
+        fake_index_async.add(DistSpec("app", "1.0"))
+        await indexed.sync("lib==1.0", "app==1.0", dist_factory.wheel("tool", "1.0"))
+        downloads = [(c, t) for phase, c, t in indexed.progress.calls if phase == "downloading"]
+        assert downloads[-1] == (2, 2)
+
+
+class TestHalfwayFailure:
+    """A change that fails after every check passed says the environment is partly changed."""
+
+    async def stop_halfway(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> tuple[EnvironmentRefused, Path, Path]:
+        """Sync ``tool`` over ``old`` while a directory appears where a file of tool goes.
+
+        Return the refusal, the obstacle and the wheel.
+        """
+        await installer.sync(dist_factory.wheel("old", "1.0"))
+        wheel = dist_factory.wheel("tool", "1.0", files={"tool/__init__.py": b"T = 1\n"})
+        obstacle = site_packages(installer.venv) / "tool" / "__init__.py"
+
+        def block_after_the_check(phase: str, *args: object, **kwargs: object) -> None:
+            # After every check passed, something else makes a directory where a file goes.
+            if phase == "installing" and not obstacle.exists():
+                obstacle.mkdir(parents=True)
+
+        params = m.SyncParams(
+            env=installer.client_env(),
+            requirements=[str(wheel)],
+            index=installer.index_options(),
+        )
+        with pytest.raises(EnvironmentRefused) as caught:
+            await installer.settled(service.sync(installer.services, params, block_after_the_check))
+        return caught.value, obstacle, wheel
+
+    async def test_it_says_so_and_the_same_command_finishes_it(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        refused, obstacle, wheel = await self.stop_halfway(installer, dist_factory)
+        assert refused.reason.startswith("changing the environment stopped halfway: ")
+        assert "partly changed" in refused.hint
+        assert "run the same command again" in refused.hint
+        assert "nothing was changed" not in refused.message
+        assert refused.environment == str(installer.venv)
+        assert refused.code == ErrorCode.ENVIRONMENT_ERROR
+        assert installed(installer.venv) == {}  # old went; tool did not come
+        obstacle.rmdir()
+        result = await installer.sync(wheel)
+        assert names(result.installed) == [("tool", "1.0", "missing")]
+        assert obstacle.read_bytes() == b"T = 1\n"
+        assert installed(installer.venv) == {"tool": "1.0"}
+
+    async def test_it_names_the_path_in_the_environment_that_failed(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        refused, obstacle, _ = await self.stop_halfway(installer, dist_factory)
+        # The cause to fix is the directory in the way, not the cache's file linked from.
+        assert str(obstacle) in refused.reason

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import os
 import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 
@@ -24,6 +29,9 @@ from burrowd.daemon.installer.uninstall import (
 from tests.daemon.installer.harness import PY_MAJOR_MINOR, install_wheel, run, snapshot
 from tests.support.dists import DistSpec
 from tests.support.plugin import DistFactory
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 CACHE_TAG = f"cpython-{PY_MAJOR_MINOR.replace('.', '')}"
 
@@ -382,3 +390,96 @@ class TestTrash:
         left = env.prefix / TRASH_DIR / "from-an-interrupted-request"
         left.mkdir(parents=True)
         assert trash.leftovers() == [left]
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """The event loop's default executor, counting the jobs ``asyncio.to_thread`` submits."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.jobs = 0
+
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        self.jobs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def trash_item(prefix: Path, name: str) -> Path:
+    """Return a directory in the trash of the environment at ``prefix``, with a file in it."""
+    item = prefix / TRASH_DIR / name
+    (item / "pkg").mkdir(parents=True)
+    (item / "pkg" / "__init__.py").write_text("")
+    return item
+
+
+class TestJanitor:
+    async def test_paths_being_deleted_are_not_handed_out_again(self, tmp_path: Path) -> None:
+        executor = CountingExecutor()
+        asyncio.get_running_loop().set_default_executor(executor)
+        first, second = trash_item(tmp_path, "first"), trash_item(tmp_path, "second")
+        janitor = Janitor()
+        janitor.discard([first])
+        # A sweep that finds the same item while it is being deleted: only ``second`` is new.
+        janitor.discard([first, second])
+        janitor.discard([first, second])
+        await janitor.drain()
+        assert executor.jobs == 2
+        assert not first.exists()
+        assert not second.exists()
+        assert not (tmp_path / TRASH_DIR).exists()
+
+    async def test_a_path_deleted_before_may_be_discarded_again(self, tmp_path: Path) -> None:
+        janitor = Janitor()
+        for _ in range(2):
+            item = trash_item(tmp_path, "item")
+            janitor.discard([item])
+            await janitor.drain()
+            assert not item.exists()
+
+
+class TestTrashRace:
+    def test_a_trash_removed_before_the_rename_is_made_again(
+        self, monkeypatch: pytest.MonkeyPatch, env: Environment
+    ) -> None:
+        victim = env.purelib / "tool"
+        victim.mkdir()
+        (victim / "__init__.py").write_text("")
+        trash = Trash(env)
+        real_rename = os.rename
+        renames: list[str] = []
+
+        def janitor_empties_the_trash_first(src: str, dst: str) -> None:
+            # What the janitor's thread does between ``take``'s mkdir and its rename.
+            if not renames:
+                os.rmdir(trash.root)
+            renames.append(src)
+            real_rename(src, dst)
+
+        monkeypatch.setattr(os, "rename", janitor_empties_the_trash_first)
+        assert trash.take(str(victim))
+        monkeypatch.undo()
+        assert renames == [str(victim), str(victim)]
+        assert not victim.exists()
+        (item,) = trash.items
+        assert item.parent == trash.root
+        assert (item / "__init__.py").is_file()
+
+    def test_a_path_gone_with_the_trash_is_not_taken(
+        self, monkeypatch: pytest.MonkeyPatch, env: Environment
+    ) -> None:
+        victim = env.purelib / "tool"
+        victim.mkdir()
+        trash = Trash(env)
+        real_rename = os.rename
+
+        def both_vanish(src: str, dst: str) -> None:
+            os.rmdir(trash.root)
+            os.rmdir(src)
+            real_rename(src, dst)
+
+        monkeypatch.setattr(os, "rename", both_vanish)
+        assert not trash.take(str(victim))
+        monkeypatch.undo()
+        assert trash.items == []
