@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -263,6 +263,38 @@ class _Session:
         )
         return environment, target
 
+    async def carry_out(
+        self,
+        prefetcher: Prefetcher,
+        fetch: Callable[[Step], Awaitable[FetchedWheel]],
+        *,
+        environment: Environment,
+        site: SitePackages,
+        target: Target,
+        plan: Plan,
+        local: dict[str, FetchedWheel],
+        located: dict[str, Located],
+        options: m.InstallOptions,
+    ) -> Outcome:
+        """Fetch what the plan installs (``local`` wheels are at hand), then apply it."""
+        started = time.monotonic()
+        todo = [s for s in plan.install if s.name not in local]
+        prefetcher.expect(len(todo))
+        downloads = await settle(*(fetch(s) for s in todo))
+        wheels = dict(local)
+        wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
+        prepare_time = time.monotonic() - started
+        outcome = await self.finish(
+            environment=environment,
+            site=site,
+            target=target,
+            plan=plan,
+            ready=_ready(plan, wheels, located),
+            options=options,
+        )
+        outcome.timings["prepare"] = prepare_time
+        return outcome
+
     async def finish(
         self,
         *,
@@ -403,24 +435,17 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                 }
                 outcome = _dry_outcome(plan, versions)
             else:
-                started = time.monotonic()
-                todo = [s for s in plan.install if s.name not in local]
-                prefetcher.expect(len(todo))
-                downloads = await settle(
-                    *(prefetcher.fetch(by_name[s.name], located[s.name]) for s in todo)
-                )
-                wheels = dict(local)
-                wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
-                prepare_time = time.monotonic() - started
-                outcome = await session.finish(
+                outcome = await session.carry_out(
+                    prefetcher,
+                    lambda step: prefetcher.fetch(by_name[step.name], located[step.name]),
                     environment=environment,
                     site=site,
                     target=target,
                     plan=plan,
-                    ready=_ready(plan, wheels, located),
+                    local=local,
+                    located=located,
                     options=options,
                 )
-                outcome.timings["prepare"] = prepare_time
     outcome.warnings[:0] = prefetcher.warnings
     spared = sorted(s.name for s in plan.keep if s.wanted is None and s.name in protected)
     if spared:
@@ -559,29 +584,24 @@ async def install(
                     },
                 )
             else:
-                started = time.monotonic()
-                todo = [s for s in plan.install if s.name not in local]
-                prefetcher.expect(len(todo))
 
-                async def fetch(step: Step) -> FetchedWheel:
+                def fetch(step: Step) -> Awaitable[FetchedWheel]:
                     entry = entries.get(step.name)
-                    return await prefetcher.fetch_located(
+                    return prefetcher.fetch_located(
                         located[step.name], pins_of(entry) if entry is not None else None
                     )
 
-                downloads = await settle(*(fetch(s) for s in todo))
-                wheels = dict(local)
-                wheels.update((s.name, w) for s, w in zip(todo, downloads, strict=True))
-                prepare_time = time.monotonic() - started
-                outcome = await session.finish(
+                outcome = await session.carry_out(
+                    prefetcher,
+                    fetch,
                     environment=environment,
                     site=site,
                     target=target,
                     plan=plan,
-                    ready=_ready(plan, wheels, located),
+                    local=local,
+                    located=located,
                     options=options,
                 )
-                outcome.timings["prepare"] = prepare_time
             outcome.timings["resolve"] = resolve_time
     outcome.warnings[:0] = [*resolved.warnings, *resolved.resolution.warnings]
     return m.InstallResult(
