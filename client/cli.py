@@ -28,6 +28,7 @@ from burrowd.client.connection import (
 from burrowd.protocol import __version__, paths
 from burrowd.protocol.errors import EXIT_FAILED, EXIT_OK, RpcError
 from burrowd.protocol.messages import (
+    BuildOptions,
     CacheCleanParams,
     CacheCleanResult,
     CacheDirParams,
@@ -250,6 +251,14 @@ def index_options(args: argparse.Namespace) -> IndexOptions:
     )
 
 
+def build_options(args: argparse.Namespace) -> BuildOptions:
+    """Return whether and how sources may be built."""
+    return BuildOptions(
+        no_build=bool(getattr(args, "no_build", False)),
+        no_build_isolation=bool(getattr(args, "no_build_isolation", False)),
+    )
+
+
 def python_options(args: argparse.Namespace) -> PythonOptions:
     """Return the target interpreter options of the command line."""
     return PythonOptions(
@@ -269,6 +278,7 @@ def do_prefetch(ctx: Context) -> int:
         requirement_files=ctx.args.requirement or [],
         index=index_options(ctx.args),
         python=python_options(ctx.args),
+        build=build_options(ctx.args),
     )
     result = ctx.call("prefetch", params, PrefetchResult)
     ctx.output(result, lambda: render.render_prefetch(result, verbose=ctx.args.verbose))
@@ -328,6 +338,7 @@ def do_compile(ctx: Context) -> int:
         groups=a.group or [],
         index=index_options(a),
         python=python_options(a),
+        build=build_options(a),
         prerelease=prerelease,
         resolution=a.resolution,
         upgrade=a.upgrade,
@@ -385,6 +396,7 @@ def do_sync(ctx: Context) -> int:
         python=python_options(a),
         environment=environment_options(a),
         options=install_options(a),
+        build=build_options(a),
         allow_empty=a.allow_empty_requirements,
     )
     result = ctx.call("sync", params, SyncResult)
@@ -414,6 +426,7 @@ def do_install(ctx: Context) -> int:
         python=python_options(a),
         environment=environment_options(a),
         options=install_options(a),
+        build=build_options(a),
         prerelease=prerelease,
         resolution=a.resolution,
         upgrade=a.upgrade,
@@ -576,6 +589,7 @@ def _setup_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-header", action="store_true", help="leave out the header")
     p.add_argument("--emit-index-url", action="store_true", help="write the index URLs too")
     p.add_argument("--dry-run", action="store_true", help="print, do not write -o FILE")
+    _build_args(p)
     _index_args(p)
     _python_args(p)
 
@@ -583,8 +597,19 @@ def _setup_compile(p: argparse.ArgumentParser) -> None:
 def _setup_prefetch(p: argparse.ArgumentParser) -> None:
     p.add_argument("requirements", nargs="*", metavar="NAME==VERSION")
     p.add_argument("-r", "--requirement", action="append", metavar="FILE", help="pins file")
+    _build_args(p)
     _index_args(p)
     _python_args(p)
+
+
+def _build_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("build options")
+    group.add_argument("--no-build", action="store_true", help="never build a source; wheels only")
+    group.add_argument(
+        "--no-build-isolation",
+        action="store_true",
+        help="build with the target environment's packages, not an isolated environment",
+    )
 
 
 def _environment_args(parser: argparse.ArgumentParser, *, write: bool = True) -> None:
@@ -642,6 +667,7 @@ def _setup_sync(p: argparse.ArgumentParser) -> None:
         help="accept files that name no package (everything is removed)",
     )
     _install_args(p)
+    _build_args(p)
     _index_args(p)
     _environment_args(p)
 
@@ -683,6 +709,7 @@ def _setup_install(p: argparse.ArgumentParser) -> None:
     )
     _resolver_args(p)
     _install_args(p)
+    _build_args(p)
     _index_args(p)
     _environment_args(p)
 

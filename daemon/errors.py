@@ -14,6 +14,7 @@ from typing import Any
 from burrowd.protocol.errors import ErrorCode, RpcError
 
 __all__ = [
+    "BuildFailed",
     "BuildRequired",
     "CacheError",
     "DaemonError",
@@ -138,6 +139,31 @@ class BuildRequired(DaemonError):
         super().__init__(
             f"{what} needs a build from {source}: {reason}",
             {"name": name, "version": version, "source": source, "reason": reason},
+        )
+
+
+class BuildFailed(DaemonError):
+    """A build backend failed (or could not be imported); ``data`` holds its log's tail."""
+
+    code = ErrorCode.BUILD_FAILED
+
+    def __init__(
+        self, source: str, reason: str, *, backend: str = "", hook: str = "", log_tail: str = ""
+    ) -> None:
+        self.source = source
+        self.reason = reason
+        self.backend = backend
+        self.log_tail = log_tail
+        by = f" (backend {backend}, {hook})" if backend and hook else ""
+        super().__init__(
+            f"building {source} failed{by}: {reason}",
+            {
+                "source": source,
+                "reason": reason,
+                "backend": backend,
+                "hook": hook,
+                "log_tail": log_tail,
+            },
         )
 
 

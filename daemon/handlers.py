@@ -87,6 +87,8 @@ class Handlers:
             memory_metadata=memory["metadata"],
             http_requests=s.http.requests,
             downloads=s.index.downloads,
+            builds=s.builder.builds,
+            git_fetches=s.builder.git.fetches,
         )
 
     async def shutdown(self, params: m.ShutdownParams, ctx: RequestContext) -> m.ShutdownResult:
@@ -165,13 +167,8 @@ class Handlers:
                 read_requirement_inputs, params.env, params.requirements, params.requirement_files
             )
             index = merge_index_options(params.index, inputs.options)
-            request = await prepare(s, params.env, index, params.python)
-            prefetcher = Prefetcher(
-                s.index,
-                s.candidates,
-                request,
-                ctx.progress,
-            )
+            request = await prepare(s, params.env, index, params.python, build=params.build)
+            prefetcher = Prefetcher(s.index, s.candidates, request, ctx.progress, builder=s.builder)
             wheels = await prefetcher.run(inputs.entries)
         return m.PrefetchResult(
             target=request.target.describe(),

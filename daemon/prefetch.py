@@ -12,13 +12,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from burrowd.daemon.builder.source import Source, direct_source, pinned_url, sdist_source
 from burrowd.daemon.cache.archive import read_manifest
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.wheels import WheelKey, WheelPointer, read_pointer
@@ -35,6 +36,7 @@ from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.interfaces import SourceBuilder
 from burrowd.daemon.metadata import parse_metadata
 from burrowd.daemon.requests import PackageRequest, command_line_entries
 from burrowd.protocol.messages import PrefetchedWheel
@@ -88,6 +90,9 @@ class Located:
     yanked: str | None = None
     #: The URL a direct reference names (``file://`` for a local path), else ``None``.
     direct: str | None = None
+    #: What to build the wheel from, when there is no wheel to fetch (``file`` and ``key``
+    #: then name the source until :meth:`Prefetcher.fetch_located` builds it).
+    origin: Source | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +129,11 @@ class Prefetcher:
         progress: Progress,
         *,
         verb: str = "prefetched",
+        builder: SourceBuilder | None = None,
     ) -> None:
         self.index = index
+        #: Builds wheels of sources; without one, a source is refused (``BuildRequired``).
+        self.builder = builder
         self.candidates = candidates
         self.request = request
         self.progress = progress
@@ -182,7 +190,7 @@ class Prefetcher:
         newest version a specifier allows, as ``uv pip sync`` does).
         """
         if entry.path is not None or entry.requirement.url:
-            return self._direct(entry)
+            return await self._direct(entry)
         return await self._registry(entry, ranges)
 
     async def fetch(self, entry: RequirementEntry, located: Located | None = None) -> FetchedWheel:
@@ -192,7 +200,26 @@ class Prefetcher:
         return await self.fetch_located(located, pins_of(entry))
 
     async def fetch_located(self, located: Located, pins: Pins | None) -> FetchedWheel:
-        """Fetch a located wheel, checking ``pins`` (``--hash`` values) if given."""
+        """Fetch a located wheel, checking ``pins`` (``--hash`` values) if given.
+
+        A located source is built first (once per revision; the built wheel is then
+        unpacked like a local wheel file).
+        """
+        if located.origin is not None and not located.file.is_wheel:
+            if self.builder is None:
+                raise BuildRequired(
+                    located.name, located.version or "?", located.origin.describe(), "no builder"
+                )
+            built = await self.builder.wheel(located.origin, self.request)
+            wheel = IndexFile(filename=built.path.name, url=built.path.as_uri(), hashes={})
+            located = replace(
+                located,
+                file=wheel,
+                key=WheelKey.from_path(built.path),
+                version=built.metadata.version,
+                origin=built.source,
+            )
+            pins = None  # --hash pins check the source, not a wheel built here
         file = located.file
         cached = await asyncio.to_thread(read_pointer, self.index.cache, located.key) is not None
         if not cached and self.request.fresh.offline and not is_local(file.url):
@@ -252,6 +279,16 @@ class Prefetcher:
             allowed = [w for w in fitting if _may_match(w[1], pins)]
             fitting = allowed or fitting
         best = fitting[0] if fitting else None
+        if best is None and vc.sdists and self.builder is not None:
+            sdist, location = vc.sdists[0]
+            return Located(
+                sdist,
+                self.index.wheel_key(sdist, location, files.name),
+                str(files.name),
+                str(version),
+                sdist.yanked,
+                origin=sdist_source(sdist, location, files.name),
+            )
         if best is None and vc.sdists:
             sdist = vc.sdists[0][0]
             wheels = [f.filename for f in vc.other_wheels]
@@ -370,18 +407,13 @@ class Prefetcher:
             f"{target.describe()}",
         )
 
-    def _direct(self, entry: RequirementEntry) -> Located:
+    async def _direct(self, entry: RequirementEntry) -> Located:
         req = entry.requirement
         url = req.url or ""
         path = entry.path
         filename = Path(path).name if path is not None else url.rsplit("/", 1)[-1].split("#")[0]
         if not filename.endswith(".whl"):
-            raise InvalidRequirement(
-                f"{filename!r} needs a build, which is not available yet; give a wheel",
-                file=entry.origin.file,
-                line=entry.origin.line,
-                text=str(req),
-            )
+            return await self._direct_source(entry)
         name, version, _b, _t = parse_wheel_filename(filename)
         if canonicalize_name(req.name) != name:
             raise InvalidDistribution(filename, f"it is a wheel of {name}, not of {req.name}")
@@ -397,6 +429,26 @@ class Prefetcher:
             clean, hashes = split_hash(url)
             file = IndexFile(filename=filename, url=clean, hashes=hashes)
         return Located(file, direct_key(file), str(name), str(version), direct=file.url)
+
+    async def _direct_source(self, entry: RequirementEntry) -> Located:
+        """Locate a direct reference to an sdist, a project directory or a repository.
+
+        Nothing is built here: a git reference is resolved to its commit (and checked out),
+        so what is installed can be compared with it; the build waits for the fetch.
+        """
+        req = entry.requirement
+        if self.builder is None:
+            raise InvalidRequirement(
+                f"{req.url or entry.path} needs a build; give a wheel",
+                file=entry.origin.file,
+                line=entry.origin.line,
+                text=str(req),
+            )
+        source = await self.builder.prepare(direct_source(entry), self.request)
+        url = pinned_url(source, entry)
+        filename = source.filename or url.split("#")[0].rstrip("/").rsplit("/", 1)[-1]
+        file = IndexFile(filename=filename, url=url, hashes={})
+        return Located(file, direct_key(file), entry.name, "", direct=url, origin=source)
 
 
 def _may_match(file: IndexFile, pins: Pins) -> bool:

@@ -22,9 +22,15 @@ from burrowd.daemon.inputs.model import Origin, RequirementEntry
 from burrowd.daemon.inputs.requirements_txt import parse_requirement_text, parse_requirements_file
 from burrowd.daemon.interpreters import PythonRequest, Target
 from burrowd.daemon.services import Services
-from burrowd.protocol.messages import ClientEnv, IndexOptions, PythonOptions
+from burrowd.protocol.messages import BuildOptions, ClientEnv, IndexOptions, PythonOptions
 
-__all__ = ["PackageRequest", "RequirementInputs", "prepare", "read_requirement_inputs"]
+__all__ = [
+    "BuildSettings",
+    "PackageRequest",
+    "RequirementInputs",
+    "prepare",
+    "read_requirement_inputs",
+]
 
 
 def command_line_entries(requirements: list[str], cwd: Path) -> list[RequirementEntry]:
@@ -36,6 +42,14 @@ def command_line_entries(requirements: list[str], cwd: Path) -> list[Requirement
 
 
 @dataclass(frozen=True, slots=True)
+class BuildSettings:
+    """Whether and how a request may build sources (``--no-build``, ``--no-build-isolation``)."""
+
+    allowed: bool = True
+    isolation: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class PackageRequest:
     """The indexes, freshness rules and target of one request."""
 
@@ -43,6 +57,7 @@ class PackageRequest:
     fresh: Freshness
     target: Target
     cwd: Path
+    build: BuildSettings = BuildSettings()
 
 
 @dataclass(slots=True)
@@ -107,6 +122,7 @@ async def prepare(
     *,
     warm: Iterable[str] = (),
     target: Target | None = None,
+    build: BuildOptions | None = None,
 ) -> PackageRequest:
     """Find the target interpreter and build the index settings of a request.
 
@@ -147,4 +163,9 @@ async def prepare(
         target = services.interpreters.target(
             info, python_version=python.python_version, python_platform=python.python_platform
         )
-    return PackageRequest(settings, fresh, target, cwd)
+    settings_ = BuildSettings()
+    if build is not None:
+        settings_ = BuildSettings(
+            allowed=not build.no_build, isolation=not build.no_build_isolation
+        )
+    return PackageRequest(settings, fresh, target, cwd, settings_)

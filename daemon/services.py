@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from burrowd.daemon.builder.builder import Builder
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
@@ -66,6 +67,7 @@ class Services:
         self.interpreters = Interpreters(self.cache)
         self.environments = EnvironmentLocks(self.config.lock_timeout)
         self.janitor = Janitor()
+        self.builder = Builder(self)
 
     def touch(self) -> None:
         """Record activity (a connection or request started or ended)."""

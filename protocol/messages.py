@@ -12,6 +12,7 @@ from typing import Literal, TypeAlias
 import msgspec
 
 __all__ = [
+    "BuildOptions",
     "CancelParams",
     "Empty",
     "EnvironmentChange",
@@ -116,6 +117,9 @@ class StatusResult(Message, frozen=True, kw_only=True):
     memory_metadata: int = 0
     http_requests: int = 0
     downloads: int = 0
+    #: Build backend runs (metadata or wheel) and git fetches so far.
+    builds: int = 0
+    git_fetches: int = 0
 
 
 class ShutdownParams(Message, frozen=True, kw_only=True):
@@ -171,6 +175,14 @@ class IndexOptions(Message, frozen=True, kw_only=True):
     offline: bool = False
     refresh: bool = False
     refresh_packages: list[str] = []
+
+
+class BuildOptions(Message, frozen=True, kw_only=True):
+    """Whether sources may be built, and how (``--no-build``, ``--no-build-isolation``)."""
+
+    no_build: bool = False
+    #: Build with the target environment's own packages instead of an isolated environment.
+    no_build_isolation: bool = False
 
 
 class PythonOptions(Message, frozen=True, kw_only=True):
@@ -254,6 +266,7 @@ class PrefetchParams(Message, frozen=True, kw_only=True):
     requirement_files: list[str] = []
     index: IndexOptions = IndexOptions()
     python: PythonOptions = PythonOptions()
+    build: BuildOptions = BuildOptions()
 
 
 class PrefetchedWheel(Message, frozen=True, kw_only=True):
@@ -300,6 +313,7 @@ class Requirements(Message, frozen=True, kw_only=True):
     groups: list[str] = []
     index: IndexOptions = IndexOptions()
     python: PythonOptions = PythonOptions()
+    build: BuildOptions = BuildOptions()
     #: ``None``: "allow" if a requirements file says ``--pre``, else uv's default.
     prerelease: PrereleaseName | None = None
     resolution: ResolutionName = "highest"
@@ -454,6 +468,7 @@ class SyncParams(Message, frozen=True, kw_only=True):
     python: PythonOptions = PythonOptions()
     environment: EnvironmentOptions = EnvironmentOptions()
     options: InstallOptions = InstallOptions()
+    build: BuildOptions = BuildOptions()
     #: Accept requirement files without any requirement (and remove everything).
     allow_empty: bool = False
 

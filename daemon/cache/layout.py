@@ -46,6 +46,9 @@ class Bucket(enum.Enum):
         built-wheels-v0/url/<url-digest>/<revision>/
         built-wheels-v0/path/<path-digest>/<revision>/
         built-wheels-v0/git/<repo-digest>/<commit>/<revision>/
+        .../<revision>/<wheel filename>          the built wheel
+        .../<revision>/metadata.msgpack          its core metadata (or the prepared one)
+        .../<revision>/source/<sdist filename>   a downloaded sdist, kept to build again
     """
 
     ARCHIVE = "archive-v0"
@@ -60,6 +63,13 @@ class Bucket(enum.Enum):
 
         git-v0/db/<repo-digest>/
         git-v0/checkouts/<repo-digest>/<commit>/
+    """
+
+    BUILD_ENVIRONMENTS = "build-envs-v0"
+    """Isolated build environments, one per set of resolved build requirements::
+
+        build-envs-v0/<digest of interpreter and pins>/          a virtual environment
+        build-envs-v0/<digest>/.burrow-ready                      written last
     """
 
     INTERPRETER = "interpreter-v0"

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import shutil
 import time
 import zipfile
 from collections import OrderedDict
@@ -645,6 +646,35 @@ class IndexClient:
         # Only the digest is wanted: the bytes go nowhere, and nothing touches the cache.
         hashes, _size = await self._stream_to(file.url, Path(os.devnull), {"sha256"}, None)
         return hashes["sha256"]
+
+    # -- source distributions ---------------------------------------------------------------
+
+    async def download(self, file: IndexFile) -> Path:
+        """Download ``file`` to a temporary file of the cache, checked against its hashes.
+
+        The caller owns the file (and moves or deletes it). A local file is copied, never
+        moved: the user's file stays where it is.
+        """
+        fd, tmp = self.cache.temp_file(prefix="dl-", suffix="-" + file.filename)
+        os.close(fd)
+        try:
+            if is_local(file.url):
+                source = local_path(file.url)
+                try:
+                    await asyncio.to_thread(shutil.copyfile, source, tmp)
+                except OSError as exc:
+                    raise InvalidDistribution(
+                        str(source), f"cannot read it: {exc.strerror}"
+                    ) from exc
+                hashes = await asyncio.to_thread(_hash_file, tmp, _algorithms(file, None))
+            else:
+                hashes, _size = await self._stream_to(file.url, tmp, _algorithms(file, None), None)
+                self.downloads += 1
+            _verify(file, hashes, None)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
 
     # -- wheels -----------------------------------------------------------------------------
 

@@ -91,6 +91,8 @@ class Ready:
     previous: list[InstalledDist]
     direct_url: DirectUrl | None = None
     requested: bool = True
+    #: More files for the metadata directory (burrowd's record of a source's revision).
+    extra_metadata: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -244,6 +246,17 @@ class _Conflicts:
             )
 
 
+def _shown_url(direct: DirectUrl | None) -> str:
+    """Return how a direct reference is written in requirements (``git+URL@commit``)."""
+    if direct is None:
+        return ""
+    vcs = direct.vcs_info
+    if vcs is None:
+        return direct.url
+    shown = f"{vcs.vcs}+{direct.url}@{vcs.commit_id}"
+    return shown + (f"#subdirectory={direct.subdirectory}" if direct.subdirectory else "")
+
+
 def _change(ready: Ready) -> PackageChange:
     located = ready.fetched.located
     return PackageChange(
@@ -251,9 +264,9 @@ def _change(ready: Ready) -> PackageChange:
         version=located.version,
         previous=ready.previous[0].version if ready.previous else None,
         reason=ready.reason,
-        url=ready.direct_url.url if ready.direct_url is not None else "",
+        url=_shown_url(ready.direct_url),
         cached=ready.fetched.cached,
-        editable=False,
+        editable=ready.direct_url is not None and ready.direct_url.editable,
     )
 
 
@@ -404,7 +417,12 @@ class Changer:
             nonlocal count
             async with limit:
                 await asyncio.to_thread(
-                    install_layout, lay, linker, direct_url=r.direct_url, requested=r.requested
+                    install_layout,
+                    lay,
+                    linker,
+                    direct_url=r.direct_url,
+                    requested=r.requested,
+                    extra_metadata=r.extra_metadata,
                 )
             count += 1
             self.progress("installing", count, total)

@@ -10,8 +10,10 @@ decides; fetching and checking the wheels, and changing the environment, come af
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
@@ -21,7 +23,15 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.index.http import strip_credentials
 from burrowd.daemon.installer.installed import InstalledDist, SitePackages
 
-__all__ = ["Plan", "Step", "Wanted", "make_plan", "same_url"]
+__all__ = [
+    "SOURCE_RECORD",
+    "Plan",
+    "Step",
+    "Wanted",
+    "installed_revision",
+    "make_plan",
+    "same_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,11 @@ class Wanted:
     editable: bool = False
     #: Asked for directly (gets a ``REQUESTED`` file), not only needed by another package.
     requested: bool = True
+    #: A git reference's commit and subdirectory (``vcs_info`` of ``direct_url.json``).
+    commit: str | None = None
+    subdirectory: str | None = None
+    #: A project directory's revision (its build files' mtimes), recorded at install.
+    revision: str | None = None
 
 
 @dataclass(slots=True)
@@ -91,6 +106,24 @@ def _plain_url(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}?{parts.query}"
 
 
+#: Where burrowd records the revision of a project directory it built and installed (uv
+#: keeps the same in ``uv_cache.json``): PEP 610's ``dir_info`` has no field for it.
+SOURCE_RECORD: Final = "burrow_source.json"
+
+
+def installed_revision(dist: InstalledDist) -> str | None:
+    """Return the source revision recorded at install, if burrowd recorded one."""
+    text = dist.read_text(SOURCE_RECORD)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    revision = data.get("revision") if isinstance(data, dict) else None
+    return revision if isinstance(revision, str) else None
+
+
 def _unsatisfied(wanted: Wanted, dist: InstalledDist) -> str | None:
     """Return why ``dist`` does not satisfy ``wanted`` (a reason), or ``None``."""
     try:
@@ -110,6 +143,14 @@ def _unsatisfied(wanted: Wanted, dist: InstalledDist) -> str | None:
     if direct is None or not same_url(direct.url, wanted.url):
         return "source"
     if wanted.editable != direct.editable:
+        return "source"
+    if wanted.commit is not None:
+        vcs = direct.vcs_info
+        if vcs is None or vcs.commit_id != wanted.commit:
+            return "source"
+        if (direct.subdirectory or None) != (wanted.subdirectory or None):
+            return "source"
+    if wanted.revision is not None and installed_revision(dist) != wanted.revision:
         return "source"
     if wanted.sha256 is not None:
         have = direct.archive_info.sha256() if direct.archive_info is not None else None

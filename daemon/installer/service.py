@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -26,9 +27,16 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.errors import BuildRequired, EnvironmentRefused, InvalidRequirement
+from burrowd.daemon.builder.source import (
+    Source,
+    SourceKind,
+    direct_source,
+    directory_revision,
+    sdist_source,
+)
+from burrowd.daemon.errors import EnvironmentRefused, InvalidRequirement
 from burrowd.daemon.index.client import DIRECT
-from burrowd.daemon.index.http import redact, strip_credentials
+from burrowd.daemon.index.http import strip_credentials
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.installer.apply import (
@@ -50,8 +58,15 @@ from burrowd.daemon.installer.environment import (
     find_environment,
     remove_environment_tree,
 )
-from burrowd.daemon.installer.installed import ArchiveInfo, DirectUrl, SitePackages, scan
-from burrowd.daemon.installer.plan import Plan, Step, Wanted, make_plan
+from burrowd.daemon.installer.installed import (
+    ArchiveInfo,
+    DirectUrl,
+    DirInfo,
+    SitePackages,
+    VcsInfo,
+    scan,
+)
+from burrowd.daemon.installer.plan import SOURCE_RECORD, Plan, Step, Wanted, make_plan
 from burrowd.daemon.installer.uninstall import Trash, check_removable, remove_dist
 from burrowd.daemon.interpreters import PythonRequest, Target
 from burrowd.daemon.prefetch import (
@@ -68,6 +83,7 @@ from burrowd.daemon.requests import (
     prepare,
     read_requirement_inputs,
 )
+from burrowd.daemon.resolver.resolve import Pin
 from burrowd.daemon.resolver.service import project_of, resolve_pins
 from burrowd.daemon.services import Services
 from burrowd.protocol import __version__
@@ -88,13 +104,6 @@ def _applicable(entries: list[RequirementEntry], target: Target) -> list[Require
         marker = entry.requirement.marker
         if marker is not None and not marker.evaluate(env):
             continue
-        if entry.editable:
-            raise BuildRequired(
-                entry.name,
-                "?",
-                entry.requirement.url or str(entry.path),
-                "editable installs build the project, which is not available yet",
-            )
         other = chosen.get(entry.name)
         if other is not None:
             if _same_requirement(other, entry):
@@ -154,13 +163,69 @@ def _hash_pin(entry: RequirementEntry | None) -> str | None:
 
 
 def _direct_url(located: Located, fetched: FetchedWheel) -> DirectUrl | None:
+    """Return the ``direct_url.json`` of an install (PEP 610), ``None`` from an index."""
+    source = fetched.located.origin
+    if source is not None:
+        return _source_direct_url(source)
     if located.direct is None:
         return None
-    digest = fetched.sha256
-    return DirectUrl(
-        url=strip_credentials(located.direct),
-        archive_info=ArchiveInfo(hash=f"sha256={digest}", hashes={"sha256": digest}),
-    )
+    return _archive_url(located.direct, fetched.sha256)
+
+
+def _archive_url(url: str, digest: str | None) -> DirectUrl:
+    info = ArchiveInfo(hash=f"sha256={digest}", hashes={"sha256": digest}) if digest else None
+    return DirectUrl(url=strip_credentials(url), archive_info=info or ArchiveInfo())
+
+
+def _source_direct_url(source: Source) -> DirectUrl | None:
+    """Return the ``direct_url.json`` of a wheel built from ``source``."""
+    if source.kind is SourceKind.REGISTRY:
+        return None
+    if source.kind is SourceKind.DIRECTORY:
+        return DirectUrl(
+            url=strip_credentials(source.url), dir_info=DirInfo(editable=source.editable)
+        )
+    if source.kind is SourceKind.GIT:
+        return DirectUrl(
+            url=strip_credentials(source.url.removeprefix("git+")),
+            vcs_info=VcsInfo(
+                vcs="git", commit_id=source.commit or "", requested_revision=source.ref
+            ),
+            subdirectory=source.subdirectory,
+        )
+    return _archive_url(source.url, source.sha256)
+
+
+def _source_wanted(name: str, source: Source, requested: bool = True) -> Wanted:
+    """Return what an installed distribution must match to stand for ``source``."""
+    canonical = canonicalize_name(name)
+    if source.kind is SourceKind.DIRECTORY:
+        assert source.path is not None
+        return Wanted(
+            name=canonical,
+            url=source.url,
+            editable=source.editable,
+            revision=directory_revision(source.path),
+            requested=requested,
+        )
+    if source.kind is SourceKind.GIT:
+        return Wanted(
+            name=canonical,
+            url=source.url.removeprefix("git+"),
+            editable=source.editable,
+            commit=source.commit,
+            subdirectory=source.subdirectory,
+            requested=requested,
+        )
+    return Wanted(name=canonical, url=source.url, sha256=source.sha256, requested=requested)
+
+
+def _source_record(source: Source | None) -> dict[str, bytes]:
+    """Return the extra metadata file recording a project directory's revision."""
+    if source is None or source.kind is not SourceKind.DIRECTORY or source.path is None:
+        return {}
+    revision = directory_revision(source.path)
+    return {SOURCE_RECORD: json.dumps({"revision": revision}, sort_keys=True).encode()}
 
 
 def _refreshing(
@@ -247,7 +312,12 @@ class _Session:
             self.progress(phase, current, total, nbytes)
 
         return Prefetcher(
-            self.services.index, self.services.candidates, request, on_progress, verb="installed"
+            self.services.index,
+            self.services.candidates,
+            request,
+            on_progress,
+            verb="installed",
+            builder=self.services.builder,
         )
 
     async def environment(
@@ -333,6 +403,7 @@ def _ready(plan: Plan, wheels: dict[str, FetchedWheel], located: dict[str, Locat
             previous=s.installed,
             direct_url=_direct_url(located[s.name], wheels[s.name]),
             requested=s.wanted is None or s.wanted.requested,
+            extra_metadata=_source_record(wheels[s.name].located.origin),
         )
         for s in plan.install
     ]
@@ -393,7 +464,9 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
             everything=options.reinstall,
             packages=options.reinstall_packages,
         )
-        request = await prepare(services, params.env, index, params.python, target=target)
+        request = await prepare(
+            services, params.env, index, params.python, target=target, build=params.build
+        )
         prefetcher = session.prefetcher(request)
         prefetcher.from_cache = True
         async with services.environments.hold(environment, session.waiting):
@@ -409,7 +482,9 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
                 if entry.path is not None or entry.requirement.url:
                     located[entry.name] = await prefetcher.locate(entry)
             local_entries = [
-                by_name[n] for n, loc in located.items() if loc.direct and loc.direct[:5] == "file:"
+                by_name[n]
+                for n, loc in located.items()
+                if loc.direct and loc.direct[:5] == "file:" and loc.origin is None
             ]
             unpacked = await settle(*(prefetcher.fetch(e, located[e.name]) for e in local_entries))
             local.update((e.name, w) for e, w in zip(local_entries, unpacked, strict=True))
@@ -466,6 +541,8 @@ def _wanted(
     entry: RequirementEntry, located: Located | None, fetched: FetchedWheel | None
 ) -> Wanted:
     req = entry.requirement
+    if located is not None and located.origin is not None:
+        return _source_wanted(entry.name, located.origin)
     if located is not None and located.direct is not None:
         sha = fetched.sha256 if fetched is not None else _hash_pin(entry)
         if sha is None and located.file.hashes.get("sha256"):
@@ -533,6 +610,16 @@ async def install(
                 else:
                     key = services.index.wheel_key(pin.file, pin.location, name)
                     direct = None
+                origin = None
+                if not pin.file.is_wheel:
+                    # An sdist, a project directory or a repository: built when fetched.
+                    origin = resolved.provider.sources.get(name) or (
+                        direct_source(entries[name])
+                        if pin.location == DIRECT and name in entries
+                        else sdist_source(pin.file, pin.location, name)
+                    )
+                    if origin.kind is SourceKind.DIRECTORY or origin.kind is SourceKind.GIT:
+                        origin = await services.builder.prepare(origin, resolved.request)
                 located[name] = Located(
                     pin.file,
                     key,
@@ -540,6 +627,7 @@ async def install(
                     str(pin.version),
                     pin.file.yanked,
                     direct,
+                    origin=origin,
                 )
             local: dict[str, FetchedWheel] = {}
             for n, loc in located.items():
@@ -547,13 +635,7 @@ async def install(
                     pins = pins_of(entries[n]) if n in entries else None
                     local[n] = await prefetcher.fetch_located(loc, pins)
             wanted = [
-                Wanted(
-                    name=canonicalize_name(name),
-                    version=pin.version,
-                    url=located[name].direct,
-                    sha256=local[name].sha256 if name in local else None,
-                    requested=any(v.kind in ("requirement", "project") for v in pin.via),
-                )
+                _pin_wanted(name, pin, located[name], local.get(name))
                 for name, pin in resolved.resolution.pins.items()
             ]
             plan = make_plan(
@@ -565,16 +647,6 @@ async def install(
                     canonicalize_name(p) for p in options.reinstall_packages
                 ),
             )
-            for step in plan.install:
-                file = located[step.name].file
-                if not file.is_wheel:
-                    raise BuildRequired(
-                        step.name,
-                        located[step.name].version,
-                        redact(file.url),
-                        "it has no wheel for the target, and building from source is not "
-                        "available yet",
-                    )
             if options.dry_run:
                 outcome = _dry_outcome(
                     plan,
@@ -611,6 +683,21 @@ async def install(
         bytes=prefetcher.downloaded_bytes,
         elapsed=time.monotonic() - start,
         resolved=len(resolved.resolution.pins),
+    )
+
+
+def _pin_wanted(name: str, pin: Pin, located: Located, local: FetchedWheel | None) -> Wanted:
+    """Return what must be installed for a resolved pin."""
+    requested = any(v.kind in ("requirement", "project") for v in pin.via)
+    origin = located.origin
+    if origin is not None and origin.kind is not SourceKind.REGISTRY:
+        return _source_wanted(name, origin, requested)
+    return Wanted(
+        name=canonicalize_name(name),
+        version=pin.version,
+        url=located.direct,
+        sha256=local.sha256 if local is not None else None,
+        requested=requested,
     )
 
 

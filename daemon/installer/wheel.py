@@ -544,6 +544,7 @@ def install_layout(
     *,
     direct_url: DirectUrl | None = None,
     requested: bool = False,
+    extra_metadata: dict[str, bytes] | None = None,
 ) -> int:
     """Install ``wheel`` as laid out; return the number of files placed.
 
@@ -601,6 +602,7 @@ def install_layout(
             generated.append(("REQUESTED", b""))
         if direct_url is not None:
             generated.append(("direct_url.json", direct_url.to_json()))
+        generated += sorted((extra_metadata or {}).items())
         for name, data in generated:
             with open(os.path.join(staging, name), "wb") as f:
                 f.write(data)

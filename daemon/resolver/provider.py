@@ -37,6 +37,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from burrowd.daemon.builder.source import Source, direct_source, pinned_url, sdist_source
 from burrowd.daemon.candidates import (
     SDIST_SUFFIXES,
     CandidateCache,
@@ -57,6 +58,7 @@ from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.index.sdist import tree_metadata
 from burrowd.daemon.inputs.model import RequirementEntry
+from burrowd.daemon.interfaces import SourceBuilder
 from burrowd.daemon.metadata import CoreMetadata
 from burrowd.daemon.requests import PackageRequest
 from burrowd.daemon.resolver.pubgrub import NoVersion, Unavailable
@@ -192,8 +194,12 @@ class Provider:
         constraints: list[RequirementEntry],
         overrides: list[RequirementEntry],
         on_progress: Callable[[str, int, int | None], None] = lambda *_: None,
+        builder: SourceBuilder | None = None,
     ) -> None:
         self.index = index
+        #: Builds what only a build can tell (dynamic metadata, repositories); ``None``
+        #: (build environments resolving their own requirements) refuses instead.
+        self.builder = builder
         self.candidate_cache = candidates
         self.request = request
         self.options = options
@@ -225,20 +231,20 @@ class Provider:
         self.direct_files: dict[str, tuple[IndexFile, Version]] = {}
         #: Metadata of local project directories, read with their version.
         self.direct_metadata: dict[str, CoreMetadata] = {}
+        #: Direct references only a build (or a checkout) can tell the version of.
+        self.to_build: dict[str, tuple[RequirementEntry, Source]] = {}
+        #: The resolved sources of built direct references (a git one with its commit).
+        self.sources: dict[str, Source] = {}
         for entry in self.requirements:
             if entry.requirement.url:
-                file, version, meta = _direct_file(entry)
-                known = self.direct_files.get(entry.name)
-                if known is not None and known[0].url != file.url:
-                    raise InvalidRequirement(
-                        f"{entry.requirement.name} is required from two places, "
-                        f"{redact(known[0].url)} and {redact(file.url)}; keep one of them",
-                        file=entry.origin.file,
-                        line=entry.origin.line,
-                    )
-                self.direct_files[entry.name] = (file, version)
-                if meta is not None:
-                    self.direct_metadata[entry.name] = meta
+                try:
+                    file, version, meta = _direct_file(entry)
+                except BuildRequired:
+                    if self.builder is None:
+                        raise
+                    self.to_build[entry.name] = (entry, direct_source(entry))
+                    continue
+                self._add_direct(entry, file, version, meta)
         self._projects: dict[str, ProjectCandidates] = {}
         self._pending: dict[str, asyncio.Task[ProjectCandidates]] = {}
         self._metadata_tasks: dict[tuple[str, Version], asyncio.Task[CoreMetadata]] = {}
@@ -248,6 +254,49 @@ class Provider:
         self.decided_names: set[str] = set()
         self.warnings: list[str] = []
         self._background: set[asyncio.Task[object]] = set()
+
+    def _add_direct(
+        self, entry: RequirementEntry, file: IndexFile, version: Version, meta: CoreMetadata | None
+    ) -> None:
+        known = self.direct_files.get(entry.name)
+        if known is not None and known[0].url != file.url:
+            raise InvalidRequirement(
+                f"{entry.requirement.name} is required from two places, "
+                f"{redact(known[0].url)} and {redact(file.url)}; keep one of them",
+                file=entry.origin.file,
+                line=entry.origin.line,
+            )
+        self.direct_files[entry.name] = (file, version)
+        if meta is not None:
+            self.direct_metadata[entry.name] = meta
+
+    async def prepare(self) -> None:
+        """Build (or check out) the direct references only that can tell the version of.
+
+        Run before solving: the root's dependencies name those versions exactly. A git
+        reference is pinned to the commit it resolved to, as compile writes it.
+        """
+        builder = self.builder
+        if not self.to_build or builder is None:
+            return
+
+        async def one(entry: RequirementEntry, source: Source) -> None:
+            resolved = await builder.prepare(source, self.request)
+            meta = await builder.metadata(resolved, self.request)
+            try:
+                version = Version(meta.version)
+            except InvalidVersion:
+                raise InvalidDistribution(
+                    resolved.describe(), f"its version {meta.version!r} is not a valid version"
+                ) from None
+            url = pinned_url(resolved, entry)
+            filename = unquote(url.split("#")[0].rstrip("/").rsplit("/", 1)[-1])
+            file = IndexFile(filename=filename, url=url, hashes={})
+            self._add_direct(entry, file, version, meta)
+            self.sources[entry.name] = resolved
+
+        self.on_progress("building", 0, len(self.to_build))
+        await asyncio.gather(*(one(e, src) for e, src in self.to_build.values()))
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -389,18 +438,25 @@ class Provider:
         if task is None:
             choice = self.choices[key]
             task = asyncio.ensure_future(
-                self.index.metadata(
-                    choice.file,
-                    choice.location,
-                    name,
-                    str(version),
-                    offline=self.request.fresh.offline,
-                )
+                self._file_metadata(choice.file, choice.location, name, version)
             )
             task.add_done_callback(_retrieve)
             task.add_done_callback(self._metadata_done)
             self._metadata_tasks[key] = task
         return task
+
+    async def _file_metadata(
+        self, file: IndexFile, location: str, name: str, version: Version
+    ) -> CoreMetadata:
+        """Return a file's metadata; an sdist that does not state it is built for it."""
+        try:
+            return await self.index.metadata(
+                file, location, name, str(version), offline=self.request.fresh.offline
+            )
+        except BuildRequired:
+            if self.builder is None:
+                raise
+            return await self.builder.metadata(sdist_source(file, location, name), self.request)
 
     def _metadata_done(self, task: asyncio.Task[CoreMetadata]) -> None:
         done = sum(1 for t in self._metadata_tasks.values() if t.done())

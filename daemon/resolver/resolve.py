@@ -72,6 +72,7 @@ async def run_resolver(provider: Provider) -> Resolution:
     solver = solve(ROOT, ROOT_VERSION)
     answer: Answer[Pkg] | None = None
     try:
+        await provider.prepare()
         while True:
             try:
                 question = solver.send(answer) if answer is not None else next(solver)

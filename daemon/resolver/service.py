@@ -320,7 +320,9 @@ async def resolve_pins(
     only_binary, no_binary = _format_control(params, inputs.options)
     index = merge_index_options(params.index, inputs.options)
     direct = [e.name for e in inputs.requirements if not e.requirement.url]
-    request = await prepare(services, params.env, index, params.python, warm=direct, target=target)
+    request = await prepare(
+        services, params.env, index, params.python, warm=direct, target=target, build=params.build
+    )
     preferences, input_warnings = await asyncio.to_thread(_preferences, params, output)
     if installed and not params.upgrade:
         skip = {project_of(p) for p in params.upgrade_packages}
@@ -348,6 +350,7 @@ async def resolve_pins(
         constraints=inputs.constraints,
         overrides=inputs.overrides,
         on_progress=progress,
+        builder=services.builder,
     )
     resolution = await run_resolver(provider)
     return Resolved(request, index, inputs, provider, resolution, input_warnings)

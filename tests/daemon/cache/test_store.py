@@ -73,7 +73,7 @@ class TestLayout:
         assert bucket_version_of(value) == (stem, 0)
 
     def test_every_bucket_is_listed(self) -> None:
-        assert len(Bucket) == 6
+        assert len(Bucket) == 7
 
     @pytest.mark.parametrize(
         ("name", "parsed"),

@@ -304,6 +304,7 @@ class Installer:
         *requirements: str | Path,
         venv: Path | None = None,
         upgrade: bool = False,
+        build: m.BuildOptions | None = None,
         **options: Any,
     ) -> m.InstallResult:
         """Run ``install``; ``options`` are :class:`InstallOptions` fields."""
@@ -313,6 +314,7 @@ class Installer:
             index=self.index_options(),
             upgrade=upgrade,
             options=m.InstallOptions(**options),
+            build=build or m.BuildOptions(),
         )
         return await self.settled(service.install(self.services, params, self.progress))
 

@@ -984,14 +984,15 @@ class TestKeptSdistOnly:
         index = fake_index_async
         index.add(DistSpec("lib", "1.0"), wheel=False, sdist=True)
         index.add(DistSpec("app", "1.0", requires_dist=["lib"]))
-        # Without lib installed, install would have to build it: refused, nothing changes.
+        # Without lib installed, install would have to build it: --no-build refuses, and
+        # nothing changes.
         before = tree(indexed.venv)
         with pytest.raises(BuildRequired) as caught:
-            await indexed.install("app")
+            await indexed.install("app", build=m.BuildOptions(no_build=True))
         assert caught.value.name == "lib"
         assert tree(indexed.venv) == before
         await indexed.install(dist_factory.wheel("lib", "1.0"))
-        result = await indexed.install("app")
+        result = await indexed.install("app", build=m.BuildOptions(no_build=True))
         assert names(result.installed) == [("app", "1.0", "missing")]
         assert result.unchanged == 1
         assert installed(indexed.venv) == {"app": "1.0", "lib": "1.0"}

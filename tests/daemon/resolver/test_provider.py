@@ -22,6 +22,7 @@ import pytest
 
 from burrowd.daemon.errors import DaemonError
 from burrowd.protocol.errors import ErrorCode
+from burrowd.protocol.messages import BuildOptions
 from tests.resolve_e2e.harness import Compiler, open_compiler, pins, release
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex
@@ -759,22 +760,37 @@ class TestSourceDistributions:
         assert error.code == ErrorCode.RESOLUTION_IMPOSSIBLE
         assert "--only-binary" in error.message
 
-    @pytest.mark.parametrize(
-        "backend",
-        [pytest.param("in-tree", id="pkg-info-dynamic"), pytest.param("setup.py", id="setup-py")],
-    )
-    async def test_dynamic_metadata_needs_a_build(self, compiler: Compiler, backend: str) -> None:
+    async def test_dynamic_metadata_is_built(self, compiler: Compiler) -> None:
         compiler.index.add(
             DistSpec("dyn", "1.0", requires_dist=["lib"]),
             wheel=False,
             sdist=True,
             static_metadata=False,
-            backend=backend,  # type: ignore[arg-type]
+        )
+        release(compiler.index, "lib==1.0")
+        assert await compiler.pins("dyn") == {"dyn": "1.0", "lib": "1.0"}
+
+    async def test_a_backend_the_index_lacks_fails_the_build_naming_it(
+        self, compiler: Compiler
+    ) -> None:
+        compiler.index.add(
+            DistSpec("dyn", "1.0", requires_dist=["lib"]),
+            wheel=False,
+            sdist=True,
+            static_metadata=False,
+            backend="setup.py",
         )
         error = await compiler.fail("dyn")
         assert error.code == ErrorCode.BUILD_FAILED
-        assert error.message.startswith("dyn==1.0 needs a build from dyn-1.0.tar.gz")
-        assert error.data["name"] == "dyn"
+        assert error.message.startswith("building dyn-1.0.tar.gz failed")
+        assert "setuptools>=40.8.0" in error.message
+        assert "'setuptools' was not found" in error.message
+
+    async def test_no_build_refuses_what_needs_one(self, compiler: Compiler) -> None:
+        compiler.index.add(DistSpec("dyn", "1.0"), wheel=False, sdist=True, static_metadata=False)
+        error = await compiler.fail("dyn", build=BuildOptions(no_build=True))
+        assert error.code == ErrorCode.BUILD_FAILED
+        assert "--no-build" in error.message
 
 
 class TestReviewFindings:

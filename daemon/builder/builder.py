@@ -1,0 +1,612 @@
+"""PEP 517 builds in isolated environments, cached per source revision.
+
+:class:`Builder` answers two questions about a :class:`Source`: its core metadata (through
+``prepare_metadata_for_build_wheel`` when the backend has it) and a wheel of it
+(``build_wheel``, or ``build_editable`` for ``-e``). Both are kept in the source's revision
+directory of ``built-wheels-v0``, so a second request builds nothing; a changed source is a
+new revision, and the old one is left for ``cache.prune``.
+
+A build runs with the target's real interpreter in an isolated environment that burrowd
+makes and fills itself, with the build requirements resolved by its own resolver and
+installed by its own installer (:class:`BuildEnvironments`, one environment per set of
+resolved requirements, reused across builds). Builds of one revision are single-flight in
+the daemon and locked across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import pyproject_hooks
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from burrowd.daemon.builder.git import GitRepos, parse_git_url
+from burrowd.daemon.builder.hooks import Backend, BuildLog, call_hook, read_backend
+from burrowd.daemon.builder.source import (
+    Source,
+    SourceKind,
+    archive_revision,
+    directory_revision,
+)
+from burrowd.daemon.cache.archive import wheel_metadata_bytes
+from burrowd.daemon.cache.layout import Bucket
+from burrowd.daemon.cache.store import Cache, remove_tree
+from burrowd.daemon.errors import (
+    BuildFailed,
+    BuildRequired,
+    DaemonError,
+    InvalidDistribution,
+    OfflineMiss,
+)
+from burrowd.daemon.index.client import is_local
+from burrowd.daemon.index.http import redact
+from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.inputs.model import Origin
+from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
+from burrowd.daemon.interfaces import BuiltWheel
+from burrowd.daemon.metadata import CoreMetadata, check_identity, parse_metadata
+from burrowd.daemon.scheduler import OnceMap
+
+if TYPE_CHECKING:
+    from burrowd.daemon.requests import PackageRequest
+    from burrowd.daemon.services import Services
+
+__all__ = ["BuildEnvironments", "Builder"]
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE: Final = "metadata.msgpack"
+READY: Final = ".burrow-ready"
+
+_metadata_decoder: Final = msgspec.msgpack.Decoder(CoreMetadata)
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+class BuildEnvironments:
+    """Isolated build environments in ``build-envs-v0``, one per resolved requirement set."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._flights: OnceMap[str, Path] = OnceMap()
+
+    async def get(
+        self, requires: list[str], request: PackageRequest, source: str
+    ) -> tuple[str, str]:
+        """Return ``(python, bin directory)`` of an environment holding ``requires``."""
+        services = self.services
+        info = request.target.interpreter
+        target = services.interpreters.target(info)  # the real interpreter, no overrides
+        pins = await self._resolve(requires, replace(request, target=target), source)
+        key_text = "\n".join([info.executable, info.version, *sorted(pins)])
+        key = hashlib.blake2b(key_text.encode(), digest_size=10).hexdigest()
+        path = services.cache.path(Bucket.BUILD_ENVIRONMENTS, key)
+        if not (path / READY).exists():
+            await self._flights.run(
+                key, lambda: self._create(path, pins, replace(request, target=target), source)
+            )
+        return str(path / "bin" / "python"), str(path / "bin")
+
+    async def _resolve(
+        self, requires: list[str], request: PackageRequest, source: str
+    ) -> dict[str, tuple[IndexFile, str, str]]:
+        """Return ``name==version`` -> (file, location, name) of the resolved requirements."""
+        from burrowd.daemon.resolver.provider import (  # noqa: PLC0415 - a cycle otherwise
+            Provider,
+            ResolveOptions,
+        )
+        from burrowd.daemon.resolver.resolve import run_resolver  # noqa: PLC0415
+
+        if not requires:
+            return {}
+        services = self.services
+        entries = [
+            parse_requirement_text(
+                text, origin=Origin(f"{source} [build-system]", None), base_dir=Path.cwd()
+            )
+            for text in requires
+        ]
+        provider = Provider(
+            services.index,
+            services.candidates,
+            request,
+            ResolveOptions(),
+            requirements=entries,
+            constraints=[],
+            overrides=[],
+            builder=None,
+        )
+        try:
+            resolution = await run_resolver(provider)
+        except DaemonError as exc:
+            if isinstance(exc, BuildFailed):
+                raise
+            raise BuildFailed(
+                source,
+                f"its build requirements ({', '.join(requires)}) cannot be installed: "
+                f"{exc.message}",
+            ) from exc
+        finally:
+            provider.close()
+        out: dict[str, tuple[IndexFile, str, str]] = {}
+        for name, pin in resolution.pins.items():
+            if not pin.file.is_wheel:
+                raise BuildFailed(
+                    source,
+                    f"its build requirement {name}=={pin.version} has no wheel for "
+                    f"{request.target.describe()}, and build requirements are not built from "
+                    "source",
+                )
+            out[f"{name}=={pin.version} {pin.file.filename}"] = (pin.file, pin.location, name)
+        return out
+
+    async def _create(
+        self,
+        path: Path,
+        pins: dict[str, tuple[IndexFile, str, str]],
+        request: PackageRequest,
+        source: str,
+    ) -> Path:
+        from burrowd.daemon.installer.apply import Changer, Ready  # noqa: PLC0415
+        from burrowd.daemon.installer.environment import Environment  # noqa: PLC0415
+        from burrowd.daemon.installer.installed import SitePackages  # noqa: PLC0415
+        from burrowd.daemon.installer.plan import Plan, Step, Wanted  # noqa: PLC0415
+        from burrowd.daemon.prefetch import FetchedWheel, Located  # noqa: PLC0415
+
+        services = self.services
+        cache = services.cache
+        lock = cache.entry_lock(path, f"the build environment {path.name}")
+        async with lock:
+            if (path / READY).exists():
+                return path
+            if path.exists():
+                await asyncio.to_thread(remove_tree, path)
+            await _make_venv(request.target.interpreter.executable, path, source)
+            info = await services.interpreters.query(path / "bin" / "python")
+            env = Environment.from_info(info)
+            ready: list[Ready] = []
+            steps: list[Step] = []
+            for file, location, name in pins.values():
+                key = services.index.wheel_key(file, location, name)
+                pointer = await services.index.fetch_wheel(file, key)
+                archive = cache.path(Bucket.ARCHIVE, pointer.archive)
+                version = pointer.filename.split("-")[1]
+                located = Located(file, key, name, version)
+                step = Step(canonicalize_name(name), "missing", Wanted(canonicalize_name(name)))
+                steps.append(step)
+                ready.append(
+                    Ready(name, FetchedWheel(located, pointer, archive, True), "missing", [])
+                )
+            changer = Changer(env, SitePackages([]), lambda *a, **k: None)
+            await changer.run(Plan(install=steps), ready)
+            await asyncio.to_thread((path / READY).write_text, "\n".join(sorted(pins)) + "\n")
+        return path
+
+
+async def _make_venv(executable: str, path: Path, source: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        executable,
+        "-m",
+        "venv",
+        "--without-pip",
+        str(path),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise BuildFailed(
+            source,
+            f"could not create a build environment with {executable}",
+            log_tail=out.decode(errors="replace")[-2000:],
+        )
+
+
+class Builder:
+    """Metadata and wheels of sources, built once per revision."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.environments = BuildEnvironments(services)
+        self.git = GitRepos(services.cache, ttl=services.config.index_ttl)
+        #: Backend runs (metadata or wheel) so far: the benchmark and ``status`` count them.
+        self.builds = 0
+        self._flights: OnceMap[tuple[str, str], Any] = OnceMap()
+
+    @property
+    def cache(self) -> Cache:
+        return self.services.cache
+
+    # -- sources ----------------------------------------------------------------------------
+
+    async def prepare(self, source: Source, request: PackageRequest) -> Source:
+        """Return ``source`` with its git commit and checkout resolved."""
+        if source.kind is not SourceKind.GIT or source.path is not None:
+            return source
+        ref = parse_git_url(source.url if source.ref is None else f"{source.url}@{source.ref}")
+        fresh = request.fresh
+        commit = source.commit or await self.git.resolve(
+            ref,
+            refresh=fresh.refresh_all or source.name in fresh.refresh_packages,
+            offline=fresh.offline,
+        )
+        checkout = await self.git.checkout(ref, commit)
+        tree = checkout / source.subdirectory if source.subdirectory else checkout
+        if not tree.is_dir():
+            raise InvalidDistribution(
+                source.describe(), f"the repository has no directory {source.subdirectory!r}"
+            )
+        return replace(source, commit=commit, path=tree)
+
+    async def _revision(self, source: Source, request: PackageRequest) -> tuple[Source, Path]:
+        """Return the source (downloaded or checked out) and its revision directory."""
+        source = await self.prepare(source, request)
+        base = source.base_dir(self.cache)
+        if source.kind is SourceKind.GIT:
+            revision = "build"
+        elif source.kind is SourceKind.DIRECTORY:
+            assert source.path is not None
+            revision = await asyncio.to_thread(directory_revision, source.path)
+        elif source.kind is SourceKind.ARCHIVE:
+            assert source.path is not None
+            try:
+                revision = await asyncio.to_thread(archive_revision, source.path)
+            except OSError as exc:
+                raise InvalidDistribution(str(source.path), f"cannot read it: {exc}") from None
+        else:
+            source = await self._download(source, request)
+            assert source.sha256 is not None
+            revision = source.sha256[:32]
+        if source.editable:
+            revision += "-editable"
+        return source, base / revision
+
+    async def _download(self, source: Source, request: PackageRequest) -> Source:
+        """Make sure a remote sdist is kept in the cache; return it with its sha256."""
+        if source.sha256 is not None:
+            kept = source.base_dir(self.cache) / source.sha256[:32] / "source" / source.filename
+            if await asyncio.to_thread(kept.is_file):
+                return replace(source, path=kept)
+        if request.fresh.offline and not is_local(source.url):
+            raise OfflineMiss(f"the source distribution {source.filename} ({redact(source.url)})")
+        file = IndexFile(
+            filename=source.filename,
+            url=source.url,
+            hashes={"sha256": source.sha256} if source.sha256 else {},
+        )
+        path = await self.services.index.download(file)
+        try:
+            sha256 = await asyncio.to_thread(_sha256, path)
+            if source.sha256 is not None and sha256 != source.sha256:
+                raise InvalidDistribution(source.filename, "its sha256 changed while downloading")
+            kept = source.base_dir(self.cache) / sha256[:32] / "source" / source.filename
+            await asyncio.to_thread(self._keep, path, kept)
+        finally:
+            path.unlink(missing_ok=True)
+        return replace(source, sha256=sha256, path=kept)
+
+    def _keep(self, path: Path, kept: Path) -> None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, kept)
+
+    # -- metadata and wheels ----------------------------------------------------------------
+
+    async def metadata(self, source: Source, request: PackageRequest) -> CoreMetadata:
+        """Return the core metadata of ``source``; a cached one needs no build."""
+        source, rev = await self._revision(source, request)
+        cached = await asyncio.to_thread(_read_metadata, rev)
+        if cached is not None:
+            return cached
+        self._check_allowed(source, request)
+        meta: CoreMetadata = await self._flights.run(
+            (str(rev), "metadata"), lambda: self._build_metadata(source, rev, request)
+        )
+        return meta
+
+    async def wheel(self, source: Source, request: PackageRequest) -> BuiltWheel:
+        """Return a wheel of ``source`` (editable with ``source.editable``), building once."""
+        source, rev = await self._revision(source, request)
+        found = await asyncio.to_thread(_find_wheel, rev)
+        if found is not None:
+            meta = await asyncio.to_thread(_read_metadata, rev)
+            if meta is not None:
+                return BuiltWheel(found, meta, source)
+        self._check_allowed(source, request)
+        path, meta = await self._flights.run(
+            (str(rev), "wheel"), lambda: self._build_wheel(source, rev, request)
+        )
+        return BuiltWheel(path, meta, source)
+
+    @staticmethod
+    def _check_allowed(source: Source, request: PackageRequest) -> None:
+        if not request.build.allowed:
+            raise BuildRequired(
+                source.name,
+                "?",
+                source.describe(),
+                "--no-build forbids building it; give a wheel, or drop --no-build",
+            )
+
+    async def _build_metadata(
+        self, source: Source, rev: Path, request: PackageRequest
+    ) -> CoreMetadata:
+        lock = self.cache.entry_lock(rev, f"the build of {source.describe()}")
+        async with self.cache.operation(), lock:
+            cached = await asyncio.to_thread(_read_metadata, rev)
+            if cached is not None:
+                return cached
+            log_ = BuildLog()
+            async with _Tree(self, source) as tree:
+                backend = await asyncio.to_thread(read_backend, tree, source.describe())
+                python, bin_dir = await self._environment(source, tree, backend, request, log_)
+                out = Path(await asyncio.to_thread(self.cache.temp_dir, "metadata-"))
+                try:
+                    self.builds += 1
+                    name = await asyncio.to_thread(
+                        call_hook,
+                        python=python,
+                        bin_dir=bin_dir,
+                        tree=tree,
+                        backend=backend,
+                        hook="prepare_metadata_for_build_wheel",
+                        log=log_,
+                        source=source.describe(),
+                        metadata_directory=str(out),
+                        _allow_fallback=True,
+                    )
+                    data = await asyncio.to_thread((out / str(name) / "METADATA").read_bytes)
+                finally:
+                    await asyncio.to_thread(remove_tree, out)
+            meta = parse_metadata(data, source.describe())
+            self._check_metadata(source, meta, request)
+            await asyncio.to_thread(_write_metadata, self.cache, rev, meta)
+            return meta
+
+    async def _build_wheel(
+        self, source: Source, rev: Path, request: PackageRequest
+    ) -> tuple[Path, CoreMetadata]:
+        lock = self.cache.entry_lock(rev, f"the build of {source.describe()}")
+        async with self.cache.operation(), lock:
+            found = await asyncio.to_thread(_find_wheel, rev)
+            meta = await asyncio.to_thread(_read_metadata, rev)
+            if found is not None and meta is not None:
+                return found, meta
+            log_ = BuildLog()
+            hook = "build_editable" if source.editable else "build_wheel"
+            async with _Tree(self, source) as tree:
+                backend = await asyncio.to_thread(read_backend, tree, source.describe())
+                python, bin_dir = await self._environment(source, tree, backend, request, log_)
+                out = Path(await asyncio.to_thread(self.cache.temp_dir, "wheel-"))
+                try:
+                    self.builds += 1
+                    log.info("building %s (%s)", source.describe(), hook)
+                    try:
+                        filename = await asyncio.to_thread(
+                            call_hook,
+                            python=python,
+                            bin_dir=bin_dir,
+                            tree=tree,
+                            backend=backend,
+                            hook=hook,
+                            log=log_,
+                            source=source.describe(),
+                            wheel_directory=str(out),
+                        )
+                    except pyproject_hooks.HookMissing:
+                        raise BuildFailed(
+                            source.describe(),
+                            f"its backend {backend.name} cannot build an editable wheel "
+                            "(PEP 660); install it without -e",
+                            backend=backend.name,
+                            hook=hook,
+                        ) from None
+                    built = out / str(filename)
+                    meta = await asyncio.to_thread(self._wheel_metadata, built, source)
+                    self._check_metadata(source, meta, request)
+                    final = await asyncio.to_thread(self._store_wheel, built, rev)
+                finally:
+                    await asyncio.to_thread(remove_tree, out)
+            await asyncio.to_thread(_write_metadata, self.cache, rev, meta)
+            return final, meta
+
+    async def _environment(
+        self,
+        source: Source,
+        tree: Path,
+        backend: Backend,
+        request: PackageRequest,
+        log_: BuildLog,
+    ) -> tuple[str, str | None]:
+        """Return the interpreter (and its bin directory) the backend runs with."""
+        if not request.build.isolation:
+            # --no-build-isolation: the target environment itself provides the backend.
+            return request.target.interpreter.executable, None
+        what = source.describe()
+        python, bin_dir = await self.environments.get(list(backend.requires), request, what)
+        hook = (
+            "get_requires_for_build_editable" if source.editable else "get_requires_for_build_wheel"
+        )
+        try:
+            extra = await asyncio.to_thread(
+                call_hook,
+                python=python,
+                bin_dir=bin_dir,
+                tree=tree,
+                backend=backend,
+                hook=hook,
+                log=log_,
+                source=what,
+            )
+        except pyproject_hooks.HookMissing:
+            extra = []
+        extra = [r for r in extra or [] if isinstance(r, str)]
+        if extra:
+            python, bin_dir = await self.environments.get(
+                [*backend.requires, *extra], request, what
+            )
+        return python, bin_dir
+
+    def _wheel_metadata(self, wheel: Path, source: Source) -> CoreMetadata:
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                data = wheel_metadata_bytes(zf, wheel.name)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InvalidDistribution(
+                wheel.name, f"the backend built a broken wheel ({exc})"
+            ) from None
+        return parse_metadata(data, wheel.name)
+
+    def _check_metadata(self, source: Source, meta: CoreMetadata, request: PackageRequest) -> None:
+        """Refuse a build of another project, or one the real interpreter cannot run."""
+        if source.name and canonicalize_name(meta.name) != canonicalize_name(source.name):
+            raise InvalidDistribution(
+                source.describe(), f"it builds {meta.name}, not {source.name}"
+            )
+        if source.kind in (SourceKind.REGISTRY, SourceKind.URL, SourceKind.ARCHIVE):
+            version = _sdist_version(source.filename)
+            if version is not None:
+                check_identity(meta, source.name, version, source.describe())
+        info = request.target.interpreter
+        real = request.target  # the target; the real interpreter is checked below
+        if meta.requires_python and not real.allows_python(meta.requires_python):
+            raise InvalidDistribution(
+                source.describe(),
+                f"it requires Python {meta.requires_python}, and the target is {real.describe()}",
+            )
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet  # noqa: PLC0415
+
+        try:
+            spec = SpecifierSet(meta.requires_python or "")
+        except InvalidSpecifier:
+            return
+        if not spec.contains(Version(info.version), prereleases=True):
+            raise InvalidDistribution(
+                source.describe(),
+                f"it requires Python {meta.requires_python}, and the interpreter that builds "
+                f"it is {info.version}",
+            )
+
+    def _store_wheel(self, built: Path, rev: Path) -> Path:
+        try:
+            parse_wheel_filename(built.name)
+        except InvalidWheelFilename as exc:
+            raise InvalidDistribution(
+                built.name, f"the backend built a wheel with a bad name ({exc})"
+            ) from None
+        rev.mkdir(parents=True, exist_ok=True)
+        final = rev / built.name
+        if final.exists():
+            log.warning("replacing the built wheel %s", final)
+        staged = self.cache.temp_dir("built-") / built.name
+        shutil.copyfile(built, staged)
+        os.replace(staged, final)
+        remove_tree(staged.parent)
+        return final
+
+
+class _Tree:
+    """The source tree of a build: a directory as it is, or an sdist unpacked for the build."""
+
+    def __init__(self, builder: Builder, source: Source) -> None:
+        self.builder = builder
+        self.source = source
+        self._tmp: Path | None = None
+
+    async def __aenter__(self) -> Path:
+        source = self.source
+        if source.kind in (SourceKind.DIRECTORY, SourceKind.GIT):
+            assert source.path is not None
+            return source.path
+        assert source.path is not None
+        self._tmp = await asyncio.to_thread(self.builder.cache.temp_dir, "sdist-")
+        return await asyncio.to_thread(
+            _unpack_sdist, source.path, source.filename or source.path.name, self._tmp
+        )
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            await asyncio.to_thread(remove_tree, self._tmp)
+
+
+def _unpack_sdist(path: Path, filename: str, dest: Path) -> Path:
+    """Unpack an sdist safely into ``dest``; return its one top-level directory."""
+    try:
+        if filename.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for name in zf.namelist():
+                    if name.startswith("/") or ".." in name.split("/"):
+                        raise InvalidDistribution(filename, f"member {name!r} leaves the archive")
+                zf.extractall(dest)
+        else:
+            with tarfile.open(path, "r:*") as tf:
+                if sys.version_info >= (3, 12) or hasattr(tarfile, "data_filter"):
+                    tf.extractall(dest, filter="data")
+                else:  # pragma: no cover - Python 3.11 before 3.11.4
+                    for member in tf.getmembers():
+                        if member.name.startswith("/") or ".." in member.name.split("/"):
+                            raise InvalidDistribution(
+                                filename, f"member {member.name!r} leaves the archive"
+                            )
+                        if member.issym() or member.islnk():
+                            raise InvalidDistribution(filename, f"member {member.name!r} is a link")
+                    tf.extractall(dest)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, DaemonError):
+            raise
+        raise InvalidDistribution(filename, f"not a readable source archive ({exc})") from exc
+    tops = list(dest.iterdir())
+    if len(tops) == 1 and tops[0].is_dir():
+        return tops[0]
+    return dest
+
+
+def _sdist_version(filename: str) -> str | None:
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename  # noqa: PLC0415
+
+    try:
+        return str(parse_sdist_filename(filename)[1])
+    except InvalidSdistFilename:
+        return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_metadata(rev: Path) -> CoreMetadata | None:
+    data = Cache.read_file(rev / METADATA_FILE)
+    if data is None:
+        return None
+    try:
+        return _metadata_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+
+
+def _write_metadata(cache: Cache, rev: Path, meta: CoreMetadata) -> None:
+    cache.write_file(rev / METADATA_FILE, _encoder.encode(meta))
+
+
+def _find_wheel(rev: Path) -> Path | None:
+    try:
+        names = os.listdir(rev)
+    except OSError:
+        return None
+    wheels = sorted(n for n in names if n.endswith(".whl"))
+    return rev / wheels[-1] if wheels else None

@@ -1,0 +1,269 @@
+"""Git repositories: fetched once into ``git-v0/db``, checked out once per commit.
+
+A reference (``git+https://host/repo@v1.2#subdirectory=pkg``) is resolved to a commit by
+the repository's bare clone in ``git-v0/db/<repo-digest>``; a tag or branch resolved within
+the index freshness lifetime is not fetched again (``--refresh`` asks), and a full commit
+hash the clone already holds never needs the network. A commit is checked out once into
+``git-v0/checkouts/<repo-digest>/<commit>``, built in a temporary directory and renamed in.
+Fetches of one repository are single-flight in the daemon and locked across processes, so
+two requests for one repository never clone twice.
+
+The ``git`` command does the work (no library speaks every transport and credential helper
+a user's git is configured with); it runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from burrowd.daemon.cache.layout import Bucket, url_digest
+from burrowd.daemon.cache.store import Cache, remove_tree
+from burrowd.daemon.errors import InvalidRequirement, NetworkError, OfflineMiss
+from burrowd.daemon.index.http import redact
+from burrowd.daemon.scheduler import OnceMap
+
+__all__ = ["GitReference", "GitRepos", "parse_git_url"]
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT: Final = 600.0
+READY: Final = ".burrow-checkout"
+_FULL_SHA: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class GitReference:
+    """A parsed ``git+`` URL: the repository to fetch, the ref, the subdirectory."""
+
+    #: The URL as written, without ``@ref`` and fragment (``git+https://host/repo``).
+    url: str
+    #: What ``git fetch`` takes (``https://host/repo``).
+    fetch_url: str
+    ref: str | None = None
+    subdirectory: str | None = None
+
+    def pinned(self, commit: str) -> str:
+        """Return the URL pinned to ``commit``, as compile writes it."""
+        text = f"{self.url}@{commit}"
+        if self.subdirectory:
+            text += f"#subdirectory={self.subdirectory}"
+        return text
+
+
+def parse_git_url(url: str) -> GitReference:
+    """Parse ``git+SCHEME://host/path[@ref][#subdirectory=...]``."""
+    if not url.startswith("git+"):
+        raise InvalidRequirement(f"{redact(url)} is not a git URL (git+https://, git+file://)")
+    parts = urlsplit(url[len("git+") :])
+    path, ref = parts.path, None
+    if "@" in path:
+        path, _, ref = path.rpartition("@")
+        ref = ref or None
+    subdirectory = None
+    for item in parts.fragment.split("&"):
+        key, sep, value = item.partition("=")
+        if sep and key == "subdirectory" and value:
+            subdirectory = value.strip("/")
+    if subdirectory and (".." in subdirectory.split("/") or subdirectory.startswith("/")):
+        raise InvalidRequirement(f"subdirectory {subdirectory!r} leaves the repository")
+    fetch_url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    return GitReference(
+        url="git+" + fetch_url, fetch_url=fetch_url, ref=ref, subdirectory=subdirectory
+    )
+
+
+class _Refs(msgspec.Struct, frozen=True):
+    """Refs of one repository resolved lately: ref -> (commit, when, as a Unix time)."""
+
+    refs: dict[str, tuple[str, float]] = {}
+
+
+_refs_decoder: Final = msgspec.msgpack.Decoder(_Refs)
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+def _git(args: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody can type
+        "GIT_ASKPASS": "",
+        "LC_ALL": "C",
+    }
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _tail(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line]
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+class GitRepos:
+    """The repositories in the cache.
+
+    :param ttl: seconds a resolved tag or branch is trusted before fetching again.
+    """
+
+    def __init__(self, cache: Cache, *, ttl: float) -> None:
+        self.cache = cache
+        self.ttl = ttl
+        #: ``git fetch`` runs so far (the benchmark and ``status`` count them).
+        self.fetches = 0
+        self._fetch_flights: OnceMap[tuple[str, str | None], None] = OnceMap()
+        self._checkout_flights: OnceMap[tuple[str, str], Path] = OnceMap()
+        self._refs: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def _db(self, ref: GitReference) -> Path:
+        return self.cache.path(Bucket.GIT, "db", url_digest(ref.fetch_url))
+
+    async def resolve(self, ref: GitReference, *, refresh: bool, offline: bool) -> str:
+        """Return the commit ``ref`` names, fetching only when needed."""
+        db = self._db(ref)
+        wanted = ref.ref or "HEAD"
+        key = (ref.fetch_url, wanted)
+        full_sha = _FULL_SHA.fullmatch(wanted) is not None
+        if full_sha and await asyncio.to_thread(self._has_commit, db, wanted):
+            return wanted
+        if not refresh:
+            known = self._refs.get(key) or await asyncio.to_thread(self._read_ref, db, wanted)
+            if known is not None and (offline or time.time() - known[1] < self.ttl):
+                return known[0]
+        if offline:
+            raise OfflineMiss(f"the git repository {redact(ref.fetch_url)} at {wanted}")
+        await self._fetch_flights.run((ref.fetch_url, None), lambda: self._fetch(ref, db))
+        commit = await asyncio.to_thread(self._rev_parse, db, wanted)
+        if commit is None and full_sha:
+            # A commit no branch or tag reaches: ask for it by name (most servers allow).
+            await self._fetch_flights.run(
+                (ref.fetch_url, wanted), lambda: self._fetch(ref, db, wanted)
+            )
+            commit = await asyncio.to_thread(self._rev_parse, db, wanted)
+        if commit is None:
+            raise InvalidRequirement(
+                f"{redact(ref.url)} has no branch, tag or commit {wanted!r}; check the @ref"
+            )
+        self._refs[key] = (commit, time.time())
+        await asyncio.to_thread(self._write_ref, db, wanted, commit)
+        return commit
+
+    async def checkout(self, ref: GitReference, commit: str) -> Path:
+        """Return a checkout of ``commit`` (made once, then reused)."""
+        target = self.cache.path(Bucket.GIT, "checkouts", url_digest(ref.fetch_url), commit)
+        if (target / READY).exists():
+            return target
+        return await self._checkout_flights.run(
+            (ref.fetch_url, commit), lambda: self._checkout(ref, commit, target)
+        )
+
+    async def _checkout(self, ref: GitReference, commit: str, target: Path) -> Path:
+        lock = self.cache.entry_lock(target, f"the checkout of {redact(ref.url)}@{commit}")
+        async with self.cache.operation(), lock:
+            if (target / READY).exists():
+                return target
+            await asyncio.to_thread(self._make_checkout, self._db(ref), commit, target)
+        return target
+
+    def _make_checkout(self, db: Path, commit: str, target: Path) -> None:
+        tmp = self.cache.temp_dir(prefix="checkout-")
+        try:
+            work = tmp / "tree"
+            done = _git(["clone", "--quiet", "--shared", "--no-checkout", str(db), str(work)])
+            if done.returncode == 0:
+                done = _git(["checkout", "--quiet", "--force", commit], cwd=work)
+            if done.returncode != 0:
+                raise NetworkError(str(db), f"git checkout of {commit} failed: {_tail(done)}")
+            (work / READY).write_text(commit + "\n")
+            if target.exists():
+                remove_tree(target)
+            self.cache.persist_dir(work, target)
+        finally:
+            remove_tree(tmp)
+
+    async def _fetch(self, ref: GitReference, db: Path, what: str | None = None) -> None:
+        lock = self.cache.entry_lock(db, f"the git repository {redact(ref.fetch_url)}")
+        async with self.cache.operation(), lock:
+            await asyncio.to_thread(self._fetch_blocking, ref, db, what)
+
+    def _fetch_blocking(self, ref: GitReference, db: Path, what: str | None) -> None:
+        if not (db / "HEAD").exists():
+            db.mkdir(parents=True, exist_ok=True)
+            done = _git(["init", "--quiet", "--bare", str(db)])
+            if done.returncode != 0:
+                raise NetworkError(str(db), f"git init failed: {_tail(done)}")
+        specs = (
+            [what]
+            if what is not None
+            else [
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+                "+HEAD:refs/burrow/HEAD",
+            ]
+        )
+        self.fetches += 1
+        log.info("fetching %s into %s", redact(ref.fetch_url), db)
+        done = _git(["fetch", "--quiet", "--force", ref.fetch_url, *specs], cwd=db)
+        if done.returncode != 0:
+            raise NetworkError(redact(ref.fetch_url), f"git fetch failed: {_tail(done)}")
+
+    @staticmethod
+    def _has_commit(db: Path, commit: str) -> bool:
+        if not (db / "HEAD").exists():
+            return False
+        return _git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=db).returncode == 0
+
+    @staticmethod
+    def _rev_parse(db: Path, wanted: str) -> str | None:
+        names = (
+            ["refs/burrow/HEAD"]
+            if wanted == "HEAD"
+            else [f"refs/tags/{wanted}", f"refs/heads/{wanted}", wanted]
+        )
+        for name in names:
+            done = _git(["rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], cwd=db)
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip()
+        return None
+
+    @staticmethod
+    def _refs_path(db: Path) -> Path:
+        return db.with_name(db.name + ".refs")
+
+    def _read_ref(self, db: Path, wanted: str) -> tuple[str, float] | None:
+        data = Cache.read_file(self._refs_path(db))
+        if data is None:
+            return None
+        try:
+            return _refs_decoder.decode(data).refs.get(wanted)
+        except msgspec.DecodeError:
+            return None
+
+    def _write_ref(self, db: Path, wanted: str, commit: str) -> None:
+        path = self._refs_path(db)
+        data = Cache.read_file(path)
+        refs: dict[str, tuple[str, float]] = {}
+        if data is not None:
+            try:
+                refs = dict(_refs_decoder.decode(data).refs)
+            except msgspec.DecodeError:
+                refs = {}
+        refs[wanted] = (commit, time.time())
+        self.cache.write_file(path, _encoder.encode(_Refs(refs)), fsync=False)
