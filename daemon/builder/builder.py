@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tarfile
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -279,6 +280,8 @@ class Builder:
             kept = source.base_dir(self.cache) / source.sha256[:32] / "source" / source.filename
             if await asyncio.to_thread(kept.is_file):
                 return replace(source, path=kept)
+        if source.kind is SourceKind.URL and source.sha256 is None:
+            return await self._url_revision(source, request)
         if request.fresh.offline and not is_local(source.url):
             raise OfflineMiss(f"the source distribution {source.filename} ({redact(source.url)})")
         file = IndexFile(
@@ -295,6 +298,49 @@ class Builder:
             await asyncio.to_thread(self._keep, path, kept)
         finally:
             path.unlink(missing_ok=True)
+        return replace(source, sha256=sha256, path=kept)
+
+    async def _url_revision(self, source: Source, request: PackageRequest) -> Source:
+        """Return a URL sdist with no pinned hash at its current revision.
+
+        The content digest names the revision; the response's validators (``ETag``,
+        ``Last-Modified``) are kept with it, so within the freshness lifetime nothing is
+        asked, and after it a conditional request answered ``304`` downloads nothing.
+        """
+        base = source.base_dir(self.cache)
+        record_path = base / "source.msgpack"
+        record = await asyncio.to_thread(_read_url_record, record_path)
+        kept = base / record.sha256[:32] / "source" / source.filename if record else None
+        have = kept is not None and await asyncio.to_thread(kept.is_file)
+        fresh = request.fresh
+        if record is not None and kept is not None and have:
+            young = time.time() - record.checked < self.services.config.index_ttl
+            refresh = fresh.refresh_all or source.name in fresh.refresh_packages
+            if fresh.offline or (young and not refresh):
+                return replace(source, sha256=record.sha256, path=kept)
+        if fresh.offline:
+            raise OfflineMiss(f"the source distribution {source.filename} ({redact(source.url)})")
+        headers: dict[str, str] = {}
+        if record is not None and have:
+            if record.etag:
+                headers["If-None-Match"] = record.etag
+            if record.last_modified:
+                headers["If-Modified-Since"] = record.last_modified
+        reply = await self.services.http.get(source.url, headers, ok=frozenset({200, 304}))
+        if reply.status == 304 and record is not None and kept is not None:
+            updated = msgspec.structs.replace(record, checked=time.time())
+            await asyncio.to_thread(_write_url_record, self.cache, record_path, updated)
+            return replace(source, sha256=record.sha256, path=kept)
+        sha256 = hashlib.sha256(reply.body).hexdigest()
+        kept = base / sha256[:32] / "source" / source.filename
+        await asyncio.to_thread(self.cache.write_file, kept, reply.body)
+        new = _UrlRecord(
+            sha256=sha256,
+            etag=reply.headers.get("ETag"),
+            last_modified=reply.headers.get("Last-Modified"),
+            checked=time.time(),
+        )
+        await asyncio.to_thread(_write_url_record, self.cache, record_path, new)
         return replace(source, sha256=sha256, path=kept)
 
     def _keep(self, path: Path, kept: Path) -> None:
@@ -587,6 +633,32 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
+
+
+class _UrlRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What the last response for a URL sdist said: its digest and validators."""
+
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+    checked: float = 0.0
+
+
+_url_decoder: Final = msgspec.msgpack.Decoder(_UrlRecord)
+
+
+def _read_url_record(path: Path) -> _UrlRecord | None:
+    data = Cache.read_file(path)
+    if data is None:
+        return None
+    try:
+        return _url_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+
+
+def _write_url_record(cache: Cache, path: Path, record: _UrlRecord) -> None:
+    cache.write_file(path, _encoder.encode(record), fsync=False)
 
 
 def _read_metadata(rev: Path) -> CoreMetadata | None:

@@ -235,6 +235,20 @@ def prune(cache: Cache) -> PruneReport:
         for archive in archives.iterdir():
             if archive.name not in referenced:
                 _remove(archive, report, "unreferenced archives")
+    # A local project's or archive's older revisions: only its newest build is of use.
+    built = cache.bucket(Bucket.BUILT_WHEELS) / "path"
+    if built.is_dir():
+        for source in built.iterdir():
+            if not source.is_dir():
+                continue
+            variants: dict[bool, list[Path]] = {}
+            for rev in source.iterdir():
+                if rev.is_dir():
+                    variants.setdefault(rev.name.endswith("-editable"), []).append(rev)
+            for revs in variants.values():
+                revs.sort(key=lambda p: p.stat().st_mtime_ns)
+                for old in revs[:-1]:
+                    _remove(old, report, "old source revisions")
     # Stale lock files of entries that no longer exist. Parsed metadata (``.meta``) stays
     # even without a pointer: resolution uses it for wheels it never downloaded.
     wheels = cache.bucket(Bucket.WHEELS)
