@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import suite_cache_fill, suite_compile, suite_startup, suite_sync
+from bench import suite_builds, suite_cache_fill, suite_compile, suite_startup, suite_sync
 from bench.context import Context, Options
 from bench.report import SuiteResult, fmt_ratio, fmt_seconds
 from bench.tools import (
@@ -41,6 +41,7 @@ SUITES: dict[str, Callable[[Context], SuiteResult]] = {
     suite_cache_fill.NAME: suite_cache_fill.run,
     suite_compile.NAME: suite_compile.run,
     suite_sync.NAME: suite_sync.run,
+    suite_builds.NAME: suite_builds.run,
 }
 ALL_SETS = ["a-trio", "b-black", "c-web", "d-large", "e-jupyter"]
 QUICK_SETS = ["a-trio", "b-black"]
@@ -85,6 +86,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--sync-runs", type=int, metavar="N", help="sync rounds per set (default 5, quick 2)"
     )
     parser.add_argument(
+        "--build-runs", type=int, metavar="N", help="builds rounds (default 3, quick 1)"
+    )
+    parser.add_argument(
         "--sets-dir", type=Path, default=DEFAULT_SETS_DIR, help="where SET.in and SET.txt live"
     )
     parser.add_argument(
@@ -101,7 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--keep-tmp", action="store_true", help="keep the temporary root (caches, outputs, logs)"
     )
     args = parser.parse_args(argv)
-    for name in ("runs", "cold_runs", "startup_runs", "fill_runs", "sync_runs"):
+    for name in ("runs", "cold_runs", "startup_runs", "fill_runs", "sync_runs", "build_runs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -127,6 +131,7 @@ def options_from(args: argparse.Namespace, tools: Tools) -> Options:
         python_version=args.python_version or tools.python_version,
         sync_sets=list(args.sync_sets or (["b-black"] if quick else ["d-large", "e-jupyter"])),
         sync_runs=pick(args.sync_runs, 5, 2),
+        build_runs=pick(args.build_runs, 3, 1),
     )
 
 

@@ -27,6 +27,7 @@ class Options:
     python_version: str
     sync_sets: list[str] = field(default_factory=lambda: ["d-large", "e-jupyter"])
     sync_runs: int = 5
+    build_runs: int = 3
 
 
 @dataclass
