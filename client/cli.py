@@ -310,7 +310,9 @@ def do_compile(ctx: Context) -> int:
     files: list[str] = []
     direct: list[str] = []
     for src in a.src:
-        if os.path.exists(src) or src.endswith(_SOURCE_SUFFIXES) or src == "-":
+        # A project directory or a distribution file is a requirement, not a file to read.
+        archive = src.endswith((".whl", ".tar.gz", ".zip", ".tar.bz2"))
+        if src == "-" or src.endswith(_SOURCE_SUFFIXES) or (os.path.isfile(src) and not archive):
             files.append(src)
         else:
             direct.append(src)
