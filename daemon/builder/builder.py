@@ -54,6 +54,7 @@ from burrowd.daemon.errors import (
 from burrowd.daemon.index.client import is_local
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.index.sdist import sdist_metadata
 from burrowd.daemon.inputs.model import Origin
 from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
 from burrowd.daemon.interfaces import BuiltWheel
@@ -269,10 +270,23 @@ class Builder:
         else:
             source = await self._download(source, request)
             assert source.sha256 is not None
-            revision = source.sha256[:32]
+            return source, base / _revision_name(source.sha256, source.editable)
         if source.editable:
             revision += "-editable"
         return source, base / revision
+
+    @staticmethod
+    def _static_metadata(source: Source) -> CoreMetadata | None:
+        """Return the metadata an sdist states statically (PKG-INFO 2.2), else ``None``."""
+        if source.kind not in (SourceKind.REGISTRY, SourceKind.URL, SourceKind.ARCHIVE):
+            return None
+        version = _sdist_version(source.filename)
+        if source.path is None or version is None:
+            return None
+        try:
+            return sdist_metadata(source.path, source.filename, source.name, version)
+        except BuildRequired:
+            return None
 
     async def _download(self, source: Source, request: PackageRequest) -> Source:
         """Make sure a remote sdist is kept in the cache; return it with its sha256."""
@@ -350,11 +364,26 @@ class Builder:
     # -- metadata and wheels ----------------------------------------------------------------
 
     async def metadata(self, source: Source, request: PackageRequest) -> CoreMetadata:
-        """Return the core metadata of ``source``; a cached one needs no build."""
+        """Return the core metadata of ``source``; a cached one needs no build.
+
+        An sdist whose digest is known (from its index, or a ``#sha256=``) and whose
+        metadata is cached needs no download either; one that states its metadata
+        statically (PEP 643) is read, not built.
+        """
+        if source.sha256 is not None and source.kind in (SourceKind.REGISTRY, SourceKind.URL):
+            known = source.base_dir(self.cache) / _revision_name(source.sha256, source.editable)
+            cached = await asyncio.to_thread(_read_metadata, known)
+            if cached is not None:
+                return cached
         source, rev = await self._revision(source, request)
         cached = await asyncio.to_thread(_read_metadata, rev)
         if cached is not None:
             return cached
+        static = await asyncio.to_thread(self._static_metadata, source)
+        if static is not None:
+            self._check_metadata(source, static, request)
+            await asyncio.to_thread(_write_metadata, self.cache, rev, static)
+            return static
         self._check_allowed(source, request)
         meta: CoreMetadata = await self._flights.run(
             (str(rev), "metadata"), lambda: self._build_metadata(source, rev, request)
@@ -616,6 +645,11 @@ def _unpack_sdist(path: Path, filename: str, dest: Path) -> Path:
     if len(tops) == 1 and tops[0].is_dir():
         return tops[0]
     return dest
+
+
+def _revision_name(sha256: str, editable: bool) -> str:
+    """Return the revision directory of an sdist with this digest."""
+    return sha256[:32] + ("-editable" if editable else "")
 
 
 def _sdist_version(filename: str) -> str | None:

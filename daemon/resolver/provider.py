@@ -448,15 +448,16 @@ class Provider:
     async def _file_metadata(
         self, file: IndexFile, location: str, name: str, version: Version
     ) -> CoreMetadata:
-        """Return a file's metadata; an sdist that does not state it is built for it."""
-        try:
-            return await self.index.metadata(
-                file, location, name, str(version), offline=self.request.fresh.offline
-            )
-        except BuildRequired:
-            if self.builder is None:
-                raise
+        """Return a file's metadata; an sdist's comes from the builder (read, else built).
+
+        The builder keeps it per sdist revision, so a second resolve neither downloads nor
+        builds the sdist.
+        """
+        if self.builder is not None and not file.is_wheel:
             return await self.builder.metadata(sdist_source(file, location, name), self.request)
+        return await self.index.metadata(
+            file, location, name, str(version), offline=self.request.fresh.offline
+        )
 
     def _metadata_done(self, task: asyncio.Task[CoreMetadata]) -> None:
         done = sum(1 for t in self._metadata_tasks.values() if t.done())
