@@ -101,6 +101,7 @@ def render_status(status: StatusResult, out: TextIO | None = None) -> None:
             f"{status.memory_pages} project pages, {status.memory_metadata} metadata",
         ),
         ("network", f"{status.http_requests} HTTP requests, {status.downloads} downloads"),
+        ("builds", f"{status.builds} backend runs, {status.git_fetches} git fetches"),
         (
             "idle timeout",
             "never" if status.idle_timeout <= 0 else format_duration(status.idle_timeout),
