@@ -82,6 +82,7 @@ class TestRenderStatus:
             "connections   2",
             "in memory     0 project pages, 0 metadata",
             "network       0 HTTP requests, 0 downloads",
+            "builds        0 backend runs, 0 git fetches",
             "idle timeout  15m 00s",
             "requests in flight: none",
         ]
