@@ -210,7 +210,15 @@ class Prefetcher:
                 raise BuildRequired(
                     located.name, located.version or "?", located.origin.describe(), "no builder"
                 )
-            built = await self.builder.wheel(located.origin, self.request)
+            origin = located.origin
+            if pins:
+                if "sha256" not in pins:
+                    raise InvalidRequirement(
+                        f"{origin.describe()} is built from source: its --hash must be a sha256 "
+                        "of the source archive"
+                    )
+                origin = replace(origin, pins=origin.pins | pins["sha256"])
+            built = await self.builder.wheel(origin, self.request)
             wheel = IndexFile(filename=built.path.name, url=built.path.as_uri(), hashes={})
             located = replace(
                 located,
@@ -219,7 +227,7 @@ class Prefetcher:
                 version=built.metadata.version,
                 origin=built.source,
             )
-            pins = None  # --hash pins check the source, not a wheel built here
+            pins = None  # the pins checked the source archive; the wheel is built here
         file = located.file
         cached = await asyncio.to_thread(read_pointer, self.index.cache, located.key) is not None
         if not cached and self.request.fresh.offline and not is_local(file.url):

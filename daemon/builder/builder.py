@@ -16,20 +16,22 @@ the daemon and locked across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
-import shutil
 import sys
 import tarfile
 import time
 import zipfile
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import pyproject_hooks
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
@@ -44,14 +46,18 @@ from burrowd.daemon.builder.source import (
 from burrowd.daemon.cache.archive import wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
+from burrowd.daemon.cache.wheels import read_pointer
+from burrowd.daemon.candidates import wheel_parts
 from burrowd.daemon.errors import (
     BuildFailed,
     BuildRequired,
     DaemonError,
+    HashMismatch,
     InvalidDistribution,
+    LockTimeout,
     OfflineMiss,
 )
-from burrowd.daemon.index.client import is_local
+from burrowd.daemon.index.client import hash_file, is_local
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.sdist import sdist_metadata
@@ -70,6 +76,7 @@ __all__ = ["BuildEnvironments", "Builder"]
 log = logging.getLogger(__name__)
 
 METADATA_FILE: Final = "metadata.msgpack"
+VENV_TIMEOUT: Final = 120.0
 READY: Final = ".burrow-ready"
 
 _metadata_decoder: Final = msgspec.msgpack.Decoder(CoreMetadata)
@@ -91,7 +98,8 @@ class BuildEnvironments:
         info = request.target.interpreter
         target = services.interpreters.target(info)  # the real interpreter, no overrides
         pins = await self._resolve(requires, replace(request, target=target), source)
-        key_text = "\n".join([info.executable, info.version, *sorted(pins)])
+        # Keyed by the base interpreter: venvs on one Python share build environments.
+        key_text = "\n".join([info.base_prefix, info.implementation, info.version, *sorted(pins)])
         key = hashlib.blake2b(key_text.encode(), digest_size=10).hexdigest()
         path = services.cache.path(Bucket.BUILD_ENVIRONMENTS, key)
         if not (path / READY).exists():
@@ -132,7 +140,7 @@ class BuildEnvironments:
         try:
             resolution = await run_resolver(provider)
         except DaemonError as exc:
-            if isinstance(exc, BuildFailed):
+            if isinstance(exc, (BuildFailed, OfflineMiss, LockTimeout)):
                 raise
             raise BuildFailed(
                 source,
@@ -181,6 +189,10 @@ class BuildEnvironments:
             steps: list[Step] = []
             for file, location, name in pins.values():
                 key = services.index.wheel_key(file, location, name)
+                if request.fresh.offline and not is_local(file.url):
+                    cached = await asyncio.to_thread(read_pointer, cache, key)
+                    if cached is None:
+                        raise OfflineMiss(f"the build requirement {file.filename}")
                 pointer = await services.index.fetch_wheel(file, key)
                 archive = cache.path(Bucket.ARCHIVE, pointer.archive)
                 version = pointer.filename.split("-")[1]
@@ -207,7 +219,14 @@ async def _make_venv(executable: str, path: Path, source: str) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), VENV_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise BuildFailed(
+            source, f"creating a build environment took over {VENV_TIMEOUT:g}s"
+        ) from None
     if proc.returncode != 0:
         raise BuildFailed(
             source,
@@ -225,7 +244,9 @@ class Builder:
         self.git = GitRepos(services.cache, ttl=services.config.index_ttl)
         #: Backend runs (metadata or wheel) so far: the benchmark and ``status`` count them.
         self.builds = 0
-        self._flights: OnceMap[tuple[str, str], Any] = OnceMap()
+        self._flights: OnceMap[tuple[str, ...], Any] = OnceMap()
+        #: Backends running at once: a build is CPU work and holds a worker thread.
+        self._slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
 
     @property
     def cache(self) -> Cache:
@@ -234,7 +255,22 @@ class Builder:
     # -- sources ----------------------------------------------------------------------------
 
     async def prepare(self, source: Source, request: PackageRequest) -> Source:
-        """Return ``source`` with its git commit and checkout resolved."""
+        """Return ``source`` resolved: a git commit checked out, a local archive's digest.
+
+        A digest that ``--hash`` pins do not allow is refused here, before anything is
+        built from it.
+        """
+        if source.kind is SourceKind.ARCHIVE and source.sha256 is None:
+            assert source.path is not None
+            try:
+                digest = await asyncio.to_thread(hash_file, source.path, {"sha256"})
+            except OSError as exc:
+                raise InvalidDistribution(
+                    str(source.path), f"cannot read it: {exc.strerror}"
+                ) from None
+            source = replace(source, sha256=digest["sha256"])
+        if source.sha256 is not None:
+            _check_pins(source)
         if source.kind is not SourceKind.GIT or source.path is not None:
             return source
         ref = parse_git_url(source.url if source.ref is None else f"{source.url}@{source.ref}")
@@ -270,7 +306,9 @@ class Builder:
         else:
             source = await self._download(source, request)
             assert source.sha256 is not None
+            _check_pins(source)
             return source, base / _revision_name(source.sha256, source.editable)
+        source = replace(source, revision=revision)
         if source.editable:
             revision += "-editable"
         return source, base / revision
@@ -305,7 +343,7 @@ class Builder:
         )
         path = await self.services.index.download(file)
         try:
-            sha256 = await asyncio.to_thread(_sha256, path)
+            sha256 = (await asyncio.to_thread(hash_file, path, {"sha256"}))["sha256"]
             if source.sha256 is not None and sha256 != source.sha256:
                 raise InvalidDistribution(source.filename, "its sha256 changed while downloading")
             kept = source.base_dir(self.cache) / sha256[:32] / "source" / source.filename
@@ -371,36 +409,47 @@ class Builder:
         statically (PEP 643) is read, not built.
         """
         if source.sha256 is not None and source.kind in (SourceKind.REGISTRY, SourceKind.URL):
+            _check_pins(source)
             known = source.base_dir(self.cache) / _revision_name(source.sha256, source.editable)
             cached = await asyncio.to_thread(_read_metadata, known)
             if cached is not None:
+                _check_python(source, cached, request)
                 return cached
         source, rev = await self._revision(source, request)
         cached = await asyncio.to_thread(_read_metadata, rev)
         if cached is not None:
+            _check_python(source, cached, request)
             return cached
         static = await asyncio.to_thread(self._static_metadata, source)
         if static is not None:
-            self._check_metadata(source, static, request)
+            _check_identity(source, static)
             await asyncio.to_thread(_write_metadata, self.cache, rev, static)
+            _check_python(source, static, request)
             return static
         self._check_allowed(source, request)
         meta: CoreMetadata = await self._flights.run(
-            (str(rev), "metadata"), lambda: self._build_metadata(source, rev, request)
+            (str(rev), "metadata", *_build_key(request)),
+            lambda: self._build_metadata(source, rev, request),
         )
         return meta
 
     async def wheel(self, source: Source, request: PackageRequest) -> BuiltWheel:
-        """Return a wheel of ``source`` (editable with ``source.editable``), building once."""
+        """Return a wheel of ``source`` for the request's target, building it once.
+
+        A revision may hold wheels built for several interpreters: only one whose tags the
+        target supports is taken (an editable one with ``source.editable``).
+        """
         source, rev = await self._revision(source, request)
-        found = await asyncio.to_thread(_find_wheel, rev)
+        found = await asyncio.to_thread(_find_wheel, rev, request.target.tag_strings)
         if found is not None:
             meta = await asyncio.to_thread(_read_metadata, rev)
             if meta is not None:
+                _check_python(source, meta, request)
                 return BuiltWheel(found, meta, source)
         self._check_allowed(source, request)
         path, meta = await self._flights.run(
-            (str(rev), "wheel"), lambda: self._build_wheel(source, rev, request)
+            (str(rev), "wheel", *_build_key(request)),
+            lambda: self._build_wheel(source, rev, request),
         )
         return BuiltWheel(path, meta, source)
 
@@ -414,6 +463,11 @@ class Builder:
                 "--no-build forbids building it; give a wheel, or drop --no-build",
             )
 
+    async def _hook(self, **kwargs: Any) -> Any:
+        """Call a backend hook in a worker thread, a bounded number at once."""
+        async with self._slots:
+            return await asyncio.to_thread(call_hook, **kwargs)
+
     async def _build_metadata(
         self, source: Source, rev: Path, request: PackageRequest
     ) -> CoreMetadata:
@@ -423,30 +477,54 @@ class Builder:
             if cached is not None:
                 return cached
             log_ = BuildLog()
-            async with _Tree(self, source) as tree:
+            hook = (
+                "prepare_metadata_for_build_editable"
+                if source.editable
+                else "prepare_metadata_for_build_wheel"
+            )
+            async with _tree(self.cache, source) as tree:
                 backend = await asyncio.to_thread(read_backend, tree, source.describe())
                 python, bin_dir = await self._environment(source, tree, backend, request, log_)
-                out = Path(await asyncio.to_thread(self.cache.temp_dir, "metadata-"))
+                out = await asyncio.to_thread(self.cache.temp_dir, "metadata-")
                 try:
                     self.builds += 1
-                    name = await asyncio.to_thread(
-                        call_hook,
+                    name = await self._hook(
                         python=python,
                         bin_dir=bin_dir,
                         tree=tree,
                         backend=backend,
-                        hook="prepare_metadata_for_build_wheel",
+                        hook=hook,
                         log=log_,
                         source=source.describe(),
                         metadata_directory=str(out),
-                        _allow_fallback=True,
                     )
-                    data = await asyncio.to_thread((out / str(name) / "METADATA").read_bytes)
+                    data = await asyncio.to_thread(_read_bytes, out / str(name) / "METADATA")
+                except pyproject_hooks.HookMissing:
+                    # The backend only builds wheels (hatchling, flit): build the wheel now,
+                    # keep it, and take its metadata, rather than build one twice.
+                    _path, meta = await self._build_wheel_locked(
+                        source,
+                        rev,
+                        request,
+                        tree=tree,
+                        backend=backend,
+                        python=python,
+                        bin_dir=bin_dir,
+                        log_=log_,
+                    )
+                    return meta
                 finally:
                     await asyncio.to_thread(remove_tree, out)
+            if data is None:
+                raise InvalidDistribution(
+                    source.describe(),
+                    f"its backend {backend.name} named a metadata directory {name!r} that "
+                    "holds no METADATA",
+                )
             meta = parse_metadata(data, source.describe())
-            self._check_metadata(source, meta, request)
+            _check_identity(source, meta)
             await asyncio.to_thread(_write_metadata, self.cache, rev, meta)
+            _check_python(source, meta, request)
             return meta
 
     async def _build_wheel(
@@ -454,47 +532,71 @@ class Builder:
     ) -> tuple[Path, CoreMetadata]:
         lock = self.cache.entry_lock(rev, f"the build of {source.describe()}")
         async with self.cache.operation(), lock:
-            found = await asyncio.to_thread(_find_wheel, rev)
+            found = await asyncio.to_thread(_find_wheel, rev, request.target.tag_strings)
             meta = await asyncio.to_thread(_read_metadata, rev)
             if found is not None and meta is not None:
                 return found, meta
             log_ = BuildLog()
-            hook = "build_editable" if source.editable else "build_wheel"
-            async with _Tree(self, source) as tree:
+            async with _tree(self.cache, source) as tree:
                 backend = await asyncio.to_thread(read_backend, tree, source.describe())
                 python, bin_dir = await self._environment(source, tree, backend, request, log_)
-                out = Path(await asyncio.to_thread(self.cache.temp_dir, "wheel-"))
-                try:
-                    self.builds += 1
-                    log.info("building %s (%s)", source.describe(), hook)
-                    try:
-                        filename = await asyncio.to_thread(
-                            call_hook,
-                            python=python,
-                            bin_dir=bin_dir,
-                            tree=tree,
-                            backend=backend,
-                            hook=hook,
-                            log=log_,
-                            source=source.describe(),
-                            wheel_directory=str(out),
-                        )
-                    except pyproject_hooks.HookMissing:
-                        raise BuildFailed(
-                            source.describe(),
-                            f"its backend {backend.name} cannot build an editable wheel "
-                            "(PEP 660); install it without -e",
-                            backend=backend.name,
-                            hook=hook,
-                        ) from None
-                    built = out / str(filename)
-                    meta = await asyncio.to_thread(self._wheel_metadata, built, source)
-                    self._check_metadata(source, meta, request)
-                    final = await asyncio.to_thread(self._store_wheel, built, rev)
-                finally:
-                    await asyncio.to_thread(remove_tree, out)
-            await asyncio.to_thread(_write_metadata, self.cache, rev, meta)
-            return final, meta
+                return await self._build_wheel_locked(
+                    source,
+                    rev,
+                    request,
+                    tree=tree,
+                    backend=backend,
+                    python=python,
+                    bin_dir=bin_dir,
+                    log_=log_,
+                )
+
+    async def _build_wheel_locked(
+        self,
+        source: Source,
+        rev: Path,
+        request: PackageRequest,
+        *,
+        tree: Path,
+        backend: Backend,
+        python: str,
+        bin_dir: str | None,
+        log_: BuildLog,
+    ) -> tuple[Path, CoreMetadata]:
+        """Build the wheel (the revision's lock is held) and keep it with its metadata."""
+        hook = "build_editable" if source.editable else "build_wheel"
+        out = await asyncio.to_thread(self.cache.temp_dir, "wheel-")
+        try:
+            self.builds += 1
+            log.info("building %s (%s)", source.describe(), hook)
+            try:
+                filename = await self._hook(
+                    python=python,
+                    bin_dir=bin_dir,
+                    tree=tree,
+                    backend=backend,
+                    hook=hook,
+                    log=log_,
+                    source=source.describe(),
+                    wheel_directory=str(out),
+                )
+            except pyproject_hooks.HookMissing:
+                raise BuildFailed(
+                    source.describe(),
+                    f"its backend {backend.name} cannot build an editable wheel (PEP 660); "
+                    "install it without -e",
+                    backend=backend.name,
+                    hook=hook,
+                ) from None
+            built = out / str(filename)
+            meta = await asyncio.to_thread(_wheel_metadata, built)
+            _check_identity(source, meta)
+            final = await asyncio.to_thread(_store_wheel, built, rev)
+        finally:
+            await asyncio.to_thread(remove_tree, out)
+        await asyncio.to_thread(_write_metadata, self.cache, rev, meta)
+        _check_python(source, meta, request)
+        return final, meta
 
     async def _environment(
         self,
@@ -505,17 +607,18 @@ class Builder:
         log_: BuildLog,
     ) -> tuple[str, str | None]:
         """Return the interpreter (and its bin directory) the backend runs with."""
+        info = request.target.interpreter
         if not request.build.isolation:
-            # --no-build-isolation: the target environment itself provides the backend.
-            return request.target.interpreter.executable, None
+            # --no-build-isolation: the target environment itself provides the backend, and
+            # its scripts (cython, cmake) are found first on PATH.
+            return info.executable, info.paths.get("scripts")
         what = source.describe()
         python, bin_dir = await self.environments.get(list(backend.requires), request, what)
         hook = (
             "get_requires_for_build_editable" if source.editable else "get_requires_for_build_wheel"
         )
         try:
-            extra = await asyncio.to_thread(
-                call_hook,
+            extra = await self._hook(
                 python=python,
                 bin_dir=bin_dir,
                 tree=tree,
@@ -533,86 +636,105 @@ class Builder:
             )
         return python, bin_dir
 
-    def _wheel_metadata(self, wheel: Path, source: Source) -> CoreMetadata:
-        try:
-            with zipfile.ZipFile(wheel) as zf:
-                data = wheel_metadata_bytes(zf, wheel.name)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise InvalidDistribution(
-                wheel.name, f"the backend built a broken wheel ({exc})"
-            ) from None
-        return parse_metadata(data, wheel.name)
 
-    def _check_metadata(self, source: Source, meta: CoreMetadata, request: PackageRequest) -> None:
-        """Refuse a build of another project, or one the real interpreter cannot run."""
-        if source.name and canonicalize_name(meta.name) != canonicalize_name(source.name):
-            raise InvalidDistribution(
-                source.describe(), f"it builds {meta.name}, not {source.name}"
-            )
-        if source.kind in (SourceKind.REGISTRY, SourceKind.URL, SourceKind.ARCHIVE):
-            version = _sdist_version(source.filename)
-            if version is not None:
-                check_identity(meta, source.name, version, source.describe())
-        info = request.target.interpreter
-        real = request.target  # the target; the real interpreter is checked below
-        if meta.requires_python and not real.allows_python(meta.requires_python):
-            raise InvalidDistribution(
-                source.describe(),
-                f"it requires Python {meta.requires_python}, and the target is {real.describe()}",
-            )
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet  # noqa: PLC0415
-
-        try:
-            spec = SpecifierSet(meta.requires_python or "")
-        except InvalidSpecifier:
-            return
-        if not spec.contains(Version(info.version), prereleases=True):
-            raise InvalidDistribution(
-                source.describe(),
-                f"it requires Python {meta.requires_python}, and the interpreter that builds "
-                f"it is {info.version}",
-            )
-
-    def _store_wheel(self, built: Path, rev: Path) -> Path:
-        try:
-            parse_wheel_filename(built.name)
-        except InvalidWheelFilename as exc:
-            raise InvalidDistribution(
-                built.name, f"the backend built a wheel with a bad name ({exc})"
-            ) from None
-        rev.mkdir(parents=True, exist_ok=True)
-        final = rev / built.name
-        if final.exists():
-            log.warning("replacing the built wheel %s", final)
-        staged = self.cache.temp_dir("built-") / built.name
-        shutil.copyfile(built, staged)
-        os.replace(staged, final)
-        remove_tree(staged.parent)
-        return final
+def _build_key(request: PackageRequest) -> tuple[str, ...]:
+    """Return what besides the revision decides a build: the interpreter and isolation."""
+    info = request.target.interpreter
+    return (info.executable, info.version, "isolated" if request.build.isolation else "target")
 
 
-class _Tree:
-    """The source tree of a build: a directory as it is, or an sdist unpacked for the build."""
-
-    def __init__(self, builder: Builder, source: Source) -> None:
-        self.builder = builder
-        self.source = source
-        self._tmp: Path | None = None
-
-    async def __aenter__(self) -> Path:
-        source = self.source
-        if source.kind in (SourceKind.DIRECTORY, SourceKind.GIT):
-            assert source.path is not None
-            return source.path
-        assert source.path is not None
-        self._tmp = await asyncio.to_thread(self.builder.cache.temp_dir, "sdist-")
-        return await asyncio.to_thread(
-            _unpack_sdist, source.path, source.filename or source.path.name, self._tmp
+def _check_pins(source: Source) -> None:
+    """Refuse a source archive whose digest the ``--hash`` pins do not allow."""
+    if source.pins and source.sha256 not in source.pins:
+        raise HashMismatch(
+            source.filename or source.describe(),
+            redact(source.url),
+            "sha256",
+            sorted(source.pins),
+            source.sha256 or "?",
         )
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._tmp is not None:
-            await asyncio.to_thread(remove_tree, self._tmp)
+
+def _check_identity(source: Source, meta: CoreMetadata) -> None:
+    """Refuse metadata of another project, or (for an sdist) another version."""
+    if source.name and canonicalize_name(meta.name) != canonicalize_name(source.name):
+        raise InvalidDistribution(source.describe(), f"it builds {meta.name}, not {source.name}")
+    if source.kind in (SourceKind.REGISTRY, SourceKind.URL, SourceKind.ARCHIVE):
+        version = _sdist_version(source.filename)
+        if version is not None:
+            check_identity(meta, source.name, version, source.describe())
+
+
+def _check_python(source: Source, meta: CoreMetadata, request: PackageRequest) -> None:
+    """Refuse what neither the target nor the interpreter that builds it may run."""
+    if not meta.requires_python:
+        return
+    target = request.target
+    if not target.allows_python(meta.requires_python):
+        raise InvalidDistribution(
+            source.describe(),
+            f"it requires Python {meta.requires_python}, and the target is {target.describe()}",
+        )
+    try:
+        spec = SpecifierSet(meta.requires_python)
+    except InvalidSpecifier:
+        return
+    real = target.interpreter.version
+    if not spec.contains(Version(real), prereleases=True):
+        raise InvalidDistribution(
+            source.describe(),
+            f"it requires Python {meta.requires_python}, and the interpreter that builds it "
+            f"is {real}",
+        )
+
+
+def _wheel_metadata(wheel: Path) -> CoreMetadata:
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            data = wheel_metadata_bytes(zf, wheel.name)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidDistribution(wheel.name, f"the backend built a broken wheel ({exc})") from None
+    return parse_metadata(data, wheel.name)
+
+
+def _store_wheel(built: Path, rev: Path) -> Path:
+    """Move a built wheel into its revision directory (both in the cache: one rename)."""
+    try:
+        parse_wheel_filename(built.name)
+    except InvalidWheelFilename as exc:
+        raise InvalidDistribution(
+            built.name, f"the backend built a wheel with a bad name ({exc})"
+        ) from None
+    rev.mkdir(parents=True, exist_ok=True)
+    final = rev / built.name
+    if final.exists():
+        log.warning("replacing the built wheel %s", final)
+    os.replace(built, final)
+    return final
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _tree(cache: Cache, source: Source) -> AsyncIterator[Path]:
+    """Yield the source tree of a build: a directory as it is, or an sdist unpacked aside."""
+    if source.kind in (SourceKind.DIRECTORY, SourceKind.GIT):
+        assert source.path is not None
+        yield source.path
+        return
+    assert source.path is not None
+    tmp = await asyncio.to_thread(cache.temp_dir, "sdist-")
+    try:
+        yield await asyncio.to_thread(
+            _unpack_sdist, source.path, source.filename or source.path.name, tmp
+        )
+    finally:
+        await asyncio.to_thread(remove_tree, tmp)
 
 
 def _unpack_sdist(path: Path, filename: str, dest: Path) -> Path:
@@ -661,14 +783,6 @@ def _sdist_version(filename: str) -> str | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class _UrlRecord(msgspec.Struct, frozen=True, kw_only=True):
     """What the last response for a URL sdist said: its digest and validators."""
 
@@ -709,10 +823,21 @@ def _write_metadata(cache: Cache, rev: Path, meta: CoreMetadata) -> None:
     cache.write_file(rev / METADATA_FILE, _encoder.encode(meta))
 
 
-def _find_wheel(rev: Path) -> Path | None:
+def _find_wheel(rev: Path, priorities: Mapping[str, int]) -> Path | None:
+    """Return the built wheel of ``rev`` the target ranks best (tags it supports), if any."""
     try:
         names = os.listdir(rev)
     except OSError:
         return None
-    wheels = sorted(n for n in names if n.endswith(".whl"))
-    return rev / wheels[-1] if wheels else None
+    best: tuple[int, str] | None = None
+    for name in names:
+        parts = wheel_parts(name) if name.endswith(".whl") else None
+        if parts is None:
+            continue
+        for py in parts[2].split("."):
+            for abi in parts[3].split("."):
+                for plat in parts[4].split("."):
+                    rank = priorities.get(f"{py}-{abi}-{plat}")
+                    if rank is not None and (best is None or rank < best[0]):
+                        best = (rank, name)
+    return rev / best[1] if best is not None else None

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import msgspec
 
 from burrowd.daemon.cache.layout import Bucket, url_digest
 from burrowd.daemon.cache.store import Cache, remove_tree
-from burrowd.daemon.errors import InvalidRequirement, NetworkError, OfflineMiss
+from burrowd.daemon.errors import InvalidDistribution, InvalidRequirement, NetworkError, OfflineMiss
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.scheduler import OnceMap
 
@@ -61,15 +62,32 @@ class GitReference:
         return text
 
 
+#: Transports a ``git+`` URL may use; git's ``ext::`` and ``fd::`` run commands.
+GIT_SCHEMES: Final = frozenset({"https", "http", "ssh", "git", "file"})
+#: What a ref may look like: no option (``-x``), no revision syntax beyond names.
+_REF: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+-]*")
+
+
 def parse_git_url(url: str) -> GitReference:
-    """Parse ``git+SCHEME://host/path[@ref][#subdirectory=...]``."""
+    """Parse ``git+SCHEME://host/path[@ref][#subdirectory=...]``.
+
+    Only the transports in :data:`GIT_SCHEMES` are accepted, and a ref must be a plain
+    name: anything else could make ``git`` run a command (``--upload-pack=...``, ``ext::``).
+    """
     if not url.startswith("git+"):
         raise InvalidRequirement(f"{redact(url)} is not a git URL (git+https://, git+file://)")
     parts = urlsplit(url[len("git+") :])
+    if parts.scheme not in GIT_SCHEMES or not (parts.netloc or parts.path.startswith("/")):
+        raise InvalidRequirement(
+            f"{redact(url)} is not a git URL burrowd fetches: use git+https://, git+ssh://, "
+            "git+http://, git+git:// or git+file:///path"
+        )
     path, ref = parts.path, None
     if "@" in path:
         path, _, ref = path.rpartition("@")
         ref = ref or None
+    if ref is not None and (not _REF.fullmatch(ref) or ".." in ref):
+        raise InvalidRequirement(f"{ref!r} is not a branch, tag or commit name ({redact(url)})")
     subdirectory = None
     for item in parts.fragment.split("&"):
         key, sep, value = item.partition("=")
@@ -98,18 +116,28 @@ def _git(args: list[str], *, cwd: Path | None = None) -> subprocess.CompletedPro
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody can type
         "GIT_ASKPASS": "",
+        "GIT_ALLOW_PROTOCOL": ":".join(sorted(GIT_SCHEMES)),
         "LC_ALL": "C",
     }
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        if shutil.which("git") is not None:
+            raise
+        raise InvalidRequirement(
+            "git is not installed (or not on the daemon's PATH); git+ requirements need it"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise NetworkError(f"git {args[0]}", f"no answer within {GIT_TIMEOUT:g}s") from None
 
 
 def _tail(done: subprocess.CompletedProcess[str]) -> str:
@@ -148,6 +176,9 @@ class GitRepos:
             if known is not None and (offline or time.time() - known[1] < self.ttl):
                 return known[0]
         if offline:
+            commit = await asyncio.to_thread(self._rev_parse, db, wanted)
+            if commit is not None:
+                return commit
             raise OfflineMiss(f"the git repository {redact(ref.fetch_url)} at {wanted}")
         await self._fetch_flights.run((ref.fetch_url, None), lambda: self._fetch(ref, db))
         commit = await asyncio.to_thread(self._rev_parse, db, wanted)
@@ -168,7 +199,7 @@ class GitRepos:
     async def checkout(self, ref: GitReference, commit: str) -> Path:
         """Return a checkout of ``commit`` (made once, then reused)."""
         target = self.cache.path(Bucket.GIT, "checkouts", url_digest(ref.fetch_url), commit)
-        if (target / READY).exists():
+        if (target / ".git" / READY).exists():
             return target
         return await self._checkout_flights.run(
             (ref.fetch_url, commit), lambda: self._checkout(ref, commit, target)
@@ -177,7 +208,7 @@ class GitRepos:
     async def _checkout(self, ref: GitReference, commit: str, target: Path) -> Path:
         lock = self.cache.entry_lock(target, f"the checkout of {redact(ref.url)}@{commit}")
         async with self.cache.operation(), lock:
-            if (target / READY).exists():
+            if (target / ".git" / READY).exists():
                 return target
             await asyncio.to_thread(self._make_checkout, self._db(ref), commit, target)
         return target
@@ -189,9 +220,13 @@ class GitRepos:
             done = _git(["clone", "--quiet", "--shared", "--no-checkout", str(db), str(work)])
             if done.returncode == 0:
                 done = _git(["checkout", "--quiet", "--force", commit], cwd=work)
+            if done.returncode == 0 and (work / ".gitmodules").exists():
+                done = _git(["submodule", "update", "--init", "--recursive", "--quiet"], cwd=work)
             if done.returncode != 0:
-                raise NetworkError(str(db), f"git checkout of {commit} failed: {_tail(done)}")
-            (work / READY).write_text(commit + "\n")
+                raise InvalidDistribution(
+                    str(db), f"git checkout of {commit} failed: {_tail(done)}"
+                )
+            (work / ".git" / READY).write_text(commit + "\n")
             if target.exists():
                 remove_tree(target)
             self.cache.persist_dir(work, target)
@@ -209,6 +244,8 @@ class GitRepos:
             done = _git(["init", "--quiet", "--bare", str(db)])
             if done.returncode != 0:
                 raise NetworkError(str(db), f"git init failed: {_tail(done)}")
+            # Checkouts borrow this clone's objects: it must never prune them on its own.
+            _git(["config", "gc.auto", "0"], cwd=db)
         specs = (
             [what]
             if what is not None
@@ -220,7 +257,7 @@ class GitRepos:
         )
         self.fetches += 1
         log.info("fetching %s into %s", redact(ref.fetch_url), db)
-        done = _git(["fetch", "--quiet", "--force", ref.fetch_url, *specs], cwd=db)
+        done = _git(["fetch", "--quiet", "--force", "--", ref.fetch_url, *specs], cwd=db)
         if done.returncode != 0:
             raise NetworkError(redact(ref.fetch_url), f"git fetch failed: {_tail(done)}")
 
@@ -228,17 +265,22 @@ class GitRepos:
     def _has_commit(db: Path, commit: str) -> bool:
         if not (db / "HEAD").exists():
             return False
-        return _git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=db).returncode == 0
+        return _git(["cat-file", "-e", "--", f"{commit}^{{commit}}"], cwd=db).returncode == 0
 
     @staticmethod
     def _rev_parse(db: Path, wanted: str) -> str | None:
+        if not (db / "HEAD").exists():
+            return None
         names = (
             ["refs/burrow/HEAD"]
             if wanted == "HEAD"
             else [f"refs/tags/{wanted}", f"refs/heads/{wanted}", wanted]
         )
         for name in names:
-            done = _git(["rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], cwd=db)
+            done = _git(
+                ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}"],
+                cwd=db,
+            )
             if done.returncode == 0 and done.stdout.strip():
                 return done.stdout.strip()
         return None

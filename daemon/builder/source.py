@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
@@ -21,7 +21,9 @@ from packaging.utils import canonicalize_name
 from burrowd.daemon.builder.git import parse_git_url
 from burrowd.daemon.cache.layout import Bucket, digest, url_digest
 from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.errors import InvalidRequirement
 from burrowd.daemon.index.client import DIRECT, is_local, local_path
+from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import RequirementEntry
@@ -75,18 +77,22 @@ class Source:
     commit: str | None = None
     subdirectory: str | None = None
     editable: bool = False
+    #: sha256 digests ``--hash`` allows for the source archive (empty: unchecked).
+    pins: frozenset[str] = frozenset()
+    #: The revision a build used (a directory's), recorded with what is installed.
+    revision: str | None = None
 
     def describe(self) -> str:
         """Return what to call the source in messages."""
         if self.kind is SourceKind.GIT:
             at = f"@{self.commit or self.ref}" if (self.commit or self.ref) else ""
             sub = f"#subdirectory={self.subdirectory}" if self.subdirectory else ""
-            return f"{self.url}{at}{sub}"
+            return f"{redact(self.url)}{at}{sub}"
         if self.kind in (SourceKind.REGISTRY, SourceKind.URL):
-            return self.filename or self.url
+            return self.filename or redact(self.url)
         if self.path is not None:
             return str(self.path)
-        return self.filename or self.url
+        return self.filename or redact(self.url)
 
     def base_dir(self, cache: Cache) -> Path:
         """Return the directory of this source's revisions in ``built-wheels-v0``."""
@@ -169,6 +175,13 @@ def direct_source(entry: RequirementEntry) -> Source:
         )
     if url.startswith("git+"):
         ref = parse_git_url(url)
+        if entry.editable:
+            raise InvalidRequirement(
+                f"-e {redact(url)}: an editable install needs a directory of your own; clone "
+                "the repository and install it with -e ./DIRECTORY",
+                file=entry.origin.file,
+                line=entry.origin.line,
+            )
         return Source(
             SourceKind.GIT,
             entry.name,
@@ -180,7 +193,9 @@ def direct_source(entry: RequirementEntry) -> Source:
     clean, hashes = split_hash(url)
     filename = unquote(clean.rstrip("/").rsplit("/", 1)[-1])
     file = IndexFile(filename=filename, url=clean, hashes=hashes)
-    return sdist_source(file, DIRECT, entry.name)
+    pinned = {h.partition(":")[2] for h in entry.hashes if h.startswith("sha256:")}
+    source = sdist_source(file, DIRECT, entry.name)
+    return replace(source, pins=frozenset(pinned)) if pinned else source
 
 
 def pinned_url(source: Source, entry: RequirementEntry) -> str:

@@ -67,6 +67,7 @@ __all__ = [
     "IndexSettings",
     "Pins",
     "ProjectFiles",
+    "hash_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -633,7 +634,7 @@ class IndexClient:
         if is_local(file.url):
             path = local_path(file.url)
             try:
-                return (await asyncio.to_thread(_hash_file, path, {"sha256"}))["sha256"]
+                return (await asyncio.to_thread(hash_file, path, {"sha256"}))["sha256"]
             except OSError as exc:
                 raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
         if file.is_wheel:
@@ -666,7 +667,7 @@ class IndexClient:
                     raise InvalidDistribution(
                         str(source), f"cannot read it: {exc.strerror}"
                     ) from exc
-                hashes = await asyncio.to_thread(_hash_file, tmp, _algorithms(file, None))
+                hashes = await asyncio.to_thread(hash_file, tmp, _algorithms(file, None))
             else:
                 hashes, _size = await self._stream_to(file.url, tmp, _algorithms(file, None), None)
                 self.downloads += 1
@@ -732,7 +733,7 @@ class IndexClient:
             st = os.stat(path)
         except OSError as exc:
             raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
-        hashes = await asyncio.to_thread(_hash_file, path, _algorithms(file, pins))
+        hashes = await asyncio.to_thread(hash_file, path, _algorithms(file, pins))
         return await self._store(
             file, key, path, hashes=hashes, pins=pins, size=st.st_size, source=st
         )
@@ -849,7 +850,8 @@ def _algorithms(file: IndexFile, pins: Pins | None) -> set[str]:
     return algorithms
 
 
-def _hash_file(path: Path, algorithms: set[str]) -> dict[str, str]:
+def hash_file(path: Path, algorithms: set[str]) -> dict[str, str]:
+    """Return the hex digests of the file at ``path`` in ``algorithms`` (blocking)."""
     hashers = {a: hashlib.new(a) for a in algorithms}
     with open(path, "rb") as f:
         while chunk := f.read(1024 * 1024):

@@ -222,10 +222,12 @@ def _source_wanted(name: str, source: Source, requested: bool = True) -> Wanted:
 
 def _source_record(source: Source | None) -> dict[str, bytes]:
     """Return the extra metadata file recording a project directory's revision."""
-    if source is None or source.kind is not SourceKind.DIRECTORY or source.path is None:
+    if source is None or source.kind is not SourceKind.DIRECTORY or source.revision is None:
         return {}
-    revision = directory_revision(source.path)
-    return {SOURCE_RECORD: json.dumps({"revision": revision}, sort_keys=True).encode()}
+    # The revision the wheel was built from, not the directory's now: an edit made during
+    # the build is a change the next sync sees.
+    record = {"revision": source.revision}
+    return {SOURCE_RECORD: json.dumps(record, sort_keys=True).encode()}
 
 
 def _refreshing(

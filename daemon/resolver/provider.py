@@ -129,6 +129,9 @@ class ResolveOptions:
     #: ``--only-binary`` / ``--no-binary`` names (canonical, or ``:all:``), pip's semantics.
     only_binary: frozenset[str] = frozenset()
     no_binary: frozenset[str] = frozenset()
+    #: ``--no-build``: a version with only an sdist is passed over (as uv does), unless it
+    #: is the preferred one (installed, or pinned by the output file).
+    no_build: bool = False
 
     def formats(self, name: str) -> str:
         """Return which files of ``name`` may be used: "any", "binary" or "source".
@@ -242,6 +245,15 @@ class Provider:
                 except BuildRequired:
                     if self.builder is None:
                         raise
+                    known = self.to_build.get(entry.name)
+                    if known is not None and known[0].requirement.url != entry.requirement.url:
+                        raise InvalidRequirement(
+                            f"{entry.requirement.name} is required from two places, "
+                            f"{redact(known[0].requirement.url or '')} and "
+                            f"{redact(entry.requirement.url or '')}; keep one of them",
+                            file=entry.origin.file,
+                            line=entry.origin.line,
+                        ) from None
                     self.to_build[entry.name] = (entry, direct_source(entry))
                     continue
                 self._add_direct(entry, file, version, meta)
@@ -602,6 +614,11 @@ class Provider:
             flag = "--only-binary" if formats == "binary" else "--no-binary"
             return f"have no {'wheel' if formats == 'binary' else 'sdist'} ({flag})"
         usable = kept
+        if self.options.no_build and self.options.preferences.get(name) != version:
+            wheels = [(f, loc) for f, loc in usable if f.is_wheel]
+            if usable and not wheels:
+                return "have no wheel, and --no-build forbids building one"
+            usable = wheels
         if not usable:
             if vc.yanked:
                 return "yanked (allowed only with an exact == pin)"

@@ -337,6 +337,7 @@ async def resolve_pins(
         preferences=preferences,
         only_binary=frozenset(only_binary),
         no_binary=frozenset(no_binary),
+        no_build=params.build.no_build,
     )
     # Built in a worker: it reads local project directories (pyproject.toml, PKG-INFO)
     # and parses every requirement's markers and specifiers, none of it loop work.
