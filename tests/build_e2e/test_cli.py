@@ -318,8 +318,10 @@ class TestRefusals:
         url = sources.index.simple_url
         stderr = burrow.fails("compile", "dyn", "--no-build", "-i", url)
         assert stderr == (
-            "error: dyn needs a build from dyn-1.0.tar.gz: --no-build forbids building it; "
-            "give a wheel, or drop --no-build\n"
+            "error: No solution found when resolving dependencies:\n"
+            "Because there is no version of dyn (1 version has no wheel, and --no-build "
+            "forbids building one) and you require dyn, we can conclude that your "
+            "requirements are unsatisfiable.\n"
         )
         requirements(burrow.cwd / "pkg.in", "./pkg")
         stderr = burrow.fails("compile", "pkg.in", "--no-build", "-i", url)

@@ -288,9 +288,10 @@ class TestBuildOptions:
     ) -> None:
         dynamic_sdist(fake_index_async, DistSpec("dyn", "1.0"))
         error = await stack.compiler.fail("dyn", build=m.BuildOptions(no_build=True))
-        assert isinstance(error, BuildRequired)
-        assert error.code == ErrorCode.BUILD_FAILED
-        assert "--no-build" in error.message
+        assert error.code == ErrorCode.RESOLUTION_IMPOSSIBLE
+        assert "dyn (1 version has no wheel, and --no-build forbids building one)" in (
+            error.message
+        )
         assert stack.builds == 0
 
     @pytest.mark.parametrize("isolation", [True, False], ids=["isolated", "no-build-isolation"])
@@ -344,7 +345,12 @@ class TestRequiresPython:
         error = await stack.compiler.fail("old", python_version=python_version)
         assert error.code == ErrorCode.RESOLUTION_IMPOSSIBLE
         assert f"old==1.0 is unavailable: {reason}" in error.message
-        assert stack.built("metadata.msgpack") == []
+        # The metadata is kept (it is true); the refusal is the target's, and is repeated
+        # without building again.
+        builds = stack.builds
+        again = await stack.compiler.fail("old", python_version=python_version)
+        assert f"old==1.0 is unavailable: {reason}" in again.message
+        assert stack.builds == builds
 
     async def test_a_directory_the_interpreter_cannot_run_is_refused(
         self, stack: Stack, tmp_path: Path
@@ -356,7 +362,12 @@ class TestRequiresPython:
         assert caught.value.message.startswith(
             f"invalid distribution {tree}: it requires Python <3, and the target is CPython"
         )
-        assert stack.built() == []
+        assert venv_tree(stack.venv) == before
+        # What was built is kept, but never installed where it cannot run.
+        builds = stack.builds
+        with pytest.raises(InvalidDistribution, match="it requires Python <3"):
+            await stack.sync(f"old @ {tree.as_uri()}")
+        assert stack.builds == builds
         assert venv_tree(stack.venv) == before
 
 

@@ -786,11 +786,15 @@ class TestSourceDistributions:
         assert "setuptools>=40.8.0" in error.message
         assert "'setuptools' was not found" in error.message
 
-    async def test_no_build_refuses_what_needs_one(self, compiler: Compiler) -> None:
-        compiler.index.add(DistSpec("dyn", "1.0"), wheel=False, sdist=True, static_metadata=False)
-        error = await compiler.fail("dyn", build=BuildOptions(no_build=True))
-        assert error.code == ErrorCode.BUILD_FAILED
-        assert "--no-build" in error.message
+    async def test_no_build_passes_over_versions_without_a_wheel(self, compiler: Compiler) -> None:
+        # As in uv: a version with only an sdist is unavailable, so an older one with a
+        # wheel is chosen instead of the resolution ending at the first sdist.
+        release(compiler.index, "dyn==1.0")
+        compiler.index.add(DistSpec("dyn", "2.0"), wheel=False, sdist=True, static_metadata=False)
+        assert await compiler.pins("dyn", build=BuildOptions(no_build=True)) == {"dyn": "1.0"}
+        error = await compiler.fail("dyn>=2", build=BuildOptions(no_build=True))
+        assert error.code == ErrorCode.RESOLUTION_IMPOSSIBLE
+        assert "has no wheel, and --no-build forbids building one" in error.message
 
 
 class TestReviewFindings:
