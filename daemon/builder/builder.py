@@ -25,7 +25,7 @@ import tarfile
 import time
 import zipfile
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -463,10 +463,20 @@ class Builder:
                 "--no-build forbids building it; give a wheel, or drop --no-build",
             )
 
-    async def _hook(self, **kwargs: Any) -> Any:
+    async def _hook(self, run: _Run, hook: str, **kwargs: Any) -> Any:
         """Call a backend hook in a worker thread, a bounded number at once."""
         async with self._slots:
-            return await asyncio.to_thread(call_hook, **kwargs)
+            return await asyncio.to_thread(
+                call_hook,
+                python=run.python,
+                bin_dir=run.bin_dir,
+                tree=run.tree,
+                backend=run.backend,
+                hook=hook,
+                log=run.log,
+                source=run.source,
+                **kwargs,
+            )
 
     async def _build_metadata(
         self, source: Source, rev: Path, request: PackageRequest
@@ -484,34 +494,16 @@ class Builder:
             )
             async with _tree(self.cache, source) as tree:
                 backend = await asyncio.to_thread(read_backend, tree, source.describe())
-                python, bin_dir = await self._environment(source, tree, backend, request, log_)
+                run = await self._environment(source, tree, backend, request, log_)
                 out = await asyncio.to_thread(self.cache.temp_dir, "metadata-")
                 try:
                     self.builds += 1
-                    name = await self._hook(
-                        python=python,
-                        bin_dir=bin_dir,
-                        tree=tree,
-                        backend=backend,
-                        hook=hook,
-                        log=log_,
-                        source=source.describe(),
-                        metadata_directory=str(out),
-                    )
+                    name = await self._hook(run, hook, metadata_directory=str(out))
                     data = await asyncio.to_thread(_read_bytes, out / str(name) / "METADATA")
                 except pyproject_hooks.HookMissing:
                     # The backend only builds wheels (hatchling, flit): build the wheel now,
                     # keep it, and take its metadata, rather than build one twice.
-                    _path, meta = await self._build_wheel_locked(
-                        source,
-                        rev,
-                        request,
-                        tree=tree,
-                        backend=backend,
-                        python=python,
-                        bin_dir=bin_dir,
-                        log_=log_,
-                    )
+                    _path, meta = await self._build_wheel_locked(source, rev, request, run)
                     return meta
                 finally:
                     await asyncio.to_thread(remove_tree, out)
@@ -539,29 +531,11 @@ class Builder:
             log_ = BuildLog()
             async with _tree(self.cache, source) as tree:
                 backend = await asyncio.to_thread(read_backend, tree, source.describe())
-                python, bin_dir = await self._environment(source, tree, backend, request, log_)
-                return await self._build_wheel_locked(
-                    source,
-                    rev,
-                    request,
-                    tree=tree,
-                    backend=backend,
-                    python=python,
-                    bin_dir=bin_dir,
-                    log_=log_,
-                )
+                run = await self._environment(source, tree, backend, request, log_)
+                return await self._build_wheel_locked(source, rev, request, run)
 
     async def _build_wheel_locked(
-        self,
-        source: Source,
-        rev: Path,
-        request: PackageRequest,
-        *,
-        tree: Path,
-        backend: Backend,
-        python: str,
-        bin_dir: str | None,
-        log_: BuildLog,
+        self, source: Source, rev: Path, request: PackageRequest, run: _Run
     ) -> tuple[Path, CoreMetadata]:
         """Build the wheel (the revision's lock is held) and keep it with its metadata."""
         hook = "build_editable" if source.editable else "build_wheel"
@@ -570,22 +544,13 @@ class Builder:
             self.builds += 1
             log.info("building %s (%s)", source.describe(), hook)
             try:
-                filename = await self._hook(
-                    python=python,
-                    bin_dir=bin_dir,
-                    tree=tree,
-                    backend=backend,
-                    hook=hook,
-                    log=log_,
-                    source=source.describe(),
-                    wheel_directory=str(out),
-                )
+                filename = await self._hook(run, hook, wheel_directory=str(out))
             except pyproject_hooks.HookMissing:
                 raise BuildFailed(
                     source.describe(),
-                    f"its backend {backend.name} cannot build an editable wheel (PEP 660); "
+                    f"its backend {run.backend.name} cannot build an editable wheel (PEP 660); "
                     "install it without -e",
-                    backend=backend.name,
+                    backend=run.backend.name,
                     hook=hook,
                 ) from None
             built = out / str(filename)
@@ -605,28 +570,21 @@ class Builder:
         backend: Backend,
         request: PackageRequest,
         log_: BuildLog,
-    ) -> tuple[str, str | None]:
-        """Return the interpreter (and its bin directory) the backend runs with."""
+    ) -> _Run:
+        """Return how the backend runs: which interpreter, with which bin directory."""
         info = request.target.interpreter
+        what = source.describe()
         if not request.build.isolation:
             # --no-build-isolation: the target environment itself provides the backend, and
             # its scripts (cython, cmake) are found first on PATH.
-            return info.executable, info.paths.get("scripts")
-        what = source.describe()
+            return _Run(info.executable, info.paths.get("scripts"), tree, backend, log_, what)
         python, bin_dir = await self.environments.get(list(backend.requires), request, what)
+        run = _Run(python, bin_dir, tree, backend, log_, what)
         hook = (
             "get_requires_for_build_editable" if source.editable else "get_requires_for_build_wheel"
         )
         try:
-            extra = await self._hook(
-                python=python,
-                bin_dir=bin_dir,
-                tree=tree,
-                backend=backend,
-                hook=hook,
-                log=log_,
-                source=what,
-            )
+            extra = await self._hook(run, hook)
         except pyproject_hooks.HookMissing:
             extra = []
         extra = [r for r in extra or [] if isinstance(r, str)]
@@ -634,7 +592,20 @@ class Builder:
             python, bin_dir = await self.environments.get(
                 [*backend.requires, *extra], request, what
             )
-        return python, bin_dir
+            run = _Run(python, bin_dir, tree, backend, log_, what)
+        return run
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """How one build calls its backend: interpreter, PATH's first directory, tree, log."""
+
+    python: str
+    bin_dir: str | None
+    tree: Path
+    backend: Backend
+    log: BuildLog
+    source: str
 
 
 def _build_key(request: PackageRequest) -> tuple[str, ...]:
