@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from packaging import tags
@@ -446,7 +446,9 @@ class Interpreters:
         #: Failed queries (a shim of a version not installed): not run again for a while.
         self._failures: dict[str, tuple[int, int, float, InterpreterNotFound]] = {}
         self._targets: dict[tuple[int, str | None, str | None], Target] = {}
-        self._queries: OnceMap[tuple[str, int, int], InterpreterInfo] = OnceMap()
+        self._queries: OnceMap[tuple[str, int, int], InterpreterInfo] = OnceMap(
+            "interpreter", lambda key: key[0]
+        )
 
     def _candidates(self, req: PythonRequest) -> Iterator[Path]:
         """Yield the executables to try, best first, each once.
@@ -535,6 +537,10 @@ class Interpreters:
         what = req.python or "the default Python"
         reason = "tried " + ", ".join(tried) if tried else "nothing suitable on PATH"
         raise InterpreterNotFound(what, reason + "; pass --python PATH")
+
+    def flight_maps(self) -> list[OnceMap[Any, Any]]:
+        """Return the single-flight map of interpreter queries, for ``status``."""
+        return [self._queries]
 
     async def drain(self) -> None:
         """Let the queries running now finish (at shutdown), within their timeout."""

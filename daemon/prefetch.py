@@ -39,6 +39,7 @@ from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.interfaces import SourceBuilder
 from burrowd.daemon.metadata import parse_metadata
 from burrowd.daemon.requests import PackageRequest, command_line_entries
+from burrowd.daemon.scheduler import pace
 from burrowd.protocol.messages import PrefetchedWheel
 
 __all__ = [
@@ -205,6 +206,7 @@ class Prefetcher:
         A located source is built first (once per revision; the built wheel is then
         unpacked like a local wheel file).
         """
+        await pace()
         if located.origin is not None and not located.file.is_wheel:
             if self.builder is None:
                 raise BuildRequired(

@@ -1,25 +1,257 @@
-"""Single-flight and bounded concurrency for work on artifacts.
+"""Single-flight, bounded concurrency and priorities for the work of the daemon.
 
 :class:`OnceMap` makes sure one download, unpack or build per artifact runs at a time in this
 daemon, whoever asks; the cache's entry locks do the same across processes. :class:`Limits`
 bounds how much network and CPU work runs at once.
+
+Work is done for someone: a :class:`Priority`, held in a context variable, says for whom (a
+request, a warming job) and whether it is background work. Foreground requests always go
+first: a :class:`PrioritySemaphore` gives a free slot to a waiting foreground task before any
+background one, and background work calls :func:`pace` between its steps, which holds it
+while the :class:`Foreground` gate counts requests at work. Shared work started for a warming
+job runs at background priority until a request joins it; it is then promoted, so a request
+never waits behind work that yields to requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import contextvars
 import logging
 import os
-from collections.abc import Awaitable, Callable, Hashable
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
-__all__ = ["Limits", "OnceMap"]
+__all__ = [
+    "Foreground",
+    "Limits",
+    "OnceMap",
+    "Priority",
+    "PrioritySemaphore",
+    "current_priority",
+    "pace",
+    "working_for",
+]
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+#: Longest stretch, in seconds, that paced work keeps the event loop before letting others run
+#: (``status`` must answer within 50 ms whatever else runs).
+LOOP_SLICE: Final = 0.005
+
+
+class Priority:
+    """For whom work is done: a label for ``status``, and whether it is background work."""
+
+    __slots__ = ("_on_promote", "background", "gate", "held", "label")
+
+    def __init__(
+        self, label: str, *, background: bool = False, gate: Foreground | None = None
+    ) -> None:
+        self.label = label
+        self.background = background
+        #: The gate background work waits at (``None``: it never waits).
+        self.gate = gate
+        #: Waiting at the gate now (``status`` shows the warming job as yielding).
+        self.held = False
+        self._on_promote: list[Callable[[], None]] = []
+
+    def promote(self) -> None:
+        """Make this foreground work from now on (a request came to depend on it)."""
+        if not self.background:
+            return
+        self.background = False
+        callbacks, self._on_promote = self._on_promote, []
+        for callback in callbacks:
+            callback()
+
+    def __repr__(self) -> str:
+        kind = "background" if self.background else "foreground"
+        return f"<Priority {self.label!r} {kind}>"
+
+
+_UNATTRIBUTED: Final = Priority("the daemon")
+_current: contextvars.ContextVar[Priority] = contextvars.ContextVar(
+    "burrowd_priority", default=_UNATTRIBUTED
+)
+_last_yield = 0.0
+
+
+def current_priority() -> Priority:
+    """Return the priority of the work running in this task."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def working_for(priority: Priority) -> Iterator[Priority]:
+    """Attribute the work of this task (and of the tasks it starts) to ``priority``."""
+    token = _current.set(priority)
+    try:
+        yield priority
+    finally:
+        _current.reset(token)
+
+
+async def pace() -> None:
+    """Let other work run: yield the event loop when due, and hold background work back.
+
+    Cheap when nothing is due: call it between the steps of long work. Background work
+    (a warming job) waits here while foreground requests are at work.
+    """
+    global _last_yield
+    now = time.monotonic()
+    if now - _last_yield >= LOOP_SLICE:
+        _last_yield = now
+        await asyncio.sleep(0)
+    priority = _current.get()
+    if priority.background and priority.gate is not None and priority.gate.active:
+        await priority.gate.hold(priority)
+
+
+class Foreground:
+    """Count the requests doing package work; background work waits while there are any."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Count a foreground request for as long as the block runs."""
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._wake()
+
+    @property
+    def held(self) -> int:
+        """Return how many background tasks wait at the gate now."""
+        return sum(1 for f in self._waiters if not f.done())
+
+    async def hold(self, priority: Priority) -> None:
+        """Wait until no foreground request runs, or until ``priority`` is promoted."""
+        loop = asyncio.get_running_loop()
+        priority.held = True
+        try:
+            await self._hold(priority, loop)
+        finally:
+            priority.held = False
+
+    async def _hold(self, priority: Priority, loop: asyncio.AbstractEventLoop) -> None:
+        while self.active and priority.background:
+            waiter: asyncio.Future[None] = loop.create_future()
+
+            def wake(w: asyncio.Future[None] = waiter) -> None:
+                if not w.done():
+                    w.set_result(None)
+
+            self._waiters.append(waiter)
+            priority._on_promote.append(wake)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                with contextlib.suppress(ValueError):
+                    priority._on_promote.remove(wake)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class PrioritySemaphore:
+    """A semaphore that gives a free slot to foreground waiters before background ones.
+
+    Waiters of one priority are served in arrival order. A background waiter promoted while
+    it waits (a request joined its shared work) counts as foreground from then on.
+    """
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.running = 0
+        self._waiters: collections.deque[tuple[asyncio.Future[None], Priority]] = (
+            collections.deque()
+        )
+
+    def waiting(self) -> tuple[int, int]:
+        """Return how many foreground and background tasks wait for a slot."""
+        fg = bg = 0
+        for fut, priority in self._waiters:
+            if fut.done():
+                continue
+            if priority.background:
+                bg += 1
+            else:
+                fg += 1
+        return fg, bg
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting for one if none is free."""
+        if self.running < self.limit and not self._waiters:
+            self.running += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (fut, _current.get())
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # granted just as it was cancelled: hand the slot on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back, to the next foreground waiter if there is one."""
+        self.running -= 1
+        while self.running < self.limit and self._waiters:
+            entry = next((e for e in self._waiters if not e[1].background), self._waiters[0])
+            self._waiters.remove(entry)
+            if entry[0].done():
+                continue
+            entry[0].set_result(None)
+            self.running += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass(eq=False, slots=True)
+class _Flight(Generic[V]):
+    task: asyncio.Task[V]
+    priority: Priority
+    started: float
+    waiters: list[Priority] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FlightInfo:
+    """One piece of shared work in flight, for ``status``."""
+
+    kind: str
+    what: str
+    elapsed: float
+    waiters: list[str]
+    background: bool
 
 
 class OnceMap(Generic[K, V]):
@@ -34,10 +266,17 @@ class OnceMap(Generic[K, V]):
     - When the work ends, the key is forgotten: its result lives in the cache or in
       memory elsewhere, and a failure is retried by the next caller, not replayed.
     - An exception from the work is raised in every waiter.
+    - The work runs with a priority of its own: background if a background caller started
+      it, promoted to foreground as soon as a foreground caller waits for it.
+
+    :param kind: what the work is (``wheel``, ``page``), for ``status``.
+    :param describe: how ``status`` shows a key.
     """
 
-    def __init__(self) -> None:
-        self._running: dict[K, asyncio.Task[V]] = {}
+    def __init__(self, kind: str = "work", describe: Callable[[K], str] = str) -> None:
+        self.kind = kind
+        self.describe = describe
+        self._running: dict[K, _Flight[V]] = {}
 
     def __contains__(self, key: K) -> bool:
         return key in self._running
@@ -49,14 +288,39 @@ class OnceMap(Generic[K, V]):
         """Return the keys being worked on."""
         return list(self._running)
 
+    def flights(self, now: float) -> list[FlightInfo]:
+        """Describe the work in flight and who waits for it."""
+        return [
+            FlightInfo(
+                kind=self.kind,
+                what=self.describe(key),
+                elapsed=now - flight.started,
+                waiters=sorted({w.label for w in flight.waiters}),
+                background=flight.priority.background,
+            )
+            for key, flight in list(self._running.items())
+        ]
+
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
         """Return the result of ``work()`` for ``key``, running it at most once at a time."""
-        task = self._running.get(key)
-        if task is None:
-            task = asyncio.ensure_future(work())
-            self._running[key] = task
+        caller = _current.get()
+        flight = self._running.get(key)
+        if flight is None:
+            priority = Priority(caller.label, background=caller.background, gate=caller.gate)
+            context = contextvars.copy_context()
+            context.run(_current.set, priority)
+            task = asyncio.get_running_loop().create_task(_awaited(work), context=context)
+            flight = _Flight(task, priority, time.monotonic())
+            self._running[key] = flight
             task.add_done_callback(lambda t, k=key: self._forget(k, t))  # type: ignore[misc]
-        return await asyncio.shield(task)
+        elif not caller.background:
+            flight.priority.promote()
+        flight.waiters.append(caller)
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            with contextlib.suppress(ValueError):
+                flight.waiters.remove(caller)
 
     async def wait_all(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the work running now to end, then cancel it.
@@ -65,7 +329,7 @@ class OnceMap(Generic[K, V]):
         ``asyncio.create_subprocess_exec`` halfway can leave the loop waiting forever for
         the child's exit callback).
         """
-        tasks = set(self._running.values())
+        tasks = {flight.task for flight in self._running.values()}
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -75,11 +339,16 @@ class OnceMap(Generic[K, V]):
             await asyncio.wait(pending, timeout=1.0)
 
     def _forget(self, key: K, task: asyncio.Task[V]) -> None:
-        if self._running.get(key) is task:
+        flight = self._running.get(key)
+        if flight is not None and flight.task is task:
             del self._running[key]
         if not task.cancelled() and task.exception() is not None:
             # Retrieved here so a failure nobody waited for is not logged as unhandled.
             log.debug("work for %r failed: %s", key, task.exception())
+
+
+async def _awaited(work: Callable[[], Awaitable[V]]) -> V:
+    return await work()
 
 
 def _cpu_count() -> int:
@@ -94,9 +363,17 @@ class Limits:
     """Semaphores for each kind of work."""
 
     #: Concurrent HTTP requests to indexes and file hosts.
-    network: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(48))
+    network: PrioritySemaphore = field(default_factory=lambda: PrioritySemaphore("network", 48))
     #: Concurrent unpacks, each in a worker thread. More than the CPUs: unpacking a wheel of
     #: small files waits on file creation far more than it computes (the GIL is released).
-    unpack: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(max(4, 3 * _cpu_count()))
+    unpack: PrioritySemaphore = field(
+        default_factory=lambda: PrioritySemaphore("unpack", max(4, 3 * _cpu_count()))
     )
+    #: Build backends running at once (each is a process that may use a CPU fully).
+    build: PrioritySemaphore = field(
+        default_factory=lambda: PrioritySemaphore("build", _cpu_count())
+    )
+
+    def all(self) -> list[PrioritySemaphore]:
+        """Return every semaphore, for ``status``."""
+        return [self.network, self.unpack, self.build]

@@ -65,7 +65,7 @@ from burrowd.daemon.inputs.model import Origin
 from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
 from burrowd.daemon.interfaces import BuiltWheel
 from burrowd.daemon.metadata import CoreMetadata, check_identity, parse_metadata
-from burrowd.daemon.scheduler import OnceMap
+from burrowd.daemon.scheduler import OnceMap, pace
 
 if TYPE_CHECKING:
     from burrowd.daemon.requests import PackageRequest
@@ -88,7 +88,7 @@ class BuildEnvironments:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._flights: OnceMap[str, Path] = OnceMap()
+        self._flights: OnceMap[str, Path] = OnceMap("build-env", lambda key: key)
 
     async def get(
         self, requires: list[str], request: PackageRequest, source: str
@@ -244,13 +244,17 @@ class Builder:
         self.git = GitRepos(services.cache, ttl=services.config.index_ttl)
         #: Backend runs (metadata or wheel) so far: the benchmark and ``status`` count them.
         self.builds = 0
-        self._flights: OnceMap[tuple[str, ...], Any] = OnceMap()
+        self._flights: OnceMap[tuple[str, ...], Any] = OnceMap("build", _describe_build)
         #: Backends running at once: a build is CPU work and holds a worker thread.
-        self._slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+        self._slots = services.limits.build
 
     @property
     def cache(self) -> Cache:
         return self.services.cache
+
+    def flight_maps(self) -> list[OnceMap[Any, Any]]:
+        """Return the single-flight maps of builds, build environments and git, for ``status``."""
+        return [self._flights, self.environments._flights, *self.git.flight_maps()]
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -427,6 +431,7 @@ class Builder:
             _check_python(source, static, request)
             return static
         self._check_allowed(source, request)
+        await pace()
         meta: CoreMetadata = await self._flights.run(
             (str(rev), "metadata", *_build_key(request)),
             lambda: self._build_metadata(source, rev, request),
@@ -447,6 +452,7 @@ class Builder:
                 _check_python(source, meta, request)
                 return BuiltWheel(found, meta, source)
         self._check_allowed(source, request)
+        await pace()
         path, meta = await self._flights.run(
             (str(rev), "wheel", *_build_key(request)),
             lambda: self._build_wheel(source, rev, request),
@@ -606,6 +612,11 @@ class _Run:
     backend: Backend
     log: BuildLog
     source: str
+
+
+def _describe_build(key: tuple[str, ...]) -> str:
+    """Show a build in ``status``: what it makes, of which revision (the cache's last parts)."""
+    return f"{key[1]} of {'/'.join(Path(key[0]).parts[-3:])}"
 
 
 def _build_key(request: PackageRequest) -> tuple[str, ...]:

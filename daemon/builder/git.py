@@ -23,7 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -156,12 +156,20 @@ class GitRepos:
         self.ttl = ttl
         #: ``git fetch`` runs so far (the benchmark and ``status`` count them).
         self.fetches = 0
-        self._fetch_flights: OnceMap[tuple[str, str | None], None] = OnceMap()
-        self._checkout_flights: OnceMap[tuple[str, str], Path] = OnceMap()
+        self._fetch_flights: OnceMap[tuple[str, str | None], None] = OnceMap(
+            "git-fetch", lambda key: redact(key[0]) + (f" {key[1]}" if key[1] else "")
+        )
+        self._checkout_flights: OnceMap[tuple[str, str], Path] = OnceMap(
+            "git-checkout", lambda key: f"{redact(key[0])} {key[1][:12]}"
+        )
         self._refs: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _db(self, ref: GitReference) -> Path:
         return self.cache.path(Bucket.GIT, "db", url_digest(ref.fetch_url))
+
+    def flight_maps(self) -> list[OnceMap[Any, Any]]:
+        """Return the single-flight maps of fetches and checkouts, for ``status``."""
+        return [self._fetch_flights, self._checkout_flights]
 
     async def resolve(self, ref: GitReference, *, refresh: bool, offline: bool) -> str:
         """Return the commit ``ref`` names, fetching only when needed."""

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -57,7 +57,7 @@ from burrowd.daemon.index.parse import (
 )
 from burrowd.daemon.index.sdist import sdist_metadata
 from burrowd.daemon.metadata import CoreMetadata, check_identity, parse_metadata
-from burrowd.daemon.scheduler import Limits, OnceMap
+from burrowd.daemon.scheduler import Limits, OnceMap, pace
 
 __all__ = [
     "DEFAULT_INDEX",
@@ -168,6 +168,11 @@ class Freshness:
             self._counted.add((location, name))
             self.served[source] += 1
 
+    @property
+    def pages(self) -> frozenset[tuple[str, str]]:
+        """Return the ``(location, name)`` of every page this request used."""
+        return frozenset(self._counted)
+
     def wants_revalidation(self, location: str, name: str) -> bool:
         """Return whether ``--refresh`` asks to revalidate this page (once per request)."""
         if (location, name) in self.revalidated:
@@ -210,13 +215,25 @@ class IndexClient:
             tuple[str, tuple[tuple[int, str], ...]], tuple[list[list[IndexFile]], ProjectFiles]
         ] = OrderedDict()
         self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
-        self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap()
-        self._meta_flights: OnceMap[tuple[str, bool], CoreMetadata] = OnceMap()
-        self._wheel_flights: OnceMap[tuple[str, str, PinsKey], WheelPointer] = OnceMap()
-        self._digest_flights: OnceMap[tuple[str, tuple[int, int] | None], str] = OnceMap()
+        self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap(
+            "page", lambda key: f"{key[1]} on {redact(key[0])}"
+        )
+        self._meta_flights: OnceMap[tuple[str, bool], CoreMetadata] = OnceMap(
+            "metadata", lambda key: _file_name(key[0])
+        )
+        self._wheel_flights: OnceMap[tuple[str, str, PinsKey], WheelPointer] = OnceMap(
+            "wheel", lambda key: _file_name(key[0])
+        )
+        self._digest_flights: OnceMap[tuple[str, tuple[int, int] | None], str] = OnceMap(
+            "digest", lambda key: _file_name(key[0])
+        )
         self._digests: dict[tuple[str, tuple[int, int] | None], str] = {}
         self.downloads = 0
         self._background: set[asyncio.Task[None]] = set()
+
+    def flight_maps(self) -> list[OnceMap[Any, Any]]:
+        """Return the single-flight maps of this client, for ``status``."""
+        return [self._page_flights, self._meta_flights, self._wheel_flights, self._digest_flights]
 
     # -- memory -----------------------------------------------------------------------------
 
@@ -266,12 +283,31 @@ class IndexClient:
             ):
                 fresh.record(location, name, "memory")
                 return entry.page
+            await pace()
             entry = await self._page_flights.run(
                 flight, lambda: self._load_and_remember(location, name, fresh)
             )
             if joining and fresh.wants_revalidation(location, name):
                 continue  # the load joined was not a revalidation this request asked for
             return entry.page
+
+    def page_expiry(self, location: str, name: str) -> tuple[float, float] | None:
+        """Return when the page in memory was stored and when it expires (wall clock).
+
+        ``None`` when memory holds no page for it, or it is a local page (checked by mtime).
+        """
+        entry = self._pages.get((location, name))
+        if entry is None or is_local(location) or entry.policy.source == "no-cache":
+            return None
+        return entry.policy.stored_at, entry.policy.stored_at + entry.policy.lifetime
+
+    async def revalidate(self, location: str, name: str) -> bool:
+        """Revalidate a page now (conditionally when it has validators); return if it changed."""
+        old = self._pages.get((location, name))
+        page = await self.page(location, name, Freshness(refresh_packages=frozenset({name})))
+        if old is None:
+            return True
+        return page is not old.page and page != old.page
 
     async def _load_and_remember(self, location: str, name: str, fresh: Freshness) -> CachedPage:
         entry = await self._load_page(location, name, fresh)
@@ -488,6 +524,7 @@ class IndexClient:
         if cached is not None:
             self._metadata.move_to_end(mkey)
             return cached
+        await pace()
         meta = await self._meta_flights.run(
             (mkey, offline),
             lambda: self._load_metadata(
@@ -696,6 +733,7 @@ class IndexClient:
         # Requests with other pins do not share a download: a wrong pin fails only its own
         # request (and stores nothing), and pinned algorithms get computed.
         flight = (file.url, file.sha256 or "", _pins_key(pins))
+        await pace()
         pointer = await self._wheel_flights.run(
             flight, lambda: self._fetch_wheel(file, key, pins, on_bytes, body)
         )
@@ -823,6 +861,11 @@ class IndexClient:
                 last = exc
         assert last is not None
         raise last
+
+
+def _file_name(url: str) -> str:
+    """Return the file name a (metadata) URL ends with, for ``status``."""
+    return unquote(urlsplit(url.split("\0", 1)[0]).path.rsplit("/", 1)[-1]) or redact(url)
 
 
 def _stamp(file: IndexFile) -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.inputs.model import Origin
 from burrowd.daemon.resolver.provider import ROOT, ROOT_VERSION, Pkg, Provider
 from burrowd.daemon.resolver.pubgrub import Answer, ChooseVersion, NoSolution, solve
+from burrowd.daemon.scheduler import pace
 
 __all__ = ["Pin", "Resolution", "Via", "run_resolver"]
 
@@ -74,6 +75,9 @@ async def run_resolver(provider: Provider) -> Resolution:
     try:
         await provider.prepare()
         while True:
+            # Yields the loop now and then (status answers at once), and holds a warming
+            # job back while requests run.
+            await pace()
             try:
                 question = solver.send(answer) if answer is not None else next(solver)
             except StopIteration as done:

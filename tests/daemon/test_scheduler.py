@@ -125,7 +125,7 @@ class TestOnceMap:
 class TestLimits:
     async def test_semaphores(self) -> None:
         limits = Limits()
-        assert limits.network._value == 48
-        assert limits.unpack._value >= 2
+        assert limits.network.limit == 48
+        assert limits.unpack.limit >= 2
         other = Limits()
         assert other.network is not limits.network
