@@ -30,12 +30,9 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.builder.source import (
     Source,
     SourceKind,
-    direct_source,
     directory_revision,
-    sdist_source,
 )
 from burrowd.daemon.errors import EnvironmentRefused, InvalidRequirement
-from burrowd.daemon.index.client import DIRECT
 from burrowd.daemon.index.http import strip_credentials
 from burrowd.daemon.index.parse import split_hash
 from burrowd.daemon.inputs.model import RequirementEntry
@@ -73,7 +70,6 @@ from burrowd.daemon.prefetch import (
     FetchedWheel,
     Located,
     Prefetcher,
-    direct_key,
     pinned_version,
     pins_of,
 )
@@ -84,7 +80,7 @@ from burrowd.daemon.requests import (
     read_requirement_inputs,
 )
 from burrowd.daemon.resolver.resolve import Pin
-from burrowd.daemon.resolver.service import project_of, resolve_pins
+from burrowd.daemon.resolver.service import locate_pins, project_of, resolve_pins
 from burrowd.daemon.services import Services
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
@@ -598,39 +594,15 @@ async def install(
             for entry in inputs.requirements:
                 entries.setdefault(entry.name, entry)
             prefetcher = session.prefetcher(resolved.request)
-            located: dict[str, Located] = {}
-            for name, pin in resolved.resolution.pins.items():
-                if require_hashes and not (name in entries and _has_hash(entries[name])):
-                    raise InvalidRequirement(
-                        f"--require-hashes is on, and {name}=={pin.version} (needed by "
-                        f"{', '.join(sorted(v.name for v in pin.via))}) has no --hash; pin every "
-                        "package with its hashes (`burrow compile --generate-hashes`)"
-                    )
-                if pin.location == DIRECT:
-                    key = direct_key(pin.file)
-                    direct: str | None = pin.file.url
-                else:
-                    key = services.index.wheel_key(pin.file, pin.location, name)
-                    direct = None
-                origin = None
-                if not pin.file.is_wheel:
-                    # An sdist, a project directory or a repository: built when fetched.
-                    origin = resolved.provider.sources.get(name) or (
-                        direct_source(entries[name])
-                        if pin.location == DIRECT and name in entries
-                        else sdist_source(pin.file, pin.location, name)
-                    )
-                    if origin.kind is SourceKind.DIRECTORY or origin.kind is SourceKind.GIT:
-                        origin = await services.builder.prepare(origin, resolved.request)
-                located[name] = Located(
-                    pin.file,
-                    key,
-                    name,
-                    str(pin.version),
-                    pin.file.yanked,
-                    direct,
-                    origin=origin,
-                )
+            if require_hashes:
+                for name, pin in resolved.resolution.pins.items():
+                    if not (name in entries and _has_hash(entries[name])):
+                        raise InvalidRequirement(
+                            f"--require-hashes is on, and {name}=={pin.version} (needed by "
+                            f"{', '.join(sorted(v.name for v in pin.via))}) has no --hash; pin "
+                            "every package with its hashes (`burrow compile --generate-hashes`)"
+                        )
+            located = await locate_pins(services, resolved, entries)
             local: dict[str, FetchedWheel] = {}
             for n, loc in located.items():
                 if loc.direct is not None and loc.direct.startswith("file:") and loc.file.is_wheel:

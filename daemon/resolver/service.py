@@ -27,6 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from burrowd.daemon.builder.source import SourceKind, direct_source, sdist_source
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT
 from burrowd.daemon.index.http import redact
@@ -35,7 +36,7 @@ from burrowd.daemon.inputs.model import Origin, RequirementEntry, fold_format_co
 from burrowd.daemon.inputs.pyproject import project_name, read_pyproject
 from burrowd.daemon.inputs.requirements_txt import logical_lines, parse_requirements_file
 from burrowd.daemon.interpreters import Target
-from burrowd.daemon.prefetch import command_line_entries, pinned_version
+from burrowd.daemon.prefetch import Located, command_line_entries, direct_key, pinned_version
 from burrowd.daemon.requests import PackageRequest, merge_index_options, prepare
 from burrowd.daemon.resolver.output import OutputOptions, format_resolution
 from burrowd.daemon.resolver.provider import (
@@ -178,7 +179,7 @@ def _salvage_pins(text: str) -> dict[str, Version]:
     return prefs
 
 
-def _preferences(
+def output_preferences(
     params: m.ResolveParams, output: Path | None
 ) -> tuple[dict[str, Version], list[str]]:
     """Return the pins of the existing output file to prefer, and warnings about it."""
@@ -323,7 +324,7 @@ async def resolve_pins(
     request = await prepare(
         services, params.env, index, params.python, warm=direct, target=target, build=params.build
     )
-    preferences, input_warnings = await asyncio.to_thread(_preferences, params, output)
+    preferences, input_warnings = await asyncio.to_thread(output_preferences, params, output)
     if installed and not params.upgrade:
         skip = {project_of(p) for p in params.upgrade_packages}
         for name, version in installed.items():
@@ -414,3 +415,35 @@ async def resolve(
         warnings=[*resolved.warnings, *resolution.warnings],
         pages=dict(request.fresh.served),
     )
+
+
+async def locate_pins(
+    services: Services, resolved: Resolved, entries: Mapping[str, RequirementEntry]
+) -> dict[str, Located]:
+    """Return where each pin's wheel comes from: a wheel file, or a source to build.
+
+    ``entries`` are the requirement lines by project (a direct reference is built from its
+    own line). A project directory or a git repository is prepared here (checked out).
+    """
+    located: dict[str, Located] = {}
+    for name, pin in resolved.resolution.pins.items():
+        if pin.location == DIRECT:
+            key = direct_key(pin.file)
+            direct: str | None = pin.file.url
+        else:
+            key = services.index.wheel_key(pin.file, pin.location, name)
+            direct = None
+        origin = None
+        if not pin.file.is_wheel:
+            # An sdist, a project directory or a repository: built when fetched.
+            origin = resolved.provider.sources.get(name) or (
+                direct_source(entries[name])
+                if pin.location == DIRECT and name in entries
+                else sdist_source(pin.file, pin.location, name)
+            )
+            if origin.kind is SourceKind.DIRECTORY or origin.kind is SourceKind.GIT:
+                origin = await services.builder.prepare(origin, resolved.request)
+        located[name] = Located(
+            pin.file, key, name, str(pin.version), pin.file.yanked, direct, origin=origin
+        )
+    return located
