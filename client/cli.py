@@ -25,8 +25,8 @@ from burrowd.client.connection import (
     log_tail,
     open_transport,
 )
-from burrowd.protocol import __version__, paths
-from burrowd.protocol.errors import EXIT_FAILED, EXIT_OK, RpcError
+from burrowd.protocol import __version__, jsonrpc, paths
+from burrowd.protocol.errors import EXIT_FAILED, EXIT_OK, ErrorObject, RpcError
 from burrowd.protocol.messages import (
     BuildOptions,
     CacheCleanParams,
@@ -63,6 +63,15 @@ from burrowd.protocol.messages import (
     UninstallResult,
     VenvParams,
     VenvResult,
+    WatchAddParams,
+    WatchAddResult,
+    WatchEvent,
+    WatchEventsParams,
+    WatchEventsResult,
+    WatchListParams,
+    WatchListResult,
+    WatchRemoveParams,
+    WatchRemoveResult,
 )
 from burrowd.protocol.process import process_alive
 
@@ -304,6 +313,30 @@ def _redacted_command(argv: Sequence[str]) -> str:
     return "burrow " + shlex.join(shown)
 
 
+def _resolution_fields(a: argparse.Namespace) -> dict[str, Any]:
+    """Return the ``Requirements`` fields that the resolver options on the command line set."""
+    prerelease: PrereleaseName | None = a.prerelease or ("allow" if a.pre else None)
+    return {
+        "env": client_env(),
+        "constraint_files": a.constraint or [],
+        "override_files": a.override or [],
+        "extras": a.extra or [],
+        "all_extras": a.all_extras,
+        "groups": a.group or [],
+        "index": index_options(a),
+        "python": python_options(a),
+        "build": build_options(a),
+        "prerelease": prerelease,
+        "resolution": a.resolution,
+        "upgrade": a.upgrade,
+        "upgrade_packages": a.upgrade_package or [],
+        "exclude_newer": a.exclude_newer,
+        "no_deps": a.no_deps,
+        "only_binary": a.only_binary or [],
+        "no_binary": a.no_binary or [],
+    }
+
+
 def do_compile(ctx: Context) -> int:
     """Resolve requirements to pins in the pip-compile format."""
     a = ctx.args
@@ -326,29 +359,12 @@ def do_compile(ctx: Context) -> int:
                 "no input: give requirements files (requirements.in, pyproject.toml) "
                 "or requirements"
             )
-    prerelease: PrereleaseName | None = a.prerelease or ("allow" if a.pre else None)
     stdin = sys.stdin.read() if "-" in files else None
     params = ResolveParams(
-        env=client_env(),
+        **_resolution_fields(a),
         requirements=direct,
         requirement_files=files,
         stdin=stdin,
-        constraint_files=a.constraint or [],
-        override_files=a.override or [],
-        extras=a.extra or [],
-        all_extras=a.all_extras,
-        groups=a.group or [],
-        index=index_options(a),
-        python=python_options(a),
-        build=build_options(a),
-        prerelease=prerelease,
-        resolution=a.resolution,
-        upgrade=a.upgrade,
-        upgrade_packages=a.upgrade_package or [],
-        exclude_newer=a.exclude_newer,
-        no_deps=a.no_deps,
-        only_binary=a.only_binary or [],
-        no_binary=a.no_binary or [],
         output_file=a.output_file,
         dry_run=a.dry_run,
         generate_hashes=a.generate_hashes,
@@ -505,6 +521,104 @@ def do_venv(ctx: Context) -> int:
     return EXIT_OK
 
 
+# -- watches and raw requests ----------------------------------------------------------------
+
+
+def do_watch_add(ctx: Context) -> int:
+    """Watch requirement inputs; the daemon warms the cache when they change."""
+    params = WatchAddParams(
+        **_resolution_fields(ctx.args),
+        requirement_files=ctx.args.paths,
+        output_file=ctx.args.output_file,
+    )
+    result = ctx.call("watch.add", params, WatchAddResult)
+    ctx.output(result, lambda: render.render_watches(result.watches, verb="watching"))
+    return EXIT_OK
+
+
+def do_watch_remove(ctx: Context) -> int:
+    """Stop watching files."""
+    a = ctx.args
+    if not (a.paths or a.id or a.all):
+        fail("name the files to stop watching, or give --id N or --all")
+    params = WatchRemoveParams(env=client_env(), paths=a.paths, ids=a.id or [], all=a.all)
+    result = ctx.call("watch.remove", params, WatchRemoveResult)
+    ctx.output(result, lambda: render.render_watches(result.removed, verb="stopped watching"))
+    return EXIT_OK
+
+
+def do_watch_list(ctx: Context) -> int:
+    """List the watched files and what warming them did."""
+    result = ctx.call("watch.list", WatchListParams(), WatchListResult)
+    ctx.output(result, lambda: render.render_watches(result.watches))
+    return EXIT_OK
+
+
+def do_watch_events(ctx: Context) -> int:
+    """Print watch events as they happen (``--count`` to stop after some)."""
+    a = ctx.args
+    transport = ctx.transport()
+    result = transport.call("watch.events", WatchEventsParams(), WatchEventsResult)
+    if not ctx.json:
+        render.render_watches(result.watches, out=sys.stderr)
+    seen = 0
+
+    def show(env: jsonrpc.Envelope) -> bool:
+        nonlocal seen
+        if env.method != jsonrpc.WATCH_EVENT:
+            return True
+        event = jsonrpc.decode_as(env.params, WatchEvent)
+        if ctx.json:
+            render.print_json(event)
+        else:
+            render.render_watch_event(event)
+        sys.stdout.flush()
+        seen += 1
+        return not (a.count and seen >= a.count)
+
+    if not transport.listen(show, timeout=a.timeout):
+        fail(f"no watch event within {a.timeout:g}s ({seen} seen)")
+    return EXIT_OK
+
+
+def do_rpc(ctx: Context) -> int:
+    """Send any request and print the reply as JSON (for scripts)."""
+    a = ctx.args
+    text = sys.stdin.read() if a.params == "-" else a.params
+    try:
+        params = msgspec.json.decode(text.encode() if text else b"{}")
+    except msgspec.DecodeError as exc:
+        fail(f"PARAMS is not JSON: {exc}")
+    spec = jsonrpc.METHODS.get(a.method)
+    if (
+        isinstance(params, dict)
+        and "env" not in params
+        and spec is not None
+        and "env" in spec.params.__struct_fields__
+    ):
+        # Where the daemon needs to know where the client runs, it is this terminal.
+        params["env"] = client_env()
+    transport = ctx.transport()
+
+    def notification(env: jsonrpc.Envelope) -> bool:
+        if a.notifications or env.method != jsonrpc.PROGRESS:
+            render.print_json(
+                {"jsonrpc": "2.0", "method": env.method, "params": msgspec.json.decode(env.params)}
+            )
+            sys.stdout.flush()
+        return True
+
+    reply = transport.call_raw(a.method, msgspec.Raw(msgspec.json.encode(params)), notification)
+    if isinstance(reply.error, ErrorObject):
+        render.print_json({"error": reply.error}, sys.stderr)
+        return EXIT_FAILED
+    render.print_json(msgspec.json.decode(reply.result) if reply.result else None)
+    if a.follow:
+        sys.stdout.flush()
+        transport.listen(notification)
+    return EXIT_OK
+
+
 # -- parser ----------------------------------------------------------------------------------
 
 
@@ -576,6 +690,63 @@ def _setup_cache_clean(p: argparse.ArgumentParser) -> None:
 def _setup_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", nargs="*", metavar="SRC", help="requirements.in, pyproject.toml, or REQ")
     p.add_argument("-o", "--output-file", metavar="FILE", help="write the pins here")
+    _resolution_args(p)
+    p.add_argument("--generate-hashes", action="store_true", help="add --hash for every file")
+    p.add_argument("--no-annotate", action="store_true", help="leave out the # via comments")
+    p.add_argument("--no-header", action="store_true", help="leave out the header")
+    p.add_argument("--emit-index-url", action="store_true", help="write the index URLs too")
+    p.add_argument("--dry-run", action="store_true", help="print, do not write -o FILE")
+
+
+def _setup_watch_add(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="requirements.in, requirements*.txt, pyproject.toml",
+    )
+    p.add_argument(
+        "-o",
+        "--output-file",
+        metavar="FILE",
+        help="the file a compile writes, whose pins are preferred (default: X.txt beside X.in)",
+    )
+    _resolution_args(p)
+
+
+def _setup_watch_remove(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--id", type=int, action="append", help="a watch id (`burrow watch list`)")
+    p.add_argument("--all", action="store_true", help="every watch")
+
+
+def _setup_watch_events(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--count", type=int, default=0, help="stop after this many events")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="fail after this many seconds without one"
+    )
+
+
+def _setup_rpc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("method", metavar="METHOD", help="a method of docs/rpc.md (resolve, status...)")
+    p.add_argument(
+        "params",
+        nargs="?",
+        default="{}",
+        metavar="PARAMS",
+        help="the params as a JSON object, - for standard input (default {}); a missing "
+        '"env" is this terminal\'s',
+    )
+    p.add_argument(
+        "--notifications", action="store_true", help="print $/progress notifications too"
+    )
+    p.add_argument(
+        "--follow", action="store_true", help="keep printing notifications after the reply"
+    )
+
+
+def _resolution_args(p: argparse.ArgumentParser) -> None:
+    """Add the options that decide a resolution (compile, watch add)."""
     p.add_argument("-c", "--constraint", action="append", metavar="FILE", help="constraints file")
     p.add_argument("--override", action="append", metavar="FILE", help="overrides file")
     p.add_argument("--extra", action="append", metavar="NAME", help="optional dependencies")
@@ -586,11 +757,6 @@ def _setup_compile(p: argparse.ArgumentParser) -> None:
         "-P", "--upgrade-package", action="append", metavar="NAME", help="upgrade this package"
     )
     _resolver_args(p)
-    p.add_argument("--generate-hashes", action="store_true", help="add --hash for every file")
-    p.add_argument("--no-annotate", action="store_true", help="leave out the # via comments")
-    p.add_argument("--no-header", action="store_true", help="leave out the header")
-    p.add_argument("--emit-index-url", action="store_true", help="write the index URLs too")
-    p.add_argument("--dry-run", action="store_true", help="print, do not write -o FILE")
     _build_args(p)
     _index_args(p)
     _python_args(p)
@@ -759,6 +925,7 @@ class _Leaf(NamedTuple):
 _GROUPS: Final = {
     "daemon": ("start, stop and inspect the daemon", "daemon_command"),
     "cache": ("inspect and clean the cache", "cache_command"),
+    "watch": ("warm the cache when requirement files change", "watch_command"),
 }
 
 #: Every command, in the order ``--help`` lists them.
@@ -822,6 +989,33 @@ _LEAVES: Final = [
     _Leaf(None, "list", "list the installed packages", do_list, _setup_list),
     _Leaf(None, "freeze", "print the installed packages as requirements", do_freeze, _setup_list),
     _Leaf(None, "venv", "create a virtual environment", do_venv, _setup_venv),
+    _Leaf(
+        "watch",
+        "add",
+        "watch requirement files: resolve and prefetch whenever they change",
+        do_watch_add,
+        _setup_watch_add,
+        "Watch requirements inputs (*.in, requirements*.txt, pyproject.toml). On every change "
+        "the daemon resolves them as `burrow compile` would, with these options, and "
+        "prefetches every wheel the result needs, in the background; a file of exact pins is "
+        "prefetched as `burrow sync` installs it. Watches are kept across restarts.",
+    ),
+    _Leaf("watch", "remove", "stop watching files", do_watch_remove, _setup_watch_remove),
+    _Leaf("watch", "list", "list the watched files and their state", do_watch_list),
+    _Leaf(
+        "watch",
+        "events",
+        "print watch events as they happen",
+        do_watch_events,
+        _setup_watch_events,
+    ),
+    _Leaf(
+        None,
+        "rpc",
+        "send any JSON-RPC request and print the reply (see docs/rpc.md)",
+        do_rpc,
+        _setup_rpc,
+    ),
 ]
 
 

@@ -45,6 +45,8 @@ __all__ = [
 
 T = TypeVar("T")
 ProgressCallback = Callable[[ProgressParams], None]
+#: Receives each notification; returning ``False`` stops :meth:`Transport.listen`.
+NotificationCallback = Callable[[jsonrpc.Envelope], "bool | None"]
 
 #: Seconds to wait for a spawned daemon to report READY=1.
 START_TIMEOUT: Final = 10.0
@@ -70,27 +72,44 @@ class Transport:
         on_progress: ProgressCallback | None = None,
     ) -> T:
         """Send one request; return its decoded result or raise :class:`RpcError`."""
-        rid = self._next_id
-        self._next_id = rid + 1
-        env = self._exchange(
-            rid, jsonrpc.Request(method=method, id=rid, params=params), on_progress
-        )
+        env = self.call_raw(method, params, lambda n: _progress(n, on_progress))
         if isinstance(env.error, ErrorObject):
             raise RpcError.from_error(env.error)
         return jsonrpc.decode_as(env.result, result_type)
 
-    def _exchange(
-        self, rid: int, request: jsonrpc.Request, on_progress: ProgressCallback | None
+    def call_raw(
+        self,
+        method: str,
+        params: msgspec.Struct | msgspec.Raw,
+        on_notification: NotificationCallback | None = None,
     ) -> jsonrpc.Envelope:
-        """Deliver ``request``; pass notifications to ``on_progress``; return the reply."""
+        """Send one request; return the reply as it came (a result or an error)."""
+        rid = self._next_id
+        self._next_id = rid + 1
+        return self._exchange(
+            rid, jsonrpc.Request(method=method, id=rid, params=params), on_notification
+        )
+
+    def _exchange(
+        self, rid: int, request: jsonrpc.Request, on_notification: NotificationCallback | None
+    ) -> jsonrpc.Envelope:
+        """Deliver ``request``; pass notifications to ``on_notification``; return the reply."""
         raise NotImplementedError
+
+    def listen(self, on_notification: NotificationCallback, timeout: float | None = None) -> bool:
+        """Pass the notifications that arrive to ``on_notification`` until it returns ``False``.
+
+        Return ``False`` when ``timeout`` seconds passed without a notification, ``True``
+        when the callback asked to stop. Only a daemon sends notifications after a reply.
+        """
+        raise DaemonUnavailable("notifications need the daemon; run without --no-daemon")
 
     def close(self) -> None:
         """Release the connection."""
 
 
 def _progress(env: jsonrpc.Envelope, on_progress: ProgressCallback | None) -> None:
-    if on_progress is not None and env.method == jsonrpc.PROGRESS:
+    if on_progress is not None and env.is_request and env.method == jsonrpc.PROGRESS:
         with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
             on_progress(jsonrpc.decode_as(env.params, ProgressParams))
 
@@ -113,19 +132,32 @@ class SocketTransport(Transport):
         return jsonrpc.decode_single(line)
 
     def _exchange(
-        self, rid: int, request: jsonrpc.Request, on_progress: ProgressCallback | None
+        self, rid: int, request: jsonrpc.Request, on_notification: NotificationCallback | None
     ) -> jsonrpc.Envelope:
         self._send(request)
         try:
             while True:
                 env = self._read()
                 if env.is_request:
-                    _progress(env, on_progress)
+                    if on_notification is not None:
+                        on_notification(env)
                 elif env.id == rid:
                     return env
         except KeyboardInterrupt:
             self._cancel(rid)
             raise
+
+    def listen(self, on_notification: NotificationCallback, timeout: float | None = None) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                env = self._read()
+                if env.is_request and on_notification(env) is False:
+                    return True
+        except TimeoutError:
+            return False
+        finally:
+            self.sock.settimeout(None)
 
     def _cancel(self, rid: int) -> None:
         """Ask the daemon to cancel ``rid`` and wait briefly for its acknowledgement."""
@@ -153,13 +185,13 @@ class InProcessTransport(Transport):
         self._serve_one = serve_one
 
     def _exchange(
-        self, rid: int, request: jsonrpc.Request, on_progress: ProgressCallback | None
+        self, rid: int, request: jsonrpc.Request, on_notification: NotificationCallback | None
     ) -> jsonrpc.Envelope:
-        reply = self._serve_one(
-            jsonrpc.encode(request),
-            lambda data: _progress(jsonrpc.decode_single(data), on_progress),
-        )
-        return jsonrpc.decode_single(reply)
+        def deliver(data: bytes) -> None:
+            if on_notification is not None:
+                on_notification(jsonrpc.decode_single(data))
+
+        return jsonrpc.decode_single(self._serve_one(jsonrpc.encode(request), deliver))
 
 
 def connect(path: str | os.PathLike[str]) -> socket.socket | None:

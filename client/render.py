@@ -18,9 +18,12 @@ from burrowd.protocol.messages import (
     PackageChange,
     PrefetchResult,
     ProgressParams,
+    QueueInfo,
     ResolveResult,
     StatusResult,
     VenvResult,
+    WatchEvent,
+    WatchInfo,
 )
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "render_list",
     "render_status",
     "render_venv",
+    "render_watch_event",
+    "render_watches",
 ]
 
 
@@ -102,6 +107,11 @@ def render_status(status: StatusResult, out: TextIO | None = None) -> None:
         ),
         ("network", f"{status.http_requests} HTTP requests, {status.downloads} downloads"),
         ("builds", f"{status.builds} backend runs, {status.git_fetches} git fetches"),
+        ("cache size", _cache_size(status)),
+        (
+            "queues",
+            ", ".join(_queue(q) for q in status.queues) or "-",
+        ),
         (
             "idle timeout",
             "never" if status.idle_timeout <= 0 else format_duration(status.idle_timeout),
@@ -120,6 +130,85 @@ def render_status(status: StatusResult, out: TextIO | None = None) -> None:
             )
     else:
         stream.write("requests in flight: none\n")
+    if status.jobs:
+        stream.write(f"shared work in flight ({len(status.jobs)}):\n")
+        for job in sorted(status.jobs, key=lambda j: -j.elapsed)[:MAX_JOBS_SHOWN]:
+            background = " (warming)" if job.background else ""
+            stream.write(
+                f"  {job.kind:<12} {job.what}  {format_duration(job.elapsed)}{background}\n"
+            )
+            for waiter in job.waiters:
+                stream.write(f"      waited on by {waiter}\n")
+        if len(status.jobs) > MAX_JOBS_SHOWN:
+            stream.write(f"  ... and {len(status.jobs) - MAX_JOBS_SHOWN} more\n")
+    if status.watches:
+        render_watches(status.watches, out=stream)
+    if status.subscribers:
+        stream.write(f"event subscribers: {status.subscribers}\n")
+    if status.errors:
+        stream.write(f"last errors ({len(status.errors)}):\n")
+        for error in status.errors[-MAX_ERRORS_SHOWN:]:
+            when = time.strftime("%H:%M:%S", time.localtime(error.at))
+            stream.write(f"  {when}  {error.source}: {error.message}\n")
+
+
+#: Lines of shared work and errors ``status`` prints (``--json`` has them all).
+MAX_JOBS_SHOWN = 20
+MAX_ERRORS_SHOWN = 5
+
+
+def _cache_size(status: StatusResult) -> str:
+    if status.cache_size is None:
+        return "measuring"
+    age = status.cache_size_age or 0.0
+    return f"{format_bytes(status.cache_size)} (measured {format_duration(age)} ago)"
+
+
+def _queue(q: QueueInfo) -> str:
+    text = f"{q.name} {q.running}/{q.limit}"
+    if q.waiting or q.waiting_background:
+        text += f" ({q.waiting} waiting, {q.waiting_background} warming)"
+    return text
+
+
+def render_watches(
+    watches: list[WatchInfo], out: TextIO | None = None, verb: str | None = None
+) -> None:
+    """Print watches (``burrow watch list``, and the watches of ``status``)."""
+    stream = out or sys.stdout
+    if verb is not None:
+        for w in watches:
+            stream.write(f"{verb} {w.path} (watch {w.id})\n")
+        return
+    if not watches:
+        stream.write("watches: none\n")
+        return
+    stream.write(f"watches ({len(watches)}):\n")
+    now = time.time()
+    for w in watches:
+        detail: list[str] = [w.state]
+        if w.kind is not None:
+            detail.append("lock file" if w.kind == "pins" else "resolved")
+        if w.warmed_at is not None:
+            detail.append(
+                f"{_plural(w.packages, 'package')} warm {format_duration(now - w.warmed_at)} ago"
+                f" in {format_duration(w.elapsed)}"
+            )
+        if w.refresh_in is not None:
+            detail.append(f"{w.pages} pages revalidated in {format_duration(w.refresh_in)}")
+        stream.write(f"  {w.id:>3}  {w.path}  [{', '.join(detail)}]\n")
+        if w.target:
+            stream.write(f"       for {w.target}\n")
+        if w.error:
+            stream.write(f"       error: {w.error}\n")
+
+
+def render_watch_event(event: WatchEvent, out: TextIO | None = None) -> None:
+    """Print one ``watch.event`` as a line."""
+    stream = out or sys.stdout
+    when = time.strftime("%H:%M:%S", time.localtime(event.at))
+    message = f": {event.message}" if event.message else ""
+    stream.write(f"{when}  watch {event.watch} {event.path}  {event.event}{message}\n")
 
 
 def render_cache_stats(stats: CacheStatsResult, out: TextIO | None = None) -> None:

@@ -31,6 +31,7 @@ from burrowd.daemon.interpreters import inherited_environment_request
 from burrowd.daemon.locks import FileLock
 from burrowd.daemon.rpc import MAX_MESSAGE, RpcServer
 from burrowd.daemon.services import Services, open_services
+from burrowd.daemon.warmer import Warmer
 from burrowd.protocol.build import build_id
 
 __all__ = [
@@ -239,6 +240,7 @@ class Daemon:
         self.services = Services(
             config=config, rpc=self.rpc, socket_path=listener.path, lifecycle=self
         )
+        self.services.warmer = Warmer(self.services)
         self.rpc.handlers = Handlers(self.services).table()
         # Fixed at start: an edit of the checkout while running makes this an old build.
         self.build = build_id()
@@ -269,6 +271,8 @@ class Daemon:
     def _idle(self) -> bool:
         timeout = self.config.idle_timeout
         if timeout <= 0 or self.rpc.connections or self.rpc.in_flight:
+            return False
+        if self.services.warmer is not None and self.services.warmer.watches:
             return False
         return time.monotonic() - self.services.last_activity >= timeout
 
@@ -328,13 +332,18 @@ class Daemon:
                 self.on_ready()
                 watchdog = asyncio.create_task(self._watchdog())
                 warm = asyncio.create_task(self._warm_interpreter())
+                warmer = self.services.warmer
+                assert warmer is not None
                 try:
+                    await warmer.start()
                     await self._stop.wait()
                 finally:
                     watchdog.cancel()
                     warm.cancel()
                     await asyncio.gather(watchdog, warm, return_exceptions=True)
                     self.begin_shutdown(self.stop_reason or "stopping")
+                    # Warming is background work: it stops at once, requests finish.
+                    await warmer.close()
                 if not await self.rpc.wait_idle(SHUTDOWN_GRACE):
                     log.warning("cancelling %d requests still running", self.rpc.in_flight)
                     self.rpc.cancel_everything()

@@ -14,6 +14,7 @@ __all__ = ["Config", "ConfigError"]
 DEFAULT_IDLE_TIMEOUT = 900.0
 DEFAULT_LOCK_TIMEOUT = 300.0
 DEFAULT_INDEX_TTL = 600.0
+DEFAULT_WATCH_DEBOUNCE = 0.1
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,8 @@ class Config:
     lock_path: Path
     cache_dir: Path
     log_file: Path
+    #: Where the watch list (``watches.json``) lives.
+    state_dir: Path
     #: Exit after this many seconds without connections, requests or watches; 0 = never.
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     #: How long to wait for a file lock before failing with ``LockTimeout``.
@@ -51,6 +54,14 @@ class Config:
     log_to_stderr: bool = False
     #: How often the daemon checks that it still owns its socket and lock.
     ownership_check_interval: float = 60.0
+    #: Quiet seconds after a change of a watched file before warming starts (a save is
+    #: often several writes).
+    watch_debounce: float = DEFAULT_WATCH_DEBOUNCE
+
+    @property
+    def watch_file(self) -> Path:
+        """Return the file the watch list is kept in."""
+        return self.state_dir / "watches.json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -63,9 +74,11 @@ class Config:
             lock_path=Path(paths.lock_path(sock)),
             cache_dir=Path(paths.cache_dir(e)),
             log_file=Path(paths.log_file(e)),
+            state_dir=Path(paths.state_dir(e)),
             idle_timeout=_seconds(e, "BURROW_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
             lock_timeout=_seconds(e, "BURROW_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
             index_ttl=_seconds(e, "BURROW_INDEX_TTL", DEFAULT_INDEX_TTL),
+            watch_debounce=_seconds(e, "BURROW_WATCH_DEBOUNCE", DEFAULT_WATCH_DEBOUNCE),
             log_to_stderr=under_systemd,
         )
 

@@ -32,6 +32,7 @@ __all__ = [
     "RequestCancelled",
     "ResolutionImpossible",
     "ShuttingDown",
+    "WatchRefused",
 ]
 
 
@@ -332,3 +333,18 @@ class InstallConflict(DaemonError):
             message,
             {"path": path, "wanted_by": wanted_by, "owner": owner, "environment": environment},
         )
+
+
+class WatchRefused(DaemonError):
+    """A watch cannot be added or removed as asked; ``path`` names the file (or the id)."""
+
+    code = ErrorCode.WATCH_ERROR
+
+    def __init__(self, path: str, reason: str, hint: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+        message = f"cannot watch {path}: {reason}" if path else reason
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message, {"path": path, "reason": reason, "hint": hint})

@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import msgspec
 
 from burrowd.daemon.cache.maintenance import bucket_stats, clean, prune
+from burrowd.daemon.errors import DaemonError, RequestCancelled, WatchRefused
 from burrowd.daemon.installer import service as installer
 from burrowd.daemon.prefetch import Prefetcher
 from burrowd.daemon.requests import merge_index_options, prepare, read_requirement_inputs
 from burrowd.daemon.resolver.service import resolve as resolve_requirements
+from burrowd.daemon.scheduler import Priority, working_for
 from burrowd.protocol import __version__
 from burrowd.protocol import messages as m
 from burrowd.protocol.build import build_id
-from burrowd.protocol.jsonrpc import PROTOCOL_VERSION
+from burrowd.protocol.errors import ErrorCode
+from burrowd.protocol.jsonrpc import PROTOCOL_VERSION, WATCH_EVENT
 
 if TYPE_CHECKING:
     from burrowd.daemon.rpc import Handler, RequestContext
     from burrowd.daemon.services import Services
+    from burrowd.daemon.warmer import Warmer
 
 __all__ = ["Handlers"]
 
 R = TypeVar("R")
+
+#: Methods doing package work for a person: warming jobs wait while any runs.
+FOREGROUND: Final = frozenset({"resolve", "prefetch", "sync", "install", "uninstall", "venv"})
 
 
 class Handlers:
@@ -35,6 +45,39 @@ class Handlers:
 
     def table(self) -> dict[str, Handler]:
         """Return method name -> handler for every method served."""
+        return {name: self._attributed(name, handler) for name, handler in self._methods().items()}
+
+    def _attributed(self, method: str, handler: Handler) -> Handler:
+        """Wrap ``handler``: its work is done for its request, and its failure remembered.
+
+        Package work counts as foreground: warming jobs wait while it runs.
+        """
+        services = self.services
+        foreground = method in FOREGROUND
+
+        async def run(params: Any, ctx: RequestContext) -> msgspec.Struct:
+            label = f"request {ctx.id} ({ctx.method}, {ctx.connection.peer})"
+            with working_for(Priority(label)):
+                try:
+                    if not foreground:
+                        return await handler(params, ctx)
+                    with services.foreground.running():
+                        return await handler(params, ctx)
+                except DaemonError as exc:
+                    if not isinstance(exc, RequestCancelled):
+                        services.record_error(label, int(exc.code), exc.message)
+                    raise
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:
+                    services.record_error(
+                        label, int(ErrorCode.INTERNAL_ERROR), f"{type(exc).__name__}: {exc}"
+                    )
+                    raise
+
+        return run
+
+    def _methods(self) -> dict[str, Handler]:
         return {
             "initialize": self.initialize,
             "status": self.status,
@@ -50,6 +93,10 @@ class Handlers:
             "uninstall": self.uninstall,
             "list": self.list_packages,
             "venv": self.venv,
+            "watch.add": self.watch_add,
+            "watch.remove": self.watch_remove,
+            "watch.list": self.watch_list,
+            "watch.events": self.watch_events,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -70,6 +117,7 @@ class Handlers:
         s = self.services
         now = time.monotonic()
         memory = s.index.memory_stats()
+        size, size_age = s.cache_size.read()
         return m.StatusResult(
             pid=os.getpid(),
             version=__version__,
@@ -89,6 +137,33 @@ class Handlers:
             downloads=s.index.downloads,
             builds=s.builder.builds,
             git_fetches=s.builder.git.fetches,
+            jobs=[
+                m.JobInfo(
+                    kind=f.kind,
+                    what=f.what,
+                    elapsed=f.elapsed,
+                    waiters=f.waiters,
+                    background=f.background,
+                )
+                for flights in s.flight_maps()
+                for f in flights.flights(now)
+            ],
+            queues=[
+                m.QueueInfo(
+                    name=q.name,
+                    limit=q.limit,
+                    running=q.running,
+                    waiting=q.waiting()[0],
+                    waiting_background=q.waiting()[1],
+                )
+                for q in s.limits.all()
+            ],
+            watches=s.warmer.infos() if s.warmer is not None else [],
+            errors=list(s.errors),
+            cache_size=size,
+            cache_size_age=size_age,
+            foreground=s.foreground.active,
+            subscribers=s.rpc.subscribers(WATCH_EVENT),
         )
 
     async def shutdown(self, params: m.ShutdownParams, ctx: RequestContext) -> m.ShutdownResult:
@@ -143,10 +218,19 @@ class Handlers:
         self, ctx: RequestContext, phase: str, work: Callable[..., R], *args: object
     ) -> R:
         """Run ``work`` in a worker thread while holding the cache root lock exclusively."""
-        ctx.progress("waiting for the cache lock", force=True)
-        async with self.services.cache.exclusive():
-            ctx.progress(phase, force=True)
-            return await asyncio.to_thread(work, *args)
+        warmer = self.services.warmer
+        # Warming holds the cache's shared lock: it stops until the work is done.
+        suspended: contextlib.AbstractAsyncContextManager[None] = (
+            warmer.suspended() if warmer is not None else contextlib.nullcontext()
+        )
+        async with suspended:
+            ctx.progress("waiting for the cache lock", force=True)
+            async with self.services.cache.exclusive():
+                ctx.progress(phase, force=True)
+                try:
+                    return await asyncio.to_thread(work, *args)
+                finally:
+                    self.services.cache_size.invalidate()
 
     # -- packages ---------------------------------------------------------------------------
 
@@ -200,3 +284,38 @@ class Handlers:
     async def venv(self, params: m.VenvParams, ctx: RequestContext) -> m.VenvResult:
         """Create a virtual environment."""
         return await installer.create_venv(self.services, params, ctx.progress)
+
+    # -- watches ----------------------------------------------------------------------------
+
+    def _warmer(self) -> Warmer:
+        warmer = self.services.warmer
+        if warmer is None:
+            raise WatchRefused(
+                "",
+                "watches need the daemon, and this request runs in-process (--no-daemon)",
+                "run the command without --no-daemon",
+            )
+        return warmer
+
+    async def watch_add(self, params: m.WatchAddParams, ctx: RequestContext) -> m.WatchAddResult:
+        """Watch requirement inputs and warm them now and on every change."""
+        return m.WatchAddResult(watches=await self._warmer().add(params))
+
+    async def watch_remove(
+        self, params: m.WatchRemoveParams, ctx: RequestContext
+    ) -> m.WatchRemoveResult:
+        """Stop watching files; cancel their warming."""
+        return m.WatchRemoveResult(removed=await self._warmer().remove(params))
+
+    async def watch_list(self, params: m.WatchListParams, ctx: RequestContext) -> m.WatchListResult:
+        """List the watches."""
+        warmer = self.services.warmer
+        return m.WatchListResult(watches=warmer.infos() if warmer is not None else [])
+
+    async def watch_events(
+        self, params: m.WatchEventsParams, ctx: RequestContext
+    ) -> m.WatchEventsResult:
+        """Subscribe the connection to ``watch.event`` notifications, or unsubscribe it."""
+        warmer = self._warmer()
+        self.services.rpc.subscribe(ctx.connection, WATCH_EVENT, params.subscribe)
+        return m.WatchEventsResult(subscribed=params.subscribe, watches=warmer.infos())

@@ -257,6 +257,8 @@ class RpcServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._batches: set[asyncio.Task[None]] = set()
+        #: Notification method -> the connections that asked for it.
+        self._subscribers: dict[str, set[Connection]] = {}
 
     @property
     def handlers(self) -> dict[str, Handler]:
@@ -270,6 +272,32 @@ class RpcServer:
             # A programming error: the method table is the contract, handlers follow it.
             raise ValueError(f"handlers for methods missing from jsonrpc.METHODS: {unknown}")
         self._handlers = dict(table)
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def subscribe(self, conn: Connection, method: str, on: bool = True) -> None:
+        """Send (or stop sending) the notifications ``method`` to ``conn``."""
+        subscribers = self._subscribers.setdefault(method, set())
+        if on and not conn.closed:
+            subscribers.add(conn)
+        else:
+            subscribers.discard(conn)
+
+    def subscribers(self, method: str) -> int:
+        """Return how many connections receive the notifications ``method``."""
+        return sum(1 for c in self._subscribers.get(method, ()) if not c.closed)
+
+    def publish(self, method: str, params: msgspec.Struct) -> None:
+        """Send a notification to every connection subscribed to ``method``."""
+        subscribers = self._subscribers.get(method)
+        if not subscribers:
+            return
+        message = jsonrpc.Notification(method=method, params=params)
+        for conn in list(subscribers):
+            if conn.closed:
+                subscribers.discard(conn)
+            else:
+                conn.send_nowait(message)
 
     # -- bookkeeping used by status and the idle timer -----------------------------------
 
@@ -335,6 +363,8 @@ class RpcServer:
             conn.closed = True
             conn.cancel_all()
             self.connections.discard(conn)
+            for subscribers in self._subscribers.values():
+                subscribers.discard(conn)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -7,15 +7,17 @@ Each resource is opened by a cleanup context (an async generator, as aiohttp's
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from burrowd.daemon.builder.builder import Builder
+from burrowd.daemon.cache.maintenance import SizeMeter
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
@@ -24,12 +26,17 @@ from burrowd.daemon.index.http import Http
 from burrowd.daemon.installer.environment import EnvironmentLocks
 from burrowd.daemon.installer.uninstall import Janitor
 from burrowd.daemon.interpreters import Interpreters
-from burrowd.daemon.scheduler import Limits
+from burrowd.daemon.scheduler import Foreground, Limits, OnceMap
+from burrowd.protocol.messages import ErrorInfo
 
 if TYPE_CHECKING:
     from burrowd.daemon.rpc import RpcServer
+    from burrowd.daemon.warmer import Warmer
 
-__all__ = ["CleanupContext", "Lifecycle", "Services", "open_services"]
+__all__ = ["CleanupContext", "Lifecycle", "Services", "open_services", "summary"]
+
+#: Failures ``status`` remembers.
+MAX_ERRORS: Final = 20
 
 
 class Lifecycle(Protocol):
@@ -59,6 +66,14 @@ class Services:
     last_activity: float = field(default_factory=time.monotonic)
     limits: Limits = field(default_factory=Limits)
     candidates: CandidateCache = field(default_factory=CandidateCache)
+    #: Requests doing package work now: warming waits for them.
+    foreground: Foreground = field(default_factory=Foreground)
+    #: The last failures, for ``status``.
+    errors: collections.deque[ErrorInfo] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_ERRORS)
+    )
+    #: The watches and their warming; only a daemon has them (not ``--no-daemon``).
+    warmer: Warmer | None = None
 
     def __post_init__(self) -> None:
         self.cache = Cache(self.config.cache_dir, lock_timeout=self.config.lock_timeout)
@@ -68,10 +83,38 @@ class Services:
         self.environments = EnvironmentLocks(self.config.lock_timeout)
         self.janitor = Janitor()
         self.builder = Builder(self)
+        self.cache_size = SizeMeter(self.cache)
 
     def touch(self) -> None:
         """Record activity (a connection or request started or ended)."""
         self.last_activity = time.monotonic()
+
+    def record_error(self, source: str, code: int, message: str) -> None:
+        """Remember a failure for ``status`` (its summary line)."""
+        self.errors.append(
+            ErrorInfo(at=time.time(), source=source, code=code, message=summary(message))
+        )
+
+    def flight_maps(self) -> list[OnceMap[Any, Any]]:
+        """Return every single-flight map, for ``status``."""
+        return [
+            *self.index.flight_maps(),
+            *self.builder.flight_maps(),
+            *self.interpreters.flight_maps(),
+        ]
+
+
+def summary(message: str) -> str:
+    """Return the line that says what failed: the first, with the next if it only opens it.
+
+    ("No solution found when resolving dependencies:" says less than the line after it.)
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
 
 
 CleanupContext = Callable[[Services], contextlib.AbstractAsyncContextManager[None]]
@@ -121,6 +164,7 @@ async def _janitor(services: Services) -> AsyncIterator[None]:
     finally:
         # Directories an uninstall moved aside are deleted before the process exits.
         await services.janitor.drain()
+        await services.cache_size.close()
 
 
 #: Cleanup contexts run in order at start-up and in reverse order at exit.

@@ -47,6 +47,7 @@ class ErrorCode(enum.IntEnum):
     SHUTTING_DOWN = -32021
     ENVIRONMENT_ERROR = -32022
     INSTALL_CONFLICT = -32023
+    WATCH_ERROR = -32024
 
 
 #: Exit status of the ``burrow`` client: success.

@@ -12,14 +12,16 @@ from typing import Any, Final, NamedTuple, TypeVar
 import msgspec
 
 from burrowd.protocol import messages as m
-from burrowd.protocol.errors import ErrorObject
+from burrowd.protocol.errors import ErrorCode, ErrorObject
 
 __all__ = [
     "CANCEL",
     "JSONRPC",
     "METHODS",
+    "NOTIFICATIONS",
     "PROGRESS",
     "PROTOCOL_VERSION",
+    "WATCH_EVENT",
     "Envelope",
     "ErrorResponse",
     "MethodSpec",
@@ -36,6 +38,7 @@ PROTOCOL_VERSION: Final = 1
 
 PROGRESS: Final = "$/progress"
 CANCEL: Final = "$/cancelRequest"
+WATCH_EVENT: Final = "watch.event"
 
 RequestId = int | str
 T = TypeVar("T")
@@ -100,26 +103,83 @@ class MethodSpec(NamedTuple):
 
     params: type[msgspec.Struct]
     result: type[msgspec.Struct]
-    #: A client may leave progress notifications on for this method.
+    #: The method sends ``$/progress`` notifications and may be cancelled halfway.
     long_running: bool = False
+    #: Application errors it may answer, besides the transport's (for the API reference).
+    errors: tuple[ErrorCode, ...] = ()
 
+
+_E = ErrorCode
+#: Errors of every method that reads requirements and talks to indexes.
+_PACKAGES: Final = (
+    _E.INVALID_REQUIREMENT,
+    _E.PACKAGE_NOT_FOUND,
+    _E.RESOLUTION_IMPOSSIBLE,
+    _E.INTERPRETER_NOT_FOUND,
+    _E.NETWORK_ERROR,
+    _E.OFFLINE_MISS,
+    _E.HASH_MISMATCH,
+    _E.INVALID_DISTRIBUTION,
+    _E.BUILD_FAILED,
+    _E.LOCK_TIMEOUT,
+    _E.CACHE_ERROR,
+    _E.SHUTTING_DOWN,
+)
+_ENVIRONMENTS: Final = (*_PACKAGES, _E.ENVIRONMENT_ERROR, _E.INSTALL_CONFLICT)
+_CACHE: Final = (_E.LOCK_TIMEOUT, _E.CACHE_ERROR, _E.SHUTTING_DOWN)
 
 #: Every method the daemon serves. A method absent here answers -32601.
 METHODS: Final[dict[str, MethodSpec]] = {
     "initialize": MethodSpec(m.InitializeParams, m.InitializeResult),
     "status": MethodSpec(m.StatusParams, m.StatusResult),
     "shutdown": MethodSpec(m.ShutdownParams, m.ShutdownResult),
-    "cache.dir": MethodSpec(m.CacheDirParams, m.CacheDirResult),
-    "cache.stats": MethodSpec(m.CacheStatsParams, m.CacheStatsResult),
-    "cache.clean": MethodSpec(m.CacheCleanParams, m.CacheCleanResult, long_running=True),
-    "cache.prune": MethodSpec(m.CachePruneParams, m.CachePruneResult, long_running=True),
-    "prefetch": MethodSpec(m.PrefetchParams, m.PrefetchResult, long_running=True),
-    "resolve": MethodSpec(m.ResolveParams, m.ResolveResult, long_running=True),
-    "sync": MethodSpec(m.SyncParams, m.SyncResult, long_running=True),
-    "install": MethodSpec(m.InstallParams, m.InstallResult, long_running=True),
-    "uninstall": MethodSpec(m.UninstallParams, m.UninstallResult, long_running=True),
-    "list": MethodSpec(m.ListParams, m.ListResult),
-    "venv": MethodSpec(m.VenvParams, m.VenvResult, long_running=True),
+    "cache.dir": MethodSpec(m.CacheDirParams, m.CacheDirResult, errors=_CACHE),
+    "cache.stats": MethodSpec(m.CacheStatsParams, m.CacheStatsResult, errors=_CACHE),
+    "cache.clean": MethodSpec(
+        m.CacheCleanParams, m.CacheCleanResult, long_running=True, errors=_CACHE
+    ),
+    "cache.prune": MethodSpec(
+        m.CachePruneParams, m.CachePruneResult, long_running=True, errors=_CACHE
+    ),
+    "prefetch": MethodSpec(m.PrefetchParams, m.PrefetchResult, long_running=True, errors=_PACKAGES),
+    "resolve": MethodSpec(m.ResolveParams, m.ResolveResult, long_running=True, errors=_PACKAGES),
+    "sync": MethodSpec(m.SyncParams, m.SyncResult, long_running=True, errors=_ENVIRONMENTS),
+    "install": MethodSpec(
+        m.InstallParams, m.InstallResult, long_running=True, errors=_ENVIRONMENTS
+    ),
+    "uninstall": MethodSpec(
+        m.UninstallParams,
+        m.UninstallResult,
+        long_running=True,
+        errors=(
+            _E.INVALID_REQUIREMENT,
+            _E.INTERPRETER_NOT_FOUND,
+            _E.ENVIRONMENT_ERROR,
+            _E.INSTALL_CONFLICT,
+            _E.LOCK_TIMEOUT,
+            _E.SHUTTING_DOWN,
+        ),
+    ),
+    "list": MethodSpec(
+        m.ListParams, m.ListResult, errors=(_E.INTERPRETER_NOT_FOUND, _E.ENVIRONMENT_ERROR)
+    ),
+    "venv": MethodSpec(m.VenvParams, m.VenvResult, long_running=True, errors=_ENVIRONMENTS),
+    "watch.add": MethodSpec(
+        m.WatchAddParams,
+        m.WatchAddResult,
+        errors=(_E.WATCH_ERROR, _E.INVALID_REQUIREMENT, _E.SHUTTING_DOWN),
+    ),
+    "watch.remove": MethodSpec(m.WatchRemoveParams, m.WatchRemoveResult, errors=(_E.WATCH_ERROR,)),
+    "watch.list": MethodSpec(m.WatchListParams, m.WatchListResult),
+    "watch.events": MethodSpec(m.WatchEventsParams, m.WatchEventsResult),
+}
+
+#: Notifications and their params: from the daemon (``$/progress``, ``watch.event``) and
+#: from a client (``$/cancelRequest``).
+NOTIFICATIONS: Final[dict[str, type[msgspec.Struct]]] = {
+    PROGRESS: m.ProgressParams,
+    CANCEL: m.CancelParams,
+    WATCH_EVENT: m.WatchEvent,
 }
 
 _encoder: Final = msgspec.json.Encoder()

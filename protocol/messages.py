@@ -17,18 +17,22 @@ __all__ = [
     "Empty",
     "EnvironmentChange",
     "EnvironmentOptions",
+    "ErrorInfo",
     "InitializeParams",
     "InitializeResult",
     "InstallOptions",
     "InstallParams",
     "InstallResult",
     "InstalledPackage",
+    "JobInfo",
     "LinkModeName",
     "ListParams",
     "ListResult",
     "PackageChange",
+    "PinChange",
     "PrereleaseName",
     "ProgressParams",
+    "QueueInfo",
     "RequestInfo",
     "Requirements",
     "ResolutionName",
@@ -42,6 +46,19 @@ __all__ = [
     "UninstallResult",
     "VenvParams",
     "VenvResult",
+    "WatchAddParams",
+    "WatchAddResult",
+    "WatchEvent",
+    "WatchEventName",
+    "WatchEventsParams",
+    "WatchEventsResult",
+    "WatchInfo",
+    "WatchKindName",
+    "WatchListParams",
+    "WatchListResult",
+    "WatchRemoveParams",
+    "WatchRemoveResult",
+    "WatchStateName",
 ]
 
 
@@ -120,6 +137,59 @@ class StatusResult(Message, frozen=True, kw_only=True):
     #: Build backend runs (metadata or wheel) and git fetches so far.
     builds: int = 0
     git_fetches: int = 0
+    #: Shared work in flight (downloads, unpacks, builds, metadata), with who waits on it.
+    jobs: list[JobInfo] = []
+    #: Each bounded kind of work: how much runs and how much waits for a turn.
+    queues: list[QueueInfo] = []
+    #: Watched requirement inputs and what warming them did last.
+    watches: list[WatchInfo] = []
+    #: The last failures of requests and warming jobs, newest last.
+    errors: list[ErrorInfo] = []
+    #: Bytes the cache holds, measured in the background (``None`` until first measured).
+    cache_size: int | None = None
+    #: Seconds since ``cache_size`` was measured.
+    cache_size_age: float | None = None
+    #: Foreground requests doing package work now (warming yields to them).
+    foreground: int = 0
+    #: Clients subscribed to ``watch.event`` notifications.
+    subscribers: int = 0
+
+
+class JobInfo(Message, frozen=True, kw_only=True):
+    """One piece of shared work in flight: done once, whoever asks for it."""
+
+    #: ``page``, ``metadata``, ``wheel``, ``digest``, ``build``, ``build-env``, ``git``...
+    kind: str
+    #: What it works on (a project, a file name, a redacted URL).
+    what: str
+    elapsed: float
+    #: Who waits for it: ``request 7 (sync, pid 4242 uid 1000)`` or ``watch 2``.
+    waiters: list[str] = []
+    #: Started for a warming job and not yet wanted by a request.
+    background: bool = False
+
+
+class QueueInfo(Message, frozen=True, kw_only=True):
+    """One bounded kind of work (``network``, ``unpack``, ``build``)."""
+
+    name: str
+    limit: int
+    running: int
+    #: Waiting for a turn: foreground requests first, then warming jobs.
+    waiting: int = 0
+    waiting_background: int = 0
+
+
+class ErrorInfo(Message, frozen=True, kw_only=True):
+    """A failure the daemon answered or met while warming."""
+
+    #: Seconds since the epoch.
+    at: float
+    #: ``request 7 (resolve, pid 4242 uid 1000)`` or ``watch 2 (/path/requirements.in)``.
+    source: str
+    code: int
+    #: The first line of the error message.
+    message: str
 
 
 class ShutdownParams(Message, frozen=True, kw_only=True):
@@ -560,4 +630,149 @@ class VenvResult(Message, frozen=True, kw_only=True):
     python: str
     version: str
     seeded: list[PackageChange] = []
+    elapsed: float = 0.0
+
+
+# -- watches ------------------------------------------------------------------------------
+
+#: What a watch does on a change: resolve (``.in``, ``pyproject.toml``, a requirements file
+#: with ranges) then prefetch the result, or prefetch a file of exact pins (a lock file).
+WatchKindName: TypeAlias = Literal["resolve", "pins"]
+#: ``pending`` a change waits out the debounce; ``warming`` resolving and prefetching;
+#: ``yielding`` paused while foreground requests run; ``warm`` done; ``failed`` the last run
+#: failed (see ``error``); ``missing`` the file is gone (watched again when it comes back).
+WatchStateName: TypeAlias = Literal["pending", "warming", "yielding", "warm", "failed", "missing"]
+
+
+class WatchAddParams(Requirements, frozen=True, kw_only=True):
+    """Watch requirement inputs: each of ``requirement_files`` becomes one watch.
+
+    Accepted inputs are ``*.in``, ``requirements*.txt`` (any ``.txt`` requirements file) and
+    ``pyproject.toml``. The other fields are those of the compile the watch prepares for:
+    its interpreter, indexes, extras, groups, constraints. Requirements given directly and
+    standard input cannot be watched. Adding a path already watched replaces its options.
+    """
+
+    #: The file a compile writes: its pins are preferred, as that compile prefers them. By
+    #: default ``X.txt`` next to a watched ``X.in``, when it exists.
+    output_file: str | None = None
+
+
+class WatchInfo(Message, frozen=True, kw_only=True):
+    """One watched file and what warming it did last."""
+
+    id: int
+    path: str
+    #: ``None`` until the file was first read.
+    kind: WatchKindName | None = None
+    state: WatchStateName = "pending"
+    #: The target interpreter (``CPython 3.12.1 (/usr/bin/python3)``), once known.
+    target: str = ""
+    #: Seconds since the epoch.
+    added_at: float = 0.0
+    #: Every file a change of which warms it again (includes, constraints, the output file).
+    files: list[str] = []
+    #: Seconds since the epoch: the last change seen, and the end of the last warming.
+    changed_at: float | None = None
+    warmed_at: float | None = None
+    #: Seconds the last warming took.
+    elapsed: float = 0.0
+    #: Pins of the last resolution (or of the lock file) for the target.
+    packages: int = 0
+    #: Wheels the last warming downloaded or built.
+    downloaded: int = 0
+    #: Warmings run since the daemon started.
+    runs: int = 0
+    #: Project pages kept fresh for this watch, and seconds until the next revalidation.
+    pages: int = 0
+    refresh_in: float | None = None
+    #: The last run's failure, first line.
+    error: str | None = None
+
+
+class WatchAddResult(Message, frozen=True, kw_only=True):
+    """The watches added (or updated); their first warming has started."""
+
+    watches: list[WatchInfo]
+
+
+class WatchRemoveParams(Message, frozen=True, kw_only=True):
+    """Stop watching files, named by path or id; a warming job of theirs is cancelled."""
+
+    #: Relative paths are relative to ``env.cwd``.
+    env: ClientEnv | None = None
+    paths: list[str] = []
+    ids: list[int] = []
+    all: bool = False
+
+
+class WatchRemoveResult(Message, frozen=True, kw_only=True):
+    """The watches removed."""
+
+    removed: list[WatchInfo]
+
+
+class WatchListParams(Message, frozen=True, kw_only=True):
+    """Params of ``watch.list``."""
+
+
+class WatchListResult(Message, frozen=True, kw_only=True):
+    """Every watch, in the order added."""
+
+    watches: list[WatchInfo]
+
+
+class WatchEventsParams(Message, frozen=True, kw_only=True):
+    """Subscribe this connection to ``watch.event`` notifications (or unsubscribe it).
+
+    Events flow until the connection closes or it unsubscribes.
+    """
+
+    subscribe: bool = True
+
+
+class WatchEventsResult(Message, frozen=True, kw_only=True):
+    """Whether the connection is subscribed now, and the watches as they stand."""
+
+    subscribed: bool
+    watches: list[WatchInfo]
+
+
+#: ``resolution-changed`` a warming resolved other pins than the last one;
+#: ``prefetch-done`` every wheel of the result is in the cache;
+#: ``yanked-pin`` a pinned version is yanked on its index;
+#: ``warming-failed`` a warming failed (``message`` says why);
+#: ``watch-missing`` a watched file disappeared (it is watched again when it comes back).
+WatchEventName: TypeAlias = Literal[
+    "resolution-changed", "prefetch-done", "yanked-pin", "warming-failed", "watch-missing"
+]
+
+
+class PinChange(Message, frozen=True, kw_only=True):
+    """A package whose pin a new resolution changed (``None``: added or removed)."""
+
+    name: str
+    old: str | None = None
+    new: str | None = None
+
+
+class WatchEvent(Message, frozen=True, kw_only=True):
+    """``watch.event``: something happened to a watch (sent only to subscribers)."""
+
+    event: WatchEventName
+    watch: int
+    path: str
+    #: Seconds since the epoch.
+    at: float
+    message: str = ""
+    #: ``resolution-changed``: what changed.
+    changes: list[PinChange] = []
+    #: ``yanked-pin``: the pin and the index's reason.
+    name: str | None = None
+    version: str | None = None
+    reason: str | None = None
+    #: ``prefetch-done``: wheels of the result, how many were fetched now, and the bytes.
+    packages: int = 0
+    downloaded: int = 0
+    bytes: int = 0
     elapsed: float = 0.0

@@ -7,9 +7,11 @@ process is half way through an entry while they delete.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from burrowd.daemon.cache.layout import Bucket, bucket_version_of
 from burrowd.daemon.cache.store import TMP_DIR, Cache, remove_tree
 from burrowd.daemon.cache.wheels import WheelPointer
 
-__all__ = ["CleanReport", "PruneReport", "bucket_stats", "clean", "prune"]
+__all__ = ["CleanReport", "PruneReport", "SizeMeter", "bucket_stats", "clean", "prune"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,49 @@ def bucket_stats(cache: Cache) -> list[tuple[str, int, int]]:
         entries = sum(1 for _ in tmp.iterdir())
         out.append((TMP_DIR, entries, _tree_size(tmp)[1]))
     return out
+
+
+class SizeMeter:
+    """The cache's size, measured in a worker thread and reused for a while.
+
+    Walking a large cache takes a second; ``status`` must answer at once, so it shows the
+    last measurement and its age, and starts a new one when that is older than ``max_age``.
+    """
+
+    def __init__(self, cache: Cache, max_age: float = 60.0) -> None:
+        self.cache = cache
+        self.max_age = max_age
+        self.size: int | None = None
+        self.measured_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def read(self) -> tuple[int | None, float | None]:
+        """Return the last size and its age in seconds; measure again if it is stale."""
+        now = time.monotonic()
+        stale = self.measured_at is None or now - self.measured_at > self.max_age
+        if stale and self._task is None:
+            self._task = asyncio.ensure_future(self._measure())
+        age = None if self.measured_at is None else now - self.measured_at
+        return self.size, age
+
+    def invalidate(self) -> None:
+        """Forget the measurement (the cache was cleaned or pruned)."""
+        self.measured_at = None
+
+    async def _measure(self) -> None:
+        try:
+            root = self.cache.root
+            size = await asyncio.to_thread(lambda: _tree_size(root)[1] if root.is_dir() else 0)
+            self.size, self.measured_at = size, time.monotonic()
+        except OSError as exc:
+            log.info("could not measure the cache: %s", exc)
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        """Wait for a measurement in progress."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _pointer_files(cache: Cache) -> Iterable[Path]:

@@ -12,9 +12,13 @@ from burrowd.protocol.errors import RpcError
 from burrowd.protocol.messages import (
     BucketStats,
     CacheStatsResult,
+    ErrorInfo,
+    JobInfo,
     ProgressParams,
+    QueueInfo,
     RequestInfo,
     StatusResult,
+    WatchInfo,
 )
 
 
@@ -83,9 +87,56 @@ class TestRenderStatus:
             "in memory     0 project pages, 0 metadata",
             "network       0 HTTP requests, 0 downloads",
             "builds        0 backend runs, 0 git fetches",
+            "cache size    measuring",
+            "queues        -",
             "idle timeout  15m 00s",
             "requests in flight: none",
         ]
+
+    def test_jobs_queues_watches_and_errors(self) -> None:
+        out = io.StringIO()
+        status = _status(
+            cache_size=3 * 1024 * 1024,
+            cache_size_age=12.0,
+            queues=[
+                QueueInfo(name="network", limit=48, running=48, waiting=2, waiting_background=5),
+                QueueInfo(name="unpack", limit=6, running=1),
+            ],
+            jobs=[
+                JobInfo(
+                    kind="wheel",
+                    what="foo-1.0-py3-none-any.whl",
+                    elapsed=1.5,
+                    waiters=["request 7 (sync, pid 1 uid 2)", "watch 1 (requirements.in)"],
+                ),
+                JobInfo(kind="page", what="bar on https://x/simple/", elapsed=0.2, background=True),
+            ],
+            watches=[
+                WatchInfo(
+                    id=1,
+                    path="/p/requirements.in",
+                    kind="resolve",
+                    state="failed",
+                    target="CPython 3.12",
+                    error="No solution found: foo",
+                )
+            ],
+            errors=[ErrorInfo(at=0.0, source="watch 1 (/p/r.in)", code=-32010, message="boom")],
+            subscribers=2,
+        )
+        render.render_status(status, out)
+        lines = out.getvalue().splitlines()
+        assert "cache size    3.0 MiB (measured 12.0s ago)" in lines
+        assert "queues        network 48/48 (2 waiting, 5 warming), unpack 1/6" in lines
+        text = out.getvalue()
+        assert "shared work in flight (2):\n  wheel        foo-1.0-py3-none-any.whl  1.5s\n" in text
+        assert "      waited on by request 7 (sync, pid 1 uid 2)\n" in text
+        assert "  page         bar on https://x/simple/  0.2s (warming)\n" in text
+        assert "    1  /p/requirements.in  [failed, resolved]\n" in text
+        assert "       error: No solution found: foo\n" in text
+        assert "event subscribers: 2" in lines
+        assert lines[-2] == "last errors (1):"
+        assert lines[-1].endswith("  watch 1 (/p/r.in): boom")
 
     def test_requests_and_no_idle_timeout(self) -> None:
         out = io.StringIO()

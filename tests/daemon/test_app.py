@@ -42,6 +42,7 @@ def make_config(directory: Path, sock: Path | None = None, **changes: Any) -> Co
         lock_path=Path(paths.lock_path(sock)),
         cache_dir=directory / "cache",
         log_file=directory / "log" / "burrowd.log",
+        state_dir=directory / "state",
     )
     return config.with_changes(**changes) if changes else config
 
