@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The JSON-RPC API reference, generated from the protocol's structs (a test fails when stale).
+docs: $(STAMP)
+	$(BIN)/python -m burrowd.protocol.apidoc --write docs/rpc.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info
