@@ -50,7 +50,7 @@ LOOP_SLICE: Final = 0.005
 class Priority:
     """For whom work is done: a label for ``status``, and whether it is background work."""
 
-    __slots__ = ("_on_promote", "background", "gate", "held", "label")
+    __slots__ = ("_on_promote", "_waits_on", "background", "gate", "held", "label")
 
     def __init__(
         self, label: str, *, background: bool = False, gate: Foreground | None = None
@@ -62,15 +62,23 @@ class Priority:
         #: Waiting at the gate now (``status`` shows the warming job as yielding).
         self.held = False
         self._on_promote: list[Callable[[], None]] = []
+        #: The shared work this work waits for now: promoted with it.
+        self._waits_on: list[Priority] = []
 
     def promote(self) -> None:
-        """Make this foreground work from now on (a request came to depend on it)."""
+        """Make this foreground work from now on (a request came to depend on it).
+
+        The shared work it waits for is promoted too: a request must never wait, through a
+        chain of shared work, for background work that waits for requests to end.
+        """
         if not self.background:
             return
         self.background = False
         callbacks, self._on_promote = self._on_promote, []
         for callback in callbacks:
             callback()
+        for other in list(self._waits_on):
+            other.promote()
 
     def __repr__(self) -> str:
         kind = "background" if self.background else "foreground"
@@ -316,11 +324,14 @@ class OnceMap(Generic[K, V]):
         elif not caller.background:
             flight.priority.promote()
         flight.waiters.append(caller)
+        caller._waits_on.append(flight.priority)
         try:
             return await asyncio.shield(flight.task)
         finally:
             with contextlib.suppress(ValueError):
                 flight.waiters.remove(caller)
+            with contextlib.suppress(ValueError):
+                caller._waits_on.remove(flight.priority)
 
     async def wait_all(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the work running now to end, then cancel it.
