@@ -74,7 +74,11 @@ class WatchList:
         self.path = path
 
     def load(self) -> WatchFile:
-        """Return the stored watches; an unreadable file is set aside, not fatal."""
+        """Return the stored watches; a file that does not decode is set aside, not fatal.
+
+        A file that cannot be read at all (permissions) is left where it is: the next save
+        tells the user the same thing, and nothing is lost meanwhile.
+        """
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -143,7 +147,7 @@ class FileWatcher:
             self._restart(existing)
         missing = wanted - existing
         if missing and self._poll is None:
-            self._poll = asyncio.ensure_future(self._look_for(missing))
+            self._poll = asyncio.ensure_future(self._look_for())
         elif not missing and self._poll is not None:
             self._poll.cancel()
             self._poll = None
@@ -160,10 +164,11 @@ class FileWatcher:
         files = self._files
 
         def wanted(_change: watchfiles.Change, path: str) -> bool:
-            return Path(path) in self._files
+            # A watched directory's own event too: its removal ends its kernel watch.
+            return Path(path) in self._files or Path(path) in dirs
 
         try:
-            async for changes in watchfiles.awatch(
+            batches = watchfiles.awatch(
                 *sorted(dirs),
                 watch_filter=wanted,
                 step=self.step_ms,
@@ -171,10 +176,17 @@ class FileWatcher:
                 stop_event=stop,
                 recursive=False,
                 ignore_permission_denied=True,
-            ):
-                changed = {Path(path) for _, path in changes}
-                if changed:
-                    self.on_changes(changed)
+            )
+            async with contextlib.aclosing(batches):
+                async for changes in batches:
+                    paths = {Path(path) for _, path in changes}
+                    changed = paths & self._files
+                    if changed:
+                        self.on_changes(changed)
+                    if paths & dirs:
+                        # watchfiles keeps waiting on a removed directory's dead watch.
+                        removed = ", ".join(map(str, sorted(paths & dirs)))
+                        raise FileNotFoundError(f"{removed} removed or moved")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -183,18 +195,25 @@ class FileWatcher:
             if self._task is asyncio.current_task():
                 self._task = None
                 self._dirs = frozenset()
-                self.on_changes({f for f in files if not f.exists()})
+                gone = {f for f in files if not f.exists()}
+                if gone:
+                    self.on_changes(gone)
                 self.watch(self._files)
 
-    async def _look_for(self, missing: frozenset[Path]) -> None:
+    async def _look_for(self) -> None:
         try:
             while True:
                 await asyncio.sleep(MISSING_POLL)
-                if any(d.is_dir() for d in missing):
+                # The files watched now, not when the poll started: watch() may have changed them.
+                missing = frozenset(f.parent for f in self._files) - self._dirs
+                found = frozenset(d for d in missing if d.is_dir())
+                if found:
                     self._poll = None
                     self.watch(self._files)
                     # A file created with its directory came before the watch did.
-                    self.on_changes({f for f in self._files if f.parent in missing})
+                    changed = {f for f in self._files if f.parent in found}
+                    if changed:
+                        self.on_changes(changed)
                     return
         except asyncio.CancelledError:
             pass
