@@ -166,6 +166,8 @@ def _cache_size(status: StatusResult) -> str:
 
 def _queue(q: QueueInfo) -> str:
     text = f"{q.name} {q.running}/{q.limit}"
+    if q.running_background:
+        text += f" [{q.running_background}/{q.background_limit} warming]"
     if q.waiting or q.waiting_background:
         text += f" ({q.waiting} waiting, {q.waiting_background} warming)"
     return text

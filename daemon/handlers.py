@@ -155,6 +155,8 @@ class Handlers:
                     running=q.running,
                     waiting=q.waiting()[0],
                     waiting_background=q.waiting()[1],
+                    running_background=q.running_background,
+                    background_limit=q.background_limit,
                 )
                 for q in s.limits.all()
             ],

@@ -180,61 +180,108 @@ class Foreground:
                 waiter.set_result(None)
 
 
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    future: asyncio.Future[None]
+    priority: Priority
+    #: Whether the slot was granted to background work (it counts against the share).
+    background: bool = False
+
+
 class PrioritySemaphore:
     """A semaphore that gives a free slot to foreground waiters before background ones.
 
     Waiters of one priority are served in arrival order. A background waiter promoted while
     it waits (a request joined its shared work) counts as foreground from then on.
+    Background work holds at most ``background_limit`` slots at once: the rest stay for
+    requests, and fewer busy worker threads leave the event loop (and ``status``) quick.
     """
 
-    def __init__(self, name: str, limit: int) -> None:
+    def __init__(self, name: str, limit: int, background_limit: int | None = None) -> None:
         self.name = name
         self.limit = limit
+        self.background_limit = limit if background_limit is None else background_limit
         self.running = 0
-        self._waiters: collections.deque[tuple[asyncio.Future[None], Priority]] = (
-            collections.deque()
-        )
+        self.running_background = 0
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        #: The slots each task holds (background or not), released in reverse order.
+        self._held: dict[asyncio.Task[object] | None, list[bool]] = {}
 
     def waiting(self) -> tuple[int, int]:
         """Return how many foreground and background tasks wait for a slot."""
         fg = bg = 0
-        for fut, priority in self._waiters:
-            if fut.done():
+        for waiter in self._waiters:
+            if waiter.future.done():
                 continue
-            if priority.background:
+            if waiter.priority.background:
                 bg += 1
             else:
                 fg += 1
         return fg, bg
 
+    def _free_for(self, background: bool) -> bool:
+        if self.running >= self.limit:
+            return False
+        return not background or self.running_background < self.background_limit
+
     async def acquire(self) -> None:
         """Take a slot, waiting for one if none is free."""
-        if self.running < self.limit and not self._waiters:
-            self.running += 1
+        priority = _current.get()
+        if not self._waiters and self._free_for(priority.background):
+            self._take(priority.background)
+            self._held.setdefault(asyncio.current_task(), []).append(priority.background)
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (fut, _current.get())
-        self._waiters.append(entry)
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), priority)
+        self._waiters.append(waiter)
+        # Slots may be free while background waiters wait for their share: a request
+        # (or background work under its share) takes one at once.
+        self._wake()
         try:
-            await fut
+            await waiter.future
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # granted just as it was cancelled: hand the slot on
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._give_back(waiter.background)  # granted just as it was cancelled
             else:
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove(entry)
+                    self._waiters.remove(waiter)
             raise
+        self._held.setdefault(asyncio.current_task(), []).append(waiter.background)
 
     def release(self) -> None:
         """Give a slot back, to the next foreground waiter if there is one."""
+        task = asyncio.current_task()
+        held = self._held.get(task)
+        background = held.pop() if held else False
+        if held is not None and not held:
+            del self._held[task]
+        self._give_back(background)
+
+    def _take(self, background: bool) -> None:
+        self.running += 1
+        if background:
+            self.running_background += 1
+
+    def _give_back(self, background: bool) -> None:
         self.running -= 1
-        while self.running < self.limit and self._waiters:
-            entry = next((e for e in self._waiters if not e[1].background), self._waiters[0])
-            self._waiters.remove(entry)
-            if entry[0].done():
-                continue
-            entry[0].set_result(None)
-            self.running += 1
+        if background:
+            self.running_background -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.running < self.limit:
+            live = [w for w in self._waiters if not w.future.done()]
+            if not live:
+                self._waiters.clear()
+                return
+            waiter = next((w for w in live if not w.priority.background), None)
+            if waiter is None:
+                if self.running_background >= self.background_limit:
+                    return  # the free slots stay for requests
+                waiter = live[0]
+            self._waiters.remove(waiter)
+            waiter.background = waiter.priority.background
+            self._take(waiter.background)
+            waiter.future.set_result(None)
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -373,16 +420,24 @@ def _cpu_count() -> int:
 class Limits:
     """Semaphores for each kind of work."""
 
-    #: Concurrent HTTP requests to indexes and file hosts.
-    network: PrioritySemaphore = field(default_factory=lambda: PrioritySemaphore("network", 48))
+    #: Concurrent HTTP requests to indexes and file hosts (a third for warming).
+    network: PrioritySemaphore = field(
+        default_factory=lambda: PrioritySemaphore("network", 48, background_limit=16)
+    )
     #: Concurrent unpacks, each in a worker thread. More than the CPUs: unpacking a wheel of
     #: small files waits on file creation far more than it computes (the GIL is released).
+    #: Warming unpacks on one thread per CPU, so that requests keep the interpreter's time.
     unpack: PrioritySemaphore = field(
-        default_factory=lambda: PrioritySemaphore("unpack", max(4, 3 * _cpu_count()))
+        default_factory=lambda: PrioritySemaphore(
+            "unpack", max(4, 3 * _cpu_count()), background_limit=_cpu_count()
+        )
     )
-    #: Build backends running at once (each is a process that may use a CPU fully).
+    #: Build backends running at once (each is a process that may use a CPU fully); warming
+    #: leaves one CPU free when there are several.
     build: PrioritySemaphore = field(
-        default_factory=lambda: PrioritySemaphore("build", _cpu_count())
+        default_factory=lambda: PrioritySemaphore(
+            "build", _cpu_count(), background_limit=max(1, _cpu_count() - 1)
+        )
     )
 
     def all(self) -> list[PrioritySemaphore]:

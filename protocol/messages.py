@@ -215,6 +215,10 @@ class QueueInfo(Message, frozen=True, kw_only=True):
     waiting: int = 0
     #: Warming work waiting for a turn (served when no request waits).
     waiting_background: int = 0
+    #: How many of the running ones are warming work.
+    running_background: int = 0
+    #: How many warming work may hold at once; the rest stay free for requests.
+    background_limit: int = 0
 
 
 class ErrorInfo(Message, frozen=True, kw_only=True):

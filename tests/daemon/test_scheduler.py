@@ -273,6 +273,62 @@ class TestPrioritySemaphore:
         sem.release()
 
 
+class TestBackgroundShare:
+    async def test_background_work_takes_at_most_its_share(self) -> None:
+        sem = PrioritySemaphore("network", 3, background_limit=1)
+        release = asyncio.Event()
+        inside: list[str] = []
+
+        async def hold(priority: Priority) -> None:
+            with working_for(priority):
+                async with sem:
+                    inside.append(priority.label)
+                    await release.wait()
+
+        warm = [asyncio.create_task(hold(Priority(f"warm {n}", background=True))) for n in range(3)]
+        await until(lambda: sem.waiting() == (0, 2))
+        assert (sem.running, sem.running_background) == (1, 1)  # two slots stay free
+        request = asyncio.create_task(hold(Priority("request")))
+        await until(lambda: "request" in inside)  # a request takes a free slot at once
+        assert (sem.running, sem.running_background) == (2, 1)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*warm, request), 1.0)
+        assert (sem.running, sem.running_background) == (0, 0)
+
+    async def test_a_freed_background_slot_goes_to_the_next_background_waiter(self) -> None:
+        sem = PrioritySemaphore("unpack", 4, background_limit=1)
+        granted: list[str] = []
+        with working_for(Priority("warm 0", background=True)):
+            await sem.acquire()
+        tasks = await queue_behind(
+            sem, [Priority("warm 1", background=True), Priority("warm 2", background=True)], granted
+        )
+        assert sem.running_background == 1
+        with working_for(Priority("warm 0", background=True)):
+            sem.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+        assert granted == ["warm 1", "warm 2"]
+        assert (sem.running, sem.running_background) == (0, 0)
+
+    async def test_a_slot_taken_in_the_background_is_given_back_as_background(self) -> None:
+        # The work was promoted while it held the slot: the share is still given back.
+        sem = PrioritySemaphore("build", 2, background_limit=1)
+        warm = Priority("warm", background=True)
+        with working_for(warm):
+            await sem.acquire()
+            warm.promote()
+            sem.release()
+        assert (sem.running, sem.running_background) == (0, 0)
+
+    async def test_the_share_defaults_to_the_whole_limit(self) -> None:
+        sem = PrioritySemaphore("network", 2)
+        assert sem.background_limit == 2
+        with working_for(Priority("warm", background=True)):
+            await sem.acquire()
+            await sem.acquire()
+        assert sem.running_background == 2
+
+
 class TestForeground:
     async def test_background_work_waits_while_a_request_runs(self) -> None:
         gate = Foreground()
@@ -656,6 +712,9 @@ class TestLimits:
         limits = Limits()
         assert limits.network.limit == 48
         assert limits.unpack.limit >= 2
+        # warming keeps to a share of each queue, so requests always find slots
+        assert all(0 < sem.background_limit < sem.limit for sem in (limits.network, limits.unpack))
+        assert 1 <= limits.build.background_limit <= limits.build.limit
         other = Limits()
         assert other.network is not limits.network
 
