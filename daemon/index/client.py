@@ -289,6 +289,9 @@ class IndexClient:
             )
             if joining and fresh.wants_revalidation(location, name):
                 continue  # the load joined was not a revalidation this request asked for
+            # A joined load (another request's, a warming's) is this request's page too; a
+            # load of its own has counted itself unless it served a stale copy offline.
+            fresh.record(location, name, "memory" if joining else "disk")
             return entry.page
 
     def page_expiry(self, location: str, name: str) -> tuple[float, float] | None:
@@ -785,8 +788,7 @@ class IndexClient:
         body: bytes | None,
     ) -> WheelPointer:
         algorithms = _algorithms(file, pins)
-        fd, tmp = self.cache.temp_file(prefix="dl-", suffix=".whl")
-        os.close(fd)
+        tmp = await asyncio.to_thread(self._temp_path, "dl-", ".whl")
         try:
             if body is not None:
                 hashes = {a: hashlib.new(a, body).hexdigest() for a in algorithms}
@@ -799,7 +801,13 @@ class IndexClient:
                 file, key, tmp, hashes=hashes, pins=pins, size=size, source=None
             )
         finally:
-            tmp.unlink(missing_ok=True)
+            await _discard(tmp)
+
+    def _temp_path(self, prefix: str, suffix: str) -> Path:
+        """Create an empty temporary file in the cache (blocking: run it in a worker)."""
+        fd, path = self.cache.temp_file(prefix=prefix, suffix=suffix)
+        os.close(fd)
+        return path
 
     async def _store(
         self,
@@ -861,6 +869,15 @@ class IndexClient:
                 last = exc
         assert last is not None
         raise last
+
+
+async def _discard(path: Path) -> None:
+    """Remove a temporary file in a worker: freeing a large file's blocks can take a while."""
+    try:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    except asyncio.CancelledError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _file_name(url: str) -> str:
