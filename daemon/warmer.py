@@ -217,6 +217,8 @@ class Warmer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._files.close()
+        if self.watches:
+            await self._save()  # what a cancelled warming had not saved yet
 
     def _new_watch(self, stored: StoredWatch, env: m.ClientEnv) -> _Watch:
         label = f"watch {stored.id} ({Path(stored.params.requirement_files[0]).name})"
@@ -408,11 +410,16 @@ class Warmer:
                 watch.task = None
 
     async def _run(self, watch: _Watch) -> None:
-        await pace()
+        # Warming from here: a request running now holds it at once (``yielding``).
+        watch.state = "warming"
+        try:
+            await pace()
+        except asyncio.CancelledError:
+            watch.state = "pending"
+            raise
         if not watch.path.exists():
             self._missing(watch)
             return
-        watch.state = "warming"
         started = time.monotonic()
         try:
             async with self.services.cache.operation():
@@ -444,6 +451,13 @@ class Warmer:
 
     async def _warmed(self, watch: _Watch, outcome: _Outcome, elapsed: float) -> None:
         before = watch.stored.pins or outcome.baseline
+        # Saved before it shows as warm: a restart from then on keeps what this run found.
+        changed = self._keep_variables(watch, await asyncio.to_thread(_texts, outcome.files))
+        if outcome.pins != watch.stored.pins:
+            watch.stored.pins = outcome.pins
+            changed = True
+        if changed:
+            await self._save()
         watch.state = "warm"
         watch.error = None
         watch.kind = outcome.kind
@@ -487,9 +501,22 @@ class Warmer:
             elapsed=elapsed,
         )
         self._plan_refresh(watch)
-        if outcome.pins != before:
-            watch.stored.pins = outcome.pins
-            await self._save()
+
+    @staticmethod
+    def _keep_variables(watch: _Watch, texts: list[str]) -> bool:
+        """Store the variables every file the warming read names (includes too).
+
+        Return whether they changed. Until a restart ``watch.env`` has all the client's
+        variables; after one, the stored ones.
+        """
+        params = watch.stored.params
+        kept = _referenced(texts, dict(watch.env.variables))
+        if kept == dict(params.env.variables):
+            return False
+        watch.stored.params = msgspec.structs.replace(
+            params, env=msgspec.structs.replace(params.env, variables=kept)
+        )
+        return True
 
     async def _warm(self, watch: _Watch) -> _Outcome:
         inputs = await asyncio.to_thread(_read_watched, watch, watch.path)

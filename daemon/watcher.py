@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 MISSING_POLL: Final = 2.0
 #: Longest wait, in ms, for a burst of changes to end before they are reported anyway.
 MAX_BURST_MS: Final = 1600
+#: Seconds after a restart by which the new watcher has surely started (then files are
+#: compared with their last reported state once more).
+RESTART_SETTLE: Final = 0.2
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -98,9 +102,12 @@ class WatchList:
     def save(self, contents: WatchFile) -> None:
         """Write the watch list atomically, readable by this user only (blocking)."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         data = msgspec.json.format(msgspec.json.encode(contents), indent=2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A unique name (mode 0600): a save cancelled on the loop may still be writing.
+        fd, name = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data + b"\n")
@@ -114,10 +121,25 @@ class WatchList:
 
 
 OnChanges = Callable[[set[Path]], None]
+#: What tells a file's change apart without reading it: mtime (ns), size, inode.
+_FileState = tuple[int, int, int]
+
+
+def _state(path: Path) -> _FileState | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 class FileWatcher:
     """Report changes (written, created, removed, renamed over) of a set of files.
+
+    One watchfiles watcher covers every directory, so a new set of directories restarts it.
+    What the stopped watcher was still debouncing is not lost: each file's last reported
+    state (mtime, size, inode) is kept, and files that differ from it are reported when the
+    watcher restarts, and again once the new one has surely started.
 
     :param on_changes: called on the event loop with the watched paths that changed.
     :param step: seconds without a further change after which a burst of changes is
@@ -132,6 +154,9 @@ class FileWatcher:
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._poll: asyncio.Task[None] | None = None
+        #: Each file's state when last reported (or first watched); ``None``: missing.
+        self._seen: dict[Path, _FileState | None] = {}
+        self._recheck: asyncio.TimerHandle | None = None
 
     @property
     def directories(self) -> frozenset[Path]:
@@ -141,16 +166,36 @@ class FileWatcher:
     def watch(self, files: Iterable[Path]) -> None:
         """Watch exactly ``files`` (absolute paths) from now on."""
         self._files = frozenset(files)
+        self._seen = {f: self._seen[f] if f in self._seen else _state(f) for f in self._files}
         wanted = frozenset(p.parent for p in self._files)
         existing = frozenset(d for d in wanted if d.is_dir())
         if existing != self._dirs or (self._task is None and existing):
+            restarting = self._task is not None
             self._restart(existing)
+            if restarting:
+                self._report_unseen()
+                if self._recheck is not None:
+                    self._recheck.cancel()
+                delay = self.step_ms / 1000 + RESTART_SETTLE
+                self._recheck = asyncio.get_running_loop().call_later(delay, self._report_unseen)
         missing = wanted - existing
         if missing and self._poll is None:
             self._poll = asyncio.ensure_future(self._look_for())
         elif not missing and self._poll is not None:
             self._poll.cancel()
             self._poll = None
+
+    def _report(self, paths: set[Path]) -> None:
+        """Report changed watched files, noting the state each was reported in."""
+        for path in paths:
+            self._seen[path] = _state(path)
+        self.on_changes(paths)
+
+    def _report_unseen(self) -> None:
+        """Report the watched files whose state differs from the one last reported."""
+        changed = {f for f in self._files if _state(f) != self._seen.get(f)}
+        if changed:
+            self._report(changed)
 
     def _restart(self, dirs: frozenset[Path]) -> None:
         self._stop_task()
@@ -182,7 +227,7 @@ class FileWatcher:
                     paths = {Path(path) for _, path in changes}
                     changed = paths & self._files
                     if changed:
-                        self.on_changes(changed)
+                        self._report(changed)
                     if paths & dirs:
                         # watchfiles keeps waiting on a removed directory's dead watch.
                         removed = ", ".join(map(str, sorted(paths & dirs)))
@@ -197,7 +242,7 @@ class FileWatcher:
                 self._dirs = frozenset()
                 gone = {f for f in files if not f.exists()}
                 if gone:
-                    self.on_changes(gone)
+                    self._report(gone)
                 self.watch(self._files)
 
     async def _look_for(self) -> None:
@@ -213,7 +258,7 @@ class FileWatcher:
                     # A file created with its directory came before the watch did.
                     changed = {f for f in self._files if f.parent in found}
                     if changed:
-                        self.on_changes(changed)
+                        self._report(changed)
                     return
         except asyncio.CancelledError:
             pass
@@ -230,6 +275,9 @@ class FileWatcher:
         """Stop watching."""
         task = self._task
         self._stop_task()
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None

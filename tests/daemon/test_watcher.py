@@ -16,9 +16,11 @@ import logging
 import os
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,15 +155,25 @@ class TestWatchList:
             assert watch_list.load() == WatchFile()
         assert "cannot read the watch list" in caplog.text
 
-    def test_a_failed_write_keeps_the_old_file(self, tmp_path: Path, watch_list: WatchList) -> None:
+    def test_a_failed_write_keeps_the_old_file(
+        self, tmp_path: Path, watch_list: WatchList, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         if not os.path.exists("/dev/full"):
             pytest.skip("needs /dev/full, where every write fails with ENOSPC")
         old = WatchFile(next_id=2, watches=[stored(tmp_path, 1, "requirements.in")])
         watch_list.save(old)
         before = watch_list.path.read_bytes()
         # The temporary file the next save writes leads to a full disk.
-        tmp = watch_list.path.with_name(f".watches.json.{os.getpid()}.tmp")
-        tmp.symlink_to("/dev/full")
+        real_mkstemp = tempfile.mkstemp
+
+        def full_mkstemp(**kwargs: Any) -> tuple[int, str]:
+            fd, name = real_mkstemp(**kwargs)
+            os.close(fd)
+            os.unlink(name)
+            os.symlink("/dev/full", name)
+            return os.open(name, os.O_WRONLY), name
+
+        monkeypatch.setattr("burrowd.daemon.watcher.tempfile.mkstemp", full_mkstemp)
         with pytest.raises(OSError):  # ENOSPC, from whichever call reports it
             watch_list.save(WatchFile(next_id=9))
         assert watch_list.path.read_bytes() == before
