@@ -20,7 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import suite_builds, suite_cache_fill, suite_compile, suite_startup, suite_sync
+from bench import (
+    suite_builds,
+    suite_cache_fill,
+    suite_compile,
+    suite_startup,
+    suite_sync,
+    suite_watch,
+)
 from bench.context import Context, Options
 from bench.report import SuiteResult, fmt_ratio, fmt_seconds
 from bench.tools import (
@@ -42,6 +49,7 @@ SUITES: dict[str, Callable[[Context], SuiteResult]] = {
     suite_compile.NAME: suite_compile.run,
     suite_sync.NAME: suite_sync.run,
     suite_builds.NAME: suite_builds.run,
+    suite_watch.NAME: suite_watch.run,
 }
 ALL_SETS = ["a-trio", "b-black", "c-web", "d-large", "e-jupyter"]
 QUICK_SETS = ["a-trio", "b-black"]

@@ -59,6 +59,9 @@ class BurrowDaemon:
                 "BURROW_CACHE_DIR": str(self.cache),
                 "BURROW_LOG_FILE": str(self.log),
                 "BURROW_IDLE_TIMEOUT": IDLE_TIMEOUT,
+                # The watch list lives in the state dir: a bench daemon never restores (or
+                # writes) the user's watches.
+                "XDG_STATE_HOME": str(home / "state"),
             }
         )
         self.pid: int | None = None
