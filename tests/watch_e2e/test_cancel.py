@@ -14,6 +14,7 @@ from typing import Any
 from burrowd.daemon.cache.store import TMP_DIR
 from tests.e2e.helpers import wait_until
 from tests.install_e2e.support import finish, make_venv, reaped
+from tests.support.index import IndexedFile
 from tests.watch_e2e.support import EventStream, Project, dist_infos, package, watch_info
 
 #: Seconds the big wheel takes to download.
@@ -109,17 +110,23 @@ def test_an_edit_during_a_warming_supersedes_it(private: Callable[..., Project])
     assert kept["pins"] == {"base": "1.0", "new-b": "1.0", "new-c": "1.0"}
 
 
+def _warming_a_slow_download(p: Project) -> tuple[IndexedFile, int]:
+    """Watch a requirements.in of one big, slowly served wheel; return once it downloads."""
+    (entry,) = p.index.add(package("big", blob=BLOB))
+    p.index.bandwidth = BLOB / SLOW_DOWNLOAD
+    p.write("requirements.in", "big")
+    wid = p.add_one("requirements.in")
+    p.until(lambda s: _big_download(s) is not None)
+    return entry, wid
+
+
 def test_a_sync_joins_a_download_the_warming_started(
     private: Callable[..., Project], tmp_path: Path
 ) -> None:
     p = private()
-    (entry,) = p.index.add(package("big", blob=BLOB))
-    p.index.bandwidth = BLOB / SLOW_DOWNLOAD
-    p.write("requirements.in", "big")
     p.write("pins.txt", "big==1.0")
     venv = make_venv(tmp_path / "venv")
-    wid = p.add_one("requirements.in")
-    p.until(lambda s: _big_download(s) is not None)
+    entry, wid = _warming_a_slow_download(p)
     sync = p.burrow.popen("--json", "sync", "pins.txt", "--python", venv, "-i", p.url)
     with reaped(sync):
         # The request waits for the warming's download, which now counts as foreground.
@@ -145,11 +152,7 @@ def test_cleaning_the_cache_during_a_warming_warms_it_again(
     private: Callable[..., Project], tmp_path: Path
 ) -> None:
     p = private()
-    (entry,) = p.index.add(package("big", blob=BLOB))
-    p.index.bandwidth = BLOB / SLOW_DOWNLOAD
-    p.write("requirements.in", "big")
-    wid = p.add_one("requirements.in")
-    p.until(lambda s: _big_download(s) is not None)
+    entry, wid = _warming_a_slow_download(p)
     # The warming stops for the clean, and starts again once the cache is empty.
     cleaned = p.burrow.json("cache", "clean")
     assert cleaned["entries"] > 0
