@@ -29,7 +29,7 @@ from burrowd.daemon.errors import DaemonError
 from burrowd.daemon.handlers import Handlers
 from burrowd.daemon.interpreters import inherited_environment_request
 from burrowd.daemon.locks import FileLock
-from burrowd.daemon.rpc import MAX_MESSAGE, RpcServer
+from burrowd.daemon.rpc import STREAM_LIMIT, RpcServer
 from burrowd.daemon.services import Services, open_services
 from burrowd.daemon.warmer import Warmer
 from burrowd.protocol.build import build_id
@@ -319,7 +319,7 @@ class Daemon:
         try:
             async with open_services(self.services):
                 self._server = await asyncio.start_unix_server(
-                    self.rpc.handle_stream, sock=self.listener.sock, limit=MAX_MESSAGE
+                    self.rpc.handle_stream, sock=self.listener.sock, limit=STREAM_LIMIT
                 )
                 log.info(
                     "burrowd %d serving %s (cache %s, idle timeout %gs)",

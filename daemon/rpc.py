@@ -4,8 +4,16 @@ A connection speaks newline-delimited JSON unless its first line is a header
 (``Content-Length: ...``), in which case it is read and answered with LSP base-protocol
 framing. Every request runs in its own task, so one connection can have many requests in
 flight; ``$/cancelRequest`` cancels exactly one of them and a dropped connection cancels all of
-its own. A malformed message gets its error reply and the connection goes on, except a
-message larger than :data:`MAX_MESSAGE`, after which the stream cannot be re-synchronised.
+its own, while a connection the client only half-closed (``shutdown(SHUT_WR)``) still gets its
+answers before it is closed. A malformed message gets its error reply and the connection goes
+on, except a message larger than :data:`MAX_MESSAGE` or broken LSP headers, after which the
+stream cannot be re-synchronised: those get a -32600 reply, then the connection is closed.
+
+Hostile or broken clients are bounded: a connection buffers at most one message of
+:data:`MAX_MESSAGE` bytes, must finish a message it began (and send its first one) within
+:data:`MESSAGE_TIMEOUT`, has at most :data:`MAX_IN_FLIGHT` requests running before the
+daemon stops reading from it, and the daemon serves :data:`MAX_CONNECTIONS` at once (a new
+one displaces the oldest connection that never sent a message).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import enum
 import functools
 import logging
 import os
+import select
 import socket
 import struct
 import time
@@ -31,18 +40,46 @@ from burrowd.protocol.errors import ErrorCode, ErrorObject
 from burrowd.protocol.messages import CancelParams, ProgressParams, RequestInfo
 
 __all__ = [
+    "MAX_BATCH",
+    "MAX_CONNECTIONS",
+    "MAX_IN_FLIGHT",
     "MAX_MESSAGE",
+    "MESSAGE_TIMEOUT",
+    "STREAM_LIMIT",
     "Connection",
+    "FrameDecoder",
+    "FramingError",
     "Handler",
     "RequestContext",
     "RpcServer",
     "StreamConnection",
+    "peer_credentials",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Largest message accepted, in bytes (a framing limit, not a memory promise).
-MAX_MESSAGE: Final = 32 * 1024 * 1024
+#: Largest message accepted, in bytes: also the most a connection buffers. A ``sync`` of
+#: 20 000 hash-pinned requirements on ``stdin`` is about 3 MiB.
+MAX_MESSAGE: Final = 8 * 1024 * 1024
+#: Largest header section of an LSP-framed message, in bytes.
+MAX_HEADERS: Final = 8 * 1024
+#: Most requests one batch may hold.
+MAX_BATCH: Final = 1000
+#: Requests of one connection running at once; past this the daemon stops reading from it.
+MAX_IN_FLIGHT: Final = 1000
+#: Connections served at once.
+MAX_CONNECTIONS: Final = 256
+#: Seconds a connection has to send its first message, and to finish any message it began.
+MESSAGE_TIMEOUT: Final = 30.0
+#: Bytes read from a socket at once.
+READ_CHUNK: Final = 64 * 1024
+#: The ``limit`` for ``start_unix_server``: reads are chunked, so this only sets when the
+#: transport stops reading (at twice this much unread).
+STREAM_LIMIT: Final = READ_CHUNK
+#: Seconds between two checks whether a half-closed peer went away altogether.
+HALF_CLOSED_POLL: Final = 0.2
+#: Seconds between two warnings about refused connections.
+REFUSAL_LOG_INTERVAL: Final = 60.0
 #: Minimum seconds between two progress notifications of one phase.
 PROGRESS_INTERVAL: Final = 0.1
 
@@ -64,6 +101,12 @@ class Framing(enum.Enum):
 
 def _error(code: int, message: str, data: Any = None) -> ErrorObject:
     return ErrorObject(code=code, message=message, data=data)
+
+
+def _too_deep() -> ErrorObject:
+    # msgspec stops at the interpreter's recursion limit (about 1000 levels) with a
+    # RecursionError, not a DecodeError; no message of the protocol nests a tenth as deep.
+    return _error(ErrorCode.PARSE_ERROR, "parse error: JSON nested too deeply")
 
 
 def _param_path(detail: str) -> str | None:
@@ -131,7 +174,12 @@ class Connection:
         self.tasks: dict[RequestId, asyncio.Task[None]] = {}
         self.contexts: dict[RequestId, RequestContext] = {}
         self.cancelled_by_client: set[RequestId] = set()
+        #: Batches being answered (they reply once all their requests are done).
+        self.batches: set[asyncio.Task[None]] = set()
         self.closed = False
+        #: Whether a complete message came (a connection that never sends one may be dropped).
+        self.spoke = False
+        self.opened = time.monotonic()
 
     def frame(self, body: bytes) -> bytes:
         """Return ``body`` framed for this connection."""
@@ -160,10 +208,135 @@ class Connection:
         with contextlib.suppress(ConnectionError):
             await self.drain()
 
+    def close(self) -> None:
+        """Close the connection; nothing more is sent on it."""
+        self.closed = True
+
     def cancel_all(self) -> None:
         """Cancel every request of this connection (it went away)."""
         for task in self.tasks.values():
             task.cancel()
+
+
+class FramingError(Exception):
+    """The stream cannot be read as messages any more."""
+
+
+class FrameDecoder:
+    """Split the bytes of one connection into message bodies (sans I/O).
+
+    Newline-delimited JSON, unless the first line is a header (``Content-Length: ...``):
+    then LSP base-protocol frames. :meth:`feed` takes bytes as they come, :meth:`next`
+    returns each complete body in turn. Nothing beyond ``limit`` bytes of one message (and
+    one read chunk) is ever buffered: a longer message raises :class:`FramingError`.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_first",
+        "_headers",
+        "_in_body",
+        "_length",
+        "_scanned",
+        "framing",
+        "limit",
+    )
+
+    def __init__(self, limit: int = MAX_MESSAGE) -> None:
+        self.limit = limit
+        self.framing = Framing.NDJSON
+        self._buf = bytearray()
+        self._first = True
+        #: Header bytes of the LSP message being read (``None``: between messages).
+        self._headers: int | None = None
+        #: Body length of the LSP message whose headers are read.
+        self._length: int | None = None
+        #: The headers of the current LSP message are done: its body is being read.
+        self._in_body = False
+        #: How far the buffer was searched for a newline already.
+        self._scanned = 0
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes read from the connection."""
+        self._buf += data
+
+    @property
+    def pending(self) -> bool:
+        """Return whether part of a message (more than whitespace) is buffered."""
+        return self._headers is not None or (bool(self._buf) and not self._buf.isspace())
+
+    def next(self) -> bytes | None:
+        """Return the next complete message body, or ``None`` until more bytes come.
+
+        Raise :class:`FramingError` when the stream cannot be read as messages any more.
+        """
+        if self.framing is Framing.LSP:
+            return self._next_lsp()
+        line = self._line(self.limit, f"message exceeds the limit of {self.limit} bytes")
+        if line is None:
+            return None
+        if self._first and _looks_like_header(line):
+            self.framing = Framing.LSP
+            self._first = False
+            self._header(line)
+            return self._next_lsp()
+        self._first = False
+        return line
+
+    def _line(self, limit: int, too_long: str) -> bytes | None:
+        end = self._buf.find(b"\n", self._scanned)
+        if end < 0:
+            self._scanned = len(self._buf)
+            if len(self._buf) > limit:
+                raise FramingError(too_long)
+            return None
+        self._scanned = 0
+        if end > limit:
+            raise FramingError(too_long)
+        line = bytes(self._buf[: end + 1])
+        del self._buf[: end + 1]
+        return line
+
+    def _header(self, line: bytes) -> None:
+        self._headers = (self._headers or 0) + len(line)
+        if self._headers > MAX_HEADERS:
+            raise FramingError(f"LSP headers exceed the limit of {MAX_HEADERS} bytes")
+        text = line.decode("ascii", "replace").strip()
+        key, _, value = text.partition(":")
+        if key.strip().lower() != "content-length":
+            return
+        try:
+            length = int(value.strip())
+        except ValueError:
+            raise FramingError(f"bad Content-Length header {text[:100]!r}") from None
+        if length < 0:
+            raise FramingError(f"bad Content-Length header {text[:100]!r}")
+        if length > self.limit:
+            raise FramingError(f"message of {length} bytes exceeds the limit of {self.limit}")
+        self._length = length
+
+    def _next_lsp(self) -> bytes | None:
+        while not self._in_body:
+            line = self._line(MAX_HEADERS, f"LSP headers exceed the limit of {MAX_HEADERS} bytes")
+            if line is None:
+                return None
+            if line.strip():
+                self._header(line)
+            elif self._headers is not None:  # the blank line that ends the headers
+                if self._length is None:
+                    raise FramingError("LSP message without a Content-Length header")
+                self._in_body = True
+            # A blank line between two frames is skipped.
+        length = self._length
+        assert length is not None
+        if len(self._buf) < length:
+            return None
+        body = bytes(self._buf[:length])
+        del self._buf[:length]
+        self._headers = None
+        self._length = None
+        self._in_body = False
+        return body
 
 
 class StreamConnection(Connection):
@@ -179,6 +352,7 @@ class StreamConnection(Connection):
         super().__init__(server, peer)
         self.reader = reader
         self.writer = writer
+        self.decoder = FrameDecoder(server.max_message)
 
     def write(self, data: bytes) -> None:
         if self.writer.is_closing():
@@ -189,41 +363,47 @@ class StreamConnection(Connection):
     async def drain(self) -> None:
         await self.writer.drain()
 
-    async def read_message(self, first: bool) -> bytes | None:
-        """Return the next message body, or ``None`` at end of stream."""
-        if self.framing is Framing.LSP:
-            return await self._read_lsp(None)
-        line = await self.reader.readline()
-        if not line:
-            return None
-        if first and _looks_like_header(line):
-            self.framing = Framing.LSP
-            return await self._read_lsp(line)
-        return line
+    def peer_gone(self) -> bool:
+        """Return whether the peer closed both directions (not merely its write side)."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is None or self.writer.is_closing():
+            return True
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
-    async def _read_lsp(self, first_header: bytes | None) -> bytes | None:
-        length: int | None = None
-        header = first_header
+    def close(self) -> None:
+        self.closed = True
+        self.writer.close()
+
+    async def read_message(self, timeout: float) -> bytes | None:
+        """Return the next message body, or ``None`` at end of stream.
+
+        A first message, or one begun, must be complete within ``timeout`` seconds (0: no
+        limit); raise :class:`TimeoutError` otherwise, and :class:`FramingError` when the
+        stream cannot be read as messages any more.
+        """
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
         while True:
-            if header is None:
-                header = await self.reader.readline()
-                if not header:
-                    return None
-            text = header.decode("ascii", "replace").strip()
-            header = None
-            if not text:
-                break
-            key, _, value = text.partition(":")
-            if key.strip().lower() == "content-length":
-                try:
-                    length = int(value.strip())
-                except ValueError:
-                    raise _FramingError(f"bad Content-Length header {text!r}") from None
-        if length is None:
-            raise _FramingError("LSP message without a Content-Length header")
-        if length > MAX_MESSAGE:
-            raise _FramingError(f"message of {length} bytes exceeds the limit of {MAX_MESSAGE}")
-        return await self.reader.readexactly(length)
+            try:
+                body = self.decoder.next()
+            finally:
+                # Errors about the framing are framed the way the client speaks, too.
+                self.framing = self.decoder.framing
+            if body is not None:
+                self.spoke = True
+                return body
+            if timeout > 0 and (self.decoder.pending or not self.spoke):
+                if deadline is None:
+                    deadline = loop.time() + timeout
+            else:
+                deadline = None
+            async with asyncio.timeout_at(deadline):
+                chunk = await self.reader.read(READ_CHUNK)
+            if not chunk:
+                return None
+            self.decoder.feed(chunk)
 
 
 def _looks_like_header(line: bytes) -> bool:
@@ -231,8 +411,12 @@ def _looks_like_header(line: bytes) -> bool:
     return bool(sep) and name[:1].isalpha() and name.replace(b"-", b"").isalnum()
 
 
-class _FramingError(Exception):
-    """The stream cannot be read as messages any more."""
+def peer_credentials(sock: Any) -> tuple[int, int, int]:
+    """Return the pid, uid and gid of the process at the other end of a Unix socket."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+    # struct ucred: pid_t pid, uid_t uid, gid_t gid (uid_t and gid_t are unsigned).
+    pid, uid, gid = struct.unpack("iII", creds)
+    return pid, uid, gid
 
 
 OnActivity = Callable[[], None]
@@ -243,11 +427,28 @@ class RpcServer:
 
     :param handlers: method name -> handler; a method absent here answers -32601.
     :param on_activity: called whenever a connection or request starts or ends (idle timer).
+    :param max_message: the largest message accepted, in bytes.
+    :param max_connections: connections served at once.
+    :param max_in_flight: requests of one connection running before it is read no more.
+    :param message_timeout: seconds to send a first message, or finish one begun (0: none).
     """
 
     def __init__(
-        self, handlers: Mapping[str, Handler], on_activity: OnActivity | None = None
+        self,
+        handlers: Mapping[str, Handler],
+        on_activity: OnActivity | None = None,
+        *,
+        max_message: int = MAX_MESSAGE,
+        max_connections: int = MAX_CONNECTIONS,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        message_timeout: float = MESSAGE_TIMEOUT,
     ) -> None:
+        self.max_message = max_message
+        self.max_connections = max_connections
+        self.max_in_flight = max_in_flight
+        self.message_timeout = message_timeout
+        self._refused = 0
+        self._refusal_logged = 0.0
         self._handlers: dict[str, Handler] = {}
         self.handlers = dict(handlers)
         self.connections: set[Connection] = set()
@@ -337,12 +538,44 @@ class RpcServer:
         if sock is None or not hasattr(socket, "SO_PEERCRED"):
             return True, "unknown peer"
         try:
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+            pid, uid, _gid = peer_credentials(sock)
         except OSError as exc:
             return False, f"peer credentials unavailable ({exc})"
-        # struct ucred: pid_t pid, uid_t uid, gid_t gid (uid_t and gid_t are unsigned).
-        pid, uid, _gid = struct.unpack("iII", creds)
         return uid == self._uid, f"pid {pid} uid {uid}"
+
+    def _make_room(self, peer: str) -> bool:
+        """Return whether a new connection may be served, closing a silent one if need be."""
+        if len(self.connections) < self.max_connections:
+            return True
+        silent = [c for c in self.connections if not c.spoke and not c.closed]
+        if silent:
+            victim = min(silent, key=lambda c: c.opened)
+            log.debug("closing the silent connection from %s to serve %s", victim.peer, peer)
+            victim.send_nowait(
+                jsonrpc.ErrorResponse(
+                    id=None,
+                    error=_error(
+                        ErrorCode.INVALID_REQUEST,
+                        f"closed: {len(self.connections)} connections are open and this one "
+                        f"sent nothing for {time.monotonic() - victim.opened:.1f}s",
+                    ),
+                )
+            )
+            victim.close()
+            self.connections.discard(victim)
+            return True
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:
+            log.warning(
+                "refused %d connections (the last from %s): %d are open, the limit",
+                self._refused,
+                peer,
+                len(self.connections),
+            )
+            self._refused = 0
+            self._refusal_logged = now
+        return False
 
     async def handle_stream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -353,12 +586,27 @@ class RpcServer:
             log.warning("refused connection from %s: not uid %d", peer, self._uid)
             writer.close()
             return
+        if not self._make_room(peer):
+            refusal = jsonrpc.ErrorResponse(
+                id=None,
+                error=_error(
+                    ErrorCode.INVALID_REQUEST,
+                    f"burrowd serves at most {self.max_connections} connections at once; "
+                    "try again later",
+                ),
+            )
+            writer.write(jsonrpc.encode(refusal) + b"\n")
+            writer.close()
+            return
         conn = StreamConnection(self, reader, writer, peer)
         self.connections.add(conn)
         self._on_activity()
         log.debug("connection from %s", peer)
         try:
             await self._read_loop(conn)
+        except Exception:
+            # Whatever a client sends, the daemon goes on serving the others.
+            log.exception("connection from %s failed", peer)
         finally:
             conn.closed = True
             conn.cancel_all()
@@ -372,25 +620,29 @@ class RpcServer:
             log.debug("connection from %s closed", peer)
 
     async def _read_loop(self, conn: StreamConnection) -> None:
-        first = True
-        while True:
+        while not conn.closed:
             try:
-                body = await conn.read_message(first)
-            except (asyncio.LimitOverrunError, ValueError, _FramingError) as exc:
-                reason = (
-                    str(exc)
-                    if isinstance(exc, _FramingError)
-                    else (f"message exceeds the limit of {MAX_MESSAGE} bytes")
-                )
-                await conn.send(
-                    jsonrpc.ErrorResponse(id=None, error=_error(ErrorCode.INVALID_REQUEST, reason))
+                # Backpressure: a client that does not read its replies, or that keeps too
+                # many requests running, is not read from until it catches up.
+                await conn.drain()
+                await self._wait_in_flight(conn)
+                body = await conn.read_message(self.message_timeout)
+            except FramingError as exc:
+                await self._fail_connection(conn, str(exc))
+                return
+            except TimeoutError:
+                what = "a complete message" if conn.spoke else "a message"
+                await self._fail_connection(
+                    conn, f"no {what} within {self.message_timeout:g}s; closing the connection"
                 )
                 return
-            except (asyncio.IncompleteReadError, ConnectionError):
+            except ConnectionError:
                 return
             if body is None:
+                if conn.decoder.pending:
+                    log.debug("%s closed in the middle of a message", conn.peer)
+                await self._answer_half_closed(conn)
                 return
-            first = False
             if not body.strip():
                 continue
             try:
@@ -403,6 +655,30 @@ class RpcServer:
                 )
             if reply is not None:
                 await conn.send(reply)
+
+    async def _fail_connection(self, conn: StreamConnection, reason: str) -> None:
+        log.info("closing the connection from %s: %s", conn.peer, reason)
+        await conn.send(
+            jsonrpc.ErrorResponse(id=None, error=_error(ErrorCode.INVALID_REQUEST, reason))
+        )
+
+    async def _wait_in_flight(self, conn: Connection) -> None:
+        while len(conn.tasks) >= self.max_in_flight and not conn.closed:
+            await asyncio.wait(list(conn.tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _answer_half_closed(self, conn: StreamConnection) -> None:
+        """Finish the requests of a peer that sent EOF, unless it went away altogether.
+
+        A client that shuts down its write side after its request still reads the answer;
+        one that closed the socket cannot, and its requests are cancelled as before.
+        """
+        while conn.tasks or conn.batches:
+            if conn.peer_gone():
+                return
+            pending = [*conn.tasks.values(), *conn.batches]
+            await asyncio.wait(pending, timeout=HALF_CLOSED_POLL)
+        with contextlib.suppress(ConnectionError):
+            await conn.drain()
 
     # -- messages -------------------------------------------------------------------------
 
@@ -418,14 +694,26 @@ class RpcServer:
             return jsonrpc.ErrorResponse(
                 id=None, error=_error(ErrorCode.PARSE_ERROR, f"parse error: {exc}")
             )
+        except RecursionError:
+            return jsonrpc.ErrorResponse(id=None, error=_too_deep())
         if isinstance(decoded, list):
             if not decoded:
                 return jsonrpc.ErrorResponse(
                     id=None, error=_error(ErrorCode.INVALID_REQUEST, "empty batch")
                 )
+            if len(decoded) > MAX_BATCH:
+                return jsonrpc.ErrorResponse(
+                    id=None,
+                    error=_error(
+                        ErrorCode.INVALID_REQUEST,
+                        f"batch of {len(decoded)} messages exceeds the limit of {MAX_BATCH}",
+                    ),
+                )
             task = asyncio.ensure_future(self._batch(conn, decoded))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
+            conn.batches.add(task)
+            task.add_done_callback(conn.batches.discard)
             return None
         return self._single(conn, decoded, None)
 
@@ -441,6 +729,9 @@ class RpcServer:
                         id=None, error=_error(ErrorCode.INVALID_REQUEST, f"invalid request: {exc}")
                     )
                 )
+                continue
+            except RecursionError:
+                replies.append(jsonrpc.ErrorResponse(id=None, error=_too_deep()))
                 continue
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             reply = self._single(conn, env, fut)
@@ -516,6 +807,8 @@ class RpcServer:
                     {"method": method, "detail": detail, "path": _param_path(detail)},
                 ),
             )
+        except RecursionError:
+            return jsonrpc.ErrorResponse(id=rid, error=_too_deep())
         if not self.accepting and method not in ("status", "initialize"):
             return jsonrpc.ErrorResponse(id=rid, error=ShuttingDown().to_error())
         ctx = RequestContext(conn, rid, method)
@@ -532,7 +825,7 @@ class RpcServer:
             return
         try:
             params = jsonrpc.decode_as(raw, CancelParams)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             log.debug("ignored malformed %s", method)
             return
         task = conn.tasks.get(params.id)
