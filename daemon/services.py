@@ -24,6 +24,7 @@ from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import IndexClient
 from burrowd.daemon.index.http import Http
 from burrowd.daemon.installer.environment import EnvironmentLocks
+from burrowd.daemon.installer.journal import Registry, replay_interrupted
 from burrowd.daemon.installer.uninstall import Janitor
 from burrowd.daemon.interpreters import Interpreters
 from burrowd.daemon.scheduler import Foreground, Limits, OnceMap
@@ -82,6 +83,8 @@ class Services:
         self.interpreters = Interpreters(self.cache)
         self.environments = EnvironmentLocks(self.config.lock_timeout)
         self.janitor = Janitor()
+        #: The environments with a change under way (replayed at start after a crash).
+        self.journals = Registry(self.config.state_dir / "journals")
         self.builder = Builder(self)
         self.cache_size = SizeMeter(self.cache)
 
@@ -167,8 +170,23 @@ async def _janitor(services: Services) -> AsyncIterator[None]:
         await services.cache_size.close()
 
 
+@contextlib.asynccontextmanager
+async def _journals(services: Services) -> AsyncIterator[None]:
+    # Before the first request: an environment a killed daemon left half changed is whole
+    # again before anybody reads it.
+    for prefix, exc in await replay_interrupted(services.journals, services.environments):
+        services.record_error(f"finishing the change of {prefix}", int(exc.code), exc.message)
+    yield
+
+
 #: Cleanup contexts run in order at start-up and in reverse order at exit.
-CLEANUP_CONTEXTS: list[CleanupContext] = [_executor, _http, _interpreters, _janitor]
+CLEANUP_CONTEXTS: list[CleanupContext] = [
+    _executor,
+    _http,
+    _interpreters,
+    _janitor,
+    _journals,
+]
 
 
 @contextlib.asynccontextmanager

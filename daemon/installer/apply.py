@@ -28,6 +28,13 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.errors import DaemonError, EnvironmentRefused, InstallConflict
 from burrowd.daemon.installer.environment import Environment
 from burrowd.daemon.installer.installed import DirectUrl, InstalledDist, SitePackages, scan
+from burrowd.daemon.installer.journal import (
+    Journal,
+    JournalInstall,
+    Registry,
+    Writer,
+    journal_removals,
+)
 from burrowd.daemon.installer.plan import Plan
 from burrowd.daemon.installer.uninstall import Trash, check_removable, remove_dist
 from burrowd.daemon.installer.wheel import Linker, LinkMode, WheelLayout, install_layout, layout
@@ -306,6 +313,7 @@ class Changer:
         link_mode: LinkMode = "hardlink",
         compile_bytecode: bool = False,
         trash: Trash | None = None,
+        journals: Registry | None = None,
     ) -> None:
         self.env = env
         self.site = site
@@ -313,6 +321,7 @@ class Changer:
         self.link_mode = link_mode
         self.compile_bytecode = compile_bytecode
         self.trash = trash
+        self.journals = journals
 
     async def run(self, plan: Plan, ready: list[Ready]) -> Outcome:
         """Check the whole plan, then change the environment; return what changed."""
@@ -340,11 +349,41 @@ class Changer:
 
         # Nothing has changed so far; from here on the environment does, and a cancelled
         # request still finishes the change (worker threads cannot be stopped halfway, and
-        # the environment lock must not be given up while they write).
+        # the environment lock must not be given up while they write). The journal lets
+        # the next change finish it if this process dies halfway.
+        journal = Writer(
+            self.env,
+            Journal(
+                info=self.env.info,
+                pid=os.getpid(),
+                started=time.time(),
+                removals=journal_removals(removing, records),
+                installs=[
+                    JournalInstall(
+                        name=r.name,
+                        version=lay.version,
+                        archive=str(r.fetched.archive),
+                        dist_info=lay.dist_info_dest,
+                        link_mode=self.link_mode,
+                        direct_url=r.direct_url,
+                        requested=r.requested,
+                        extra_metadata=r.extra_metadata,
+                    )
+                    for r, lay in zip(ready, layouts, strict=True)
+                ],
+            ),
+            self.journals,
+        )
         try:
             await finish_uncancelled(
                 self._apply(
-                    plan, ready, outcome, layouts=layouts, removing=removing, records=records
+                    plan,
+                    ready,
+                    outcome,
+                    layouts=layouts,
+                    removing=removing,
+                    records=records,
+                    journal=journal,
                 )
             )
         except (DaemonError, OSError) as exc:
@@ -384,9 +423,11 @@ class Changer:
         layouts: list[WheelLayout],
         removing: list[InstalledDist],
         records: list[list[str]],
+        journal: Writer,
     ) -> None:
         """Remove, link and compile: the part of :meth:`run` that changes the environment."""
         started = time.monotonic()
+        await asyncio.to_thread(journal.begin)
         reasons = {
             id(dist): step.reason
             for step in (*plan.remove, *plan.install)
@@ -400,6 +441,7 @@ class Changer:
                 self.progress("uninstalling", done, len(removing))
                 if id(dist) in reasons:
                     outcome.removed.append(removed_change(dist, reasons[id(dist)]))
+            await asyncio.to_thread(journal.removed)
         outcome.timings["uninstall"] = time.monotonic() - started
 
         started = time.monotonic()
@@ -430,6 +472,7 @@ class Changer:
         # Largest first, so the threads finish together.
         pairs = sorted(zip(ready, layouts, strict=True), key=lambda p: -len(p[1].files))
         await settle(*(one(r, lay) for r, lay in pairs))
+        await asyncio.to_thread(journal.end)  # whole: bytecode is a cache, not the change
         if linker.fell_back:
             outcome.warnings.append(
                 "hard links into the environment failed (another file system?); copied the "

@@ -63,6 +63,7 @@ from burrowd.daemon.installer.installed import (
     VcsInfo,
     scan,
 )
+from burrowd.daemon.installer.journal import Journal, Writer, journal_removals, replay
 from burrowd.daemon.installer.plan import SOURCE_RECORD, Plan, Step, Wanted, make_plan
 from burrowd.daemon.installer.uninstall import Trash, check_removable, remove_dist
 from burrowd.daemon.interpreters import PythonRequest, Target
@@ -381,6 +382,7 @@ class _Session:
             link_mode=options.link_mode,
             compile_bytecode=options.compile_bytecode,
             trash=trash,
+            journals=self.services.journals,
         )
         try:
             outcome = await changer.run(plan, ready)
@@ -469,7 +471,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
         prefetcher.from_cache = True
         async with services.environments.hold(environment, session.waiting):
             progress("reading the environment", force=True)
-            await _sweep(services, environment)
+            await _sweep(services, environment, prefetcher.warnings)
             site = await asyncio.to_thread(scan, environment.site_dirs)
             by_name: dict[str, RequirementEntry] = {e.name: e for e in entries}
             # Direct references are located without the network; a local wheel is also
@@ -575,8 +577,9 @@ async def install(
             packages=[*params.upgrade_packages, *options.reinstall_packages],
         )
         resolve_params = m.ResolveParams(**shared, dry_run=True, command="burrow install")
+        finished: list[str] = []  # what an interrupted change left and this one finished
         async with services.environments.hold(environment, session.waiting):
-            await _sweep(services, environment)
+            await _sweep(services, environment, finished)
             site = await asyncio.to_thread(scan, environment.site_dirs)
             installed = _installed_versions(site)
             started = time.monotonic()
@@ -649,7 +652,7 @@ async def install(
                     options=options,
                 )
             outcome.timings["resolve"] = resolve_time
-    outcome.warnings[:0] = [*resolved.warnings, *resolved.resolution.warnings]
+    outcome.warnings[:0] = [*finished, *resolved.warnings, *resolved.resolution.warnings]
     return m.InstallResult(
         **_result_fields(environment, target, outcome, plan),  # type: ignore[arg-type]
         dry_run=options.dry_run,
@@ -691,13 +694,19 @@ def _installed_versions(site: SitePackages) -> dict[str, Version]:
 # -- uninstall ----------------------------------------------------------------------------
 
 
-async def _sweep(services: Services, environment: Environment) -> Trash:
+async def _sweep(
+    services: Services, environment: Environment, warnings: list[str] | None = None
+) -> Trash:
     """Delete what an interrupted request left in the environment; return a new trash.
 
     That is the trash's content and the ``.burrow-*`` staging directories and temporary
     files an install writes beside its targets; the caller holds the environment lock, so
     no other request of any process is writing them.
     """
+    # First finish a change that a killed process left half done (its journal says what).
+    replayed = await asyncio.to_thread(replay, environment, services.journals)
+    if replayed is not None and warnings is not None:
+        warnings.append(replayed.describe())
     trash = Trash(environment)
 
     def leftovers() -> list[Path]:
@@ -747,7 +756,7 @@ async def uninstall(
     outcome = Outcome()
     waiting = lambda message: progress(message, force=True)  # noqa: E731
     async with services.environments.hold(environment, waiting):
-        trash = await _sweep(services, environment)
+        trash = await _sweep(services, environment, outcome.warnings)
         site = await asyncio.to_thread(scan, environment.site_dirs)
         dists = []
         for name in names:
@@ -760,11 +769,24 @@ async def uninstall(
             started = time.monotonic()
             progress("uninstalling", 0, len(dists), force=True)
 
+            journal = Writer(
+                environment,
+                Journal(
+                    info=environment.info,
+                    pid=os.getpid(),
+                    started=time.time(),
+                    removals=journal_removals(dists, records),
+                ),
+                services.journals,
+            )
+
             async def remove_all() -> None:
+                await asyncio.to_thread(journal.begin)
                 for i, (dist, files) in enumerate(zip(dists, records, strict=True), 1):
                     removal = await asyncio.to_thread(remove_dist, dist, environment, files, trash)
                     note_outside(outcome, dist, removal.outside)
                     progress("uninstalling", i, len(dists))
+                await asyncio.to_thread(journal.end)
 
             try:
                 # Once started, a removal finishes, also when the request is cancelled.

@@ -24,7 +24,7 @@ from burrowd.daemon.errors import EnvironmentRefused
 from burrowd.daemon.installer.environment import Environment, remove_environment_tree
 from burrowd.daemon.installer.installed import InstalledDist
 
-__all__ = ["Janitor", "Removal", "Trash", "check_removable", "remove_dist"]
+__all__ = ["Janitor", "Removal", "Trash", "check_removable", "remove_dist", "remove_recorded"]
 
 #: Where removed directories wait for deletion, inside the environment's prefix.
 TRASH_DIR: Final = ".burrow-trash"
@@ -113,9 +113,25 @@ def remove_dist(
     Blocking: the daemon runs it in a worker thread.
     """
     recorded = files if files is not None else check_removable(dist, env)
-    site = str(dist.site)
+    return remove_recorded(dist.path, dist.site, recorded, env, trash)
+
+
+def remove_recorded(
+    meta_path: Path,
+    site_dir: Path,
+    recorded: list[str],
+    env: Environment,
+    trash: Trash | None = None,
+) -> Removal:
+    """Remove the metadata directory ``meta_path`` and the ``recorded`` paths (relative to
+    ``site_dir``) from ``env``; what is already gone is passed over.
+
+    :func:`remove_dist` for a distribution read from the environment, and the replay of an
+    interrupted change, which knows the paths from its journal.
+    """
+    site = str(site_dir)
     site_prefix = site + os.sep
-    meta = os.path.normpath(str(dist.path))
+    meta = os.path.normpath(str(meta_path))
     meta_prefix = meta + os.sep
     removal = Removal()
     owned: set[str] = set()
@@ -127,8 +143,8 @@ def remove_dist(
             continue  # goes with the metadata directory
         owned.add(path)
     if trash is None or not trash.take(meta):
-        if dist.path.is_dir() and not dist.path.is_symlink():
-            remove_environment_tree(dist.path)
+        if meta_path.is_dir() and not meta_path.is_symlink():
+            remove_environment_tree(meta_path)
         else:
             _unlink(meta)
     if trash is not None:

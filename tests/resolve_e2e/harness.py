@@ -166,6 +166,8 @@ async def open_compiler(
     config = Config.from_env(
         {
             "BURROW_CACHE_DIR": str(root / "cache"),
+            # The journals of changes under way (and the watch list): never the user's.
+            "XDG_STATE_HOME": str(root / "state"),
             # Never bound: the services run without a socket (and tmp paths can be too long).
             "BURROW_SOCKET": "/tmp/burrow-tests-unused.sock",
             "BURROW_LOG_FILE": str(root / "burrowd.log"),

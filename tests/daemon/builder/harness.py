@@ -111,6 +111,8 @@ async def open_stack(root: Path, index: FakeIndex, *, ttl: float = 600.0) -> Asy
     config = Config.from_env(
         {
             "BURROW_CACHE_DIR": str(root / "cache"),
+            # The journals of changes under way (and the watch list): never the user's.
+            "XDG_STATE_HOME": str(root / "state"),
             # Never bound: the services run without a socket.
             "BURROW_SOCKET": "/tmp/burrow-tests-unused.sock",
             "BURROW_LOG_FILE": str(root / "burrowd.log"),

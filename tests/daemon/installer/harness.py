@@ -344,11 +344,18 @@ class Installer:
 
 
 @contextlib.asynccontextmanager
-async def open_installer(root: Path, index: FakeIndex | None = None) -> AsyncIterator[Installer]:
-    """Open the services on ``root / "cache"`` with a fresh venv at ``root / "venv"``."""
+async def open_installer(
+    root: Path, index: FakeIndex | None = None, *, state: Path | None = None
+) -> AsyncIterator[Installer]:
+    """Open the services on ``root / "cache"`` with a fresh venv at ``root / "venv"``.
+
+    ``state`` is the state directory (journals of changes under way): ``root / "state"``.
+    """
     config = Config.from_env(
         {
             "BURROW_CACHE_DIR": str(root / "cache"),
+            # The journals of changes under way (and the watch list): never the user's.
+            "XDG_STATE_HOME": str(state or root / "state"),
             # Never bound: the services run without a socket.
             "BURROW_SOCKET": "/tmp/burrow-tests-unused.sock",
             "BURROW_LOG_FILE": str(root / "burrowd.log"),

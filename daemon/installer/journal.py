@@ -1,0 +1,364 @@
+"""A journal of one change to an environment, so that a crash never leaves it half changed.
+
+Before the first file of an environment changes, the change is written down in
+``<prefix>/.burrow-journal`` (a temporary file, then a rename): each distribution to remove
+(its metadata directory and recorded files) and each wheel to install (its unpacked archive
+in the cache, its final ``.dist-info`` and what its metadata directory gets besides the
+wheel's own files). When the removals are done the journal is written again without them,
+and when the installs are done it is deleted.
+
+A process killed in between leaves the journal behind. The next change of the environment
+(under its lock) replays it first, and so does the daemon when it starts, from the list of
+journals it keeps in its state directory. Replaying goes forward, never back: removals are
+finished, and every install whose ``.dist-info`` is not in place is linked again from its
+archive (linking replaces what a killed run left half written; the ``.dist-info`` is renamed
+in last, so its presence means the install is whole). Forward, because what was removed may
+already be deleted, while the archives to install stay in the cache. So after a replay every
+distribution of the change is the new one.
+
+The journal protects against a process that dies (kill -9, a crash, an out-of-memory kill),
+not against a power loss: like the environment's own files it is not fsynced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from burrowd.daemon.cache.archive import read_manifest
+from burrowd.daemon.errors import DaemonError, EnvironmentRefused
+from burrowd.daemon.installer.environment import (
+    Environment,
+    EnvironmentLocks,
+    remove_environment_tree,
+)
+from burrowd.daemon.installer.installed import DirectUrl, InstalledDist
+from burrowd.daemon.installer.uninstall import remove_recorded
+from burrowd.daemon.installer.wheel import Linker, LinkMode, install_layout, layout
+from burrowd.daemon.interpreters import InterpreterInfo
+
+__all__ = [
+    "JOURNAL_FILE",
+    "Journal",
+    "JournalInstall",
+    "JournalRemoval",
+    "Registry",
+    "Replayed",
+    "Writer",
+    "journal_removals",
+    "replay",
+    "replay_interrupted",
+]
+
+log = logging.getLogger(__name__)
+
+#: The journal of the change under way, in the environment's prefix.
+JOURNAL_FILE: Final = ".burrow-journal"
+
+
+class JournalRemoval(msgspec.Struct, frozen=True, kw_only=True):
+    """A distribution to remove."""
+
+    name: str
+    version: str
+    #: Its metadata directory (or ``.egg-info`` file).
+    meta: str
+    #: The site directory its recorded paths are relative to.
+    site: str
+    #: Its recorded paths, as its RECORD (or ``installed-files.txt``) lists them.
+    files: list[str]
+
+
+class JournalInstall(msgspec.Struct, frozen=True, kw_only=True):
+    """A wheel to install."""
+
+    name: str
+    version: str
+    #: The unpacked wheel in the cache (``archive-v0/<sha256>``).
+    archive: str
+    #: The ``.dist-info`` directory, in place once the install is whole.
+    dist_info: str
+    link_mode: LinkMode = "hardlink"
+    direct_url: DirectUrl | None = None
+    requested: bool = True
+    extra_metadata: dict[str, bytes] = {}
+
+
+def journal_removals(dists: list[InstalledDist], records: list[list[str]]) -> list[JournalRemoval]:
+    """Return the journal's entries for removing ``dists`` (``records``: their paths)."""
+    return [
+        JournalRemoval(
+            name=d.name, version=d.version, meta=str(d.path), site=str(d.site), files=files
+        )
+        for d, files in zip(dists, records, strict=True)
+    ]
+
+
+class Journal(msgspec.Struct, kw_only=True):
+    """One change of one environment."""
+
+    #: What the environment's interpreter reported: enough to find its scheme paths again.
+    info: InterpreterInfo
+    pid: int
+    started: float
+    #: Empty once the removals are done.
+    removals: list[JournalRemoval] = []
+    installs: list[JournalInstall] = []
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Journal)
+
+
+def journal_path(env: Environment) -> Path:
+    """Return where the journal of ``env`` is kept."""
+    return env.prefix / JOURNAL_FILE
+
+
+def write(path: Path, journal: Journal) -> None:
+    """Write ``journal`` to ``path`` atomically (blocking)."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_encoder.encode(journal))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read(path: Path) -> Journal | None:
+    """Return the journal at ``path``; ``None`` if there is none.
+
+    A journal that does not decode cannot be a whole one (it is renamed into place) unless
+    the file was changed by hand: it is set aside, with a warning, and ``None`` returned.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+        log.warning("the journal %s does not read (%s); moved to %s", path, exc, aside)
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        return None
+
+
+@dataclass(slots=True)
+class Replayed:
+    """What replaying a journal did."""
+
+    pid: int
+    removed: list[str] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """Say what was finished, for the warnings of the request that did it."""
+        done = [f"removed {', '.join(self.removed)}"] if self.removed else []
+        done += [f"installed {', '.join(self.installed)}"] if self.installed else []
+        return (
+            f"finished a change that an interrupted process (pid {self.pid}) left half "
+            f"done: {'; '.join(done) or 'nothing was left to do'}"
+        )
+
+
+def replay(env: Environment, registry: Registry | None = None) -> Replayed | None:
+    """Finish the change a killed process left in ``env``'s journal; ``None`` if none.
+
+    The caller holds the environment's lock. Blocking: the daemon runs it in a worker
+    thread. Raise :class:`EnvironmentRefused` when the change cannot be finished (the
+    journal stays, so the next attempt tries again).
+    """
+    path = journal_path(env)
+    journal = read(path)
+    if journal is None:
+        if registry is not None:
+            registry.remove(env.prefix)
+        return None
+    log.warning(
+        "finishing a change of %s that process %d started at %s and did not finish",
+        env.prefix,
+        journal.pid,
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(journal.started)),
+    )
+    done = Replayed(journal.pid)
+    try:
+        for removal in journal.removals:
+            remove_recorded(Path(removal.meta), Path(removal.site), removal.files, env)
+            done.removed.append(f"{removal.name} {removal.version}")
+        if journal.removals:
+            journal.removals = []
+            write(path, journal)
+        for install in journal.installs:
+            if _whole(Path(install.dist_info)):
+                continue
+            _reinstall(install, env)
+            done.installed.append(f"{install.name} {install.version}")
+    except (DaemonError, OSError) as exc:
+        what = exc.message if isinstance(exc, DaemonError) else str(exc)
+        raise EnvironmentRefused(
+            env.describe(),
+            f"a change that an interrupted process (pid {journal.pid}) started cannot be "
+            f"finished: {what}",
+            f"fix the cause and run the command again; {path} describes the change",
+        ) from exc
+    os.unlink(path)
+    if registry is not None:
+        registry.remove(env.prefix)
+    log.warning("%s: %s", env.prefix, done.describe())
+    return done
+
+
+def _whole(dist_info: Path) -> bool:
+    return (dist_info / "RECORD").is_file()
+
+
+def _reinstall(install: JournalInstall, env: Environment) -> None:
+    archive = Path(install.archive)
+    if read_manifest(archive) is None:
+        raise EnvironmentRefused(
+            env.describe(),
+            f"the unpacked wheel of {install.name} {install.version} ({archive}) is no longer "
+            "in the cache",
+            f"run the same sync again, or `burrow uninstall {install.name}`",
+        )
+    lay = layout(archive, env)
+    # What a killed run staged for the metadata directory.
+    root = Path(lay.root)
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            if name.startswith(f".burrow-{lay.dist_info}-"):
+                remove_environment_tree(root / name)
+    linker = Linker(
+        install.link_mode,
+        existing=[str(d) for d in (env.prefix, *env.site_dirs, env.scripts, env.data)],
+    )
+    install_layout(
+        lay,
+        linker,
+        direct_url=install.direct_url,
+        requested=install.requested,
+        extra_metadata=install.extra_metadata,
+    )
+
+
+class Registry:
+    """The journals under way in this user's environments, kept in the state directory.
+
+    One small file per environment names its prefix, written before the journal and removed
+    after it, so that a daemon starting after a crash knows which environments to replay.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _entry(self, prefix: Path) -> Path:
+        key = hashlib.sha256(os.fsencode(os.path.realpath(prefix))).hexdigest()[:24]
+        return self.root / key
+
+    def add(self, prefix: Path) -> None:
+        """Note that ``prefix`` has a journal (blocking)."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        entry = self._entry(prefix)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.root)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.fsencode(prefix))
+        os.replace(tmp, entry)
+
+    def remove(self, prefix: Path) -> None:
+        """Forget the journal of ``prefix`` (blocking)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._entry(prefix))
+
+    def pending(self) -> list[Path]:
+        """Return the prefixes whose journal may still be there (blocking)."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        prefixes = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            try:
+                prefixes.append(Path(os.fsdecode((self.root / name).read_bytes())))
+            except OSError:
+                continue
+        return prefixes
+
+    def read_journal(self, prefix: Path) -> Journal | None:
+        """Return the journal left in ``prefix``; forget the prefix if there is none."""
+        journal = read(prefix / JOURNAL_FILE)
+        if journal is None:
+            self.remove(prefix)
+        return journal
+
+
+async def replay_interrupted(
+    registry: Registry, locks: EnvironmentLocks
+) -> list[tuple[Path, DaemonError]]:
+    """Replay every journal the registry knows of, each under its environment's lock.
+
+    Return the environments whose change could not be finished, with why (logged too).
+    """
+    failed: list[tuple[Path, DaemonError]] = []
+    for prefix in await asyncio.to_thread(registry.pending):
+        journal = await asyncio.to_thread(registry.read_journal, prefix)
+        if journal is None:
+            continue
+        env = Environment.from_info(journal.info)
+        try:
+            async with locks.hold(env, lambda message: log.info("%s", message)):
+                await asyncio.to_thread(replay, env, registry)
+        except DaemonError as exc:
+            log.error("cannot finish the change of %s: %s", prefix, exc.message)
+            failed.append((prefix, exc))
+    return failed
+
+
+class Writer:
+    """Keep one change's journal: written before it starts, cut down, deleted when done."""
+
+    def __init__(self, env: Environment, journal: Journal, registry: Registry | None) -> None:
+        self.path = journal_path(env)
+        self.prefix = env.prefix
+        self.journal = journal
+        self.registry = registry
+        #: Nothing to change, nothing to write.
+        self.empty = not journal.removals and not journal.installs
+
+    def begin(self) -> None:
+        """Write the whole journal (blocking)."""
+        if self.empty:
+            return
+        if self.registry is not None:
+            self.registry.add(self.prefix)
+        write(self.path, self.journal)
+
+    def removed(self) -> None:
+        """Note that the removals are done (blocking)."""
+        if self.journal.removals and self.journal.installs:
+            self.journal.removals = []
+            write(self.path, self.journal)
+
+    def end(self) -> None:
+        """The change is whole: delete the journal (blocking)."""
+        if self.empty:
+            return
+        os.unlink(self.path)
+        if self.registry is not None:
+            self.registry.remove(self.prefix)
