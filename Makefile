@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench docs reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p burrowd.protocol -p burrowd.client -p burrowd.daemon
-	$(BIN)/mypy tests bench
+	$(BIN)/mypy tests bench reliability
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Crashes (kill -9 mid-sync, mid-fill, mid-build), load and the reliability tests, on loopback
+# with private daemons; writes docs/reliability.md. About 25 minutes; RELIABILITY_ARGS=--quick
+# takes a few.
+reliability: $(STAMP)
+	$(BIN)/python -m reliability --out docs/reliability.md $(RELIABILITY_ARGS)
 
 # The JSON-RPC API reference, generated from the protocol's structs (a test fails when stale).
 docs: $(STAMP)
