@@ -9,12 +9,20 @@ from pathlib import Path
 
 from burrowd.protocol import paths
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "UnpackLimits"]
 
 DEFAULT_IDLE_TIMEOUT = 900.0
 DEFAULT_LOCK_TIMEOUT = 300.0
 DEFAULT_INDEX_TTL = 600.0
 DEFAULT_WATCH_DEBOUNCE = 0.1
+#: The largest archive unpacked: torch's CUDA wheels unpack to about 2.5 GiB, so 8 GiB
+#: leaves room for the largest real wheels while a zip bomb still stops early.
+DEFAULT_MAX_UNPACKED_SIZE = 8 * 1024**3
+#: The most members an archive may have (the largest real wheels have some tens of
+#: thousands).
+DEFAULT_MAX_ARCHIVE_FILES = 200_000
+
+_SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 class ConfigError(ValueError):
@@ -32,6 +40,53 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    """Read a byte count: digits, optionally followed by K, M, G or T (powers of 1024)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    text = raw.upper().removesuffix("IB").removesuffix("B")
+    digits = text.rstrip("KMGT")
+    suffix = text[len(digits) :]
+    if not (digits.isascii() and digits.isdigit()) or suffix not in _SIZE_SUFFIXES:
+        raise ConfigError(
+            f"{name}={raw!r} is not a number of bytes (such as 8589934592 or 8G); 0 = no limit"
+        )
+    return int(digits) * _SIZE_SUFFIXES[suffix]
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise ConfigError(f"{name}={env[name]!r} is not a whole number; 0 = no limit")
+    return int(raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpackLimits:
+    """How much one wheel or sdist may unpack to; 0 means no limit.
+
+    Both are checked against what the archive declares before anything is written, and
+    against the bytes actually written, since a header may lie.
+    """
+
+    #: Total bytes of all members (``BURROW_MAX_UNPACKED_SIZE``).
+    max_size: int = DEFAULT_MAX_UNPACKED_SIZE
+    #: Number of members (``BURROW_MAX_ARCHIVE_FILES``).
+    max_files: int = DEFAULT_MAX_ARCHIVE_FILES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> UnpackLimits:
+        """Read ``BURROW_MAX_UNPACKED_SIZE`` and ``BURROW_MAX_ARCHIVE_FILES``."""
+        e = os.environ if env is None else env
+        return cls(
+            max_size=_size(e, "BURROW_MAX_UNPACKED_SIZE", DEFAULT_MAX_UNPACKED_SIZE),
+            max_files=_count(e, "BURROW_MAX_ARCHIVE_FILES", DEFAULT_MAX_ARCHIVE_FILES),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +112,8 @@ class Config:
     #: Quiet seconds after a change of a watched file before warming starts (a save is
     #: often several writes).
     watch_debounce: float = DEFAULT_WATCH_DEBOUNCE
+    #: How much one wheel or sdist may unpack to (zip bombs).
+    unpack_limits: UnpackLimits = UnpackLimits()
 
     @property
     def watch_file(self) -> Path:
@@ -80,6 +137,7 @@ class Config:
             index_ttl=_seconds(e, "BURROW_INDEX_TTL", DEFAULT_INDEX_TTL),
             watch_debounce=_seconds(e, "BURROW_WATCH_DEBOUNCE", DEFAULT_WATCH_DEBOUNCE),
             log_to_stderr=under_systemd,
+            unpack_limits=UnpackLimits.from_env(e),
         )
 
     def with_changes(self, **changes: object) -> Config:
