@@ -20,8 +20,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import sys
-import tarfile
 import time
 import zipfile
 from collections.abc import AsyncIterator, Mapping
@@ -43,7 +41,7 @@ from burrowd.daemon.builder.source import (
     archive_revision,
     directory_revision,
 )
-from burrowd.daemon.cache.archive import wheel_metadata_bytes
+from burrowd.daemon.cache.archive import unpack_sdist, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
 from burrowd.daemon.cache.wheels import read_pointer
@@ -721,34 +719,7 @@ async def _tree(cache: Cache, source: Source) -> AsyncIterator[Path]:
 
 def _unpack_sdist(path: Path, filename: str, dest: Path) -> Path:
     """Unpack an sdist safely into ``dest``; return its one top-level directory."""
-    try:
-        if filename.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for name in zf.namelist():
-                    if name.startswith("/") or ".." in name.split("/"):
-                        raise InvalidDistribution(filename, f"member {name!r} leaves the archive")
-                zf.extractall(dest)
-        else:
-            with tarfile.open(path, "r:*") as tf:
-                if sys.version_info >= (3, 12) or hasattr(tarfile, "data_filter"):
-                    tf.extractall(dest, filter="data")
-                else:  # pragma: no cover - Python 3.11 before 3.11.4
-                    for member in tf.getmembers():
-                        if member.name.startswith("/") or ".." in member.name.split("/"):
-                            raise InvalidDistribution(
-                                filename, f"member {member.name!r} leaves the archive"
-                            )
-                        if member.issym() or member.islnk():
-                            raise InvalidDistribution(filename, f"member {member.name!r} is a link")
-                    tf.extractall(dest)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        if isinstance(exc, DaemonError):
-            raise
-        raise InvalidDistribution(filename, f"not a readable source archive ({exc})") from exc
-    tops = list(dest.iterdir())
-    if len(tops) == 1 and tops[0].is_dir():
-        return tops[0]
-    return dest
+    return unpack_sdist(path, filename, dest)
 
 
 def _revision_name(sha256: str, editable: bool) -> str:

@@ -1,9 +1,13 @@
-"""Unpack wheels into ``archive-v0``: validated, whole or not at all.
+"""Unpack wheels into ``archive-v0``, and sdists for builds: validated, whole or not at all.
 
 A wheel is extracted into a temporary directory, every member checked on the way (no
 absolute or ``..`` paths, no symlinks, no duplicates) and hashed against its RECORD entry,
-then a manifest is written and the directory is renamed to ``archive-v0/<sha256>``. These
-functions block; the daemon runs them in worker threads.
+then a manifest is written and the directory is renamed to ``archive-v0/<sha256>``. A RECORD
+row that points outside the wheel, a METADATA that names another project or version, and an
+archive larger than :class:`~burrowd.daemon.config.UnpackLimits` allows (a zip bomb) are
+refused the same way. :func:`unpack_sdist` applies the same rules to source archives (with
+tarfile's ``data`` filter for tars). These functions block; the daemon runs them in worker
+threads.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import mmap
 import os
 import stat
 import struct
+import tarfile
 import time
 import zipfile
 import zlib
@@ -31,13 +36,17 @@ from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
-from burrowd.daemon.errors import InvalidDistribution
+from burrowd.daemon.config import UnpackLimits
+from burrowd.daemon.errors import DaemonError, InvalidDistribution
+from burrowd.daemon.metadata import check_identity, parse_metadata
 
 __all__ = [
     "MANIFEST",
     "ArchiveManifest",
+    "check_member_count",
     "find_dist_info",
     "read_manifest",
+    "unpack_sdist",
     "unpack_wheel",
     "unsafe_member",
     "wheel_metadata_bytes",
@@ -179,11 +188,68 @@ def _b64(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def unpack_wheel(cache: Cache, wheel: Path, *, filename: str, sha256: str) -> Path:
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_member_count(filename: str, count: int, limits: UnpackLimits) -> None:
+    """Refuse an archive of more than ``limits.max_files`` members (``count`` so far)."""
+    if limits.max_files and count > limits.max_files:
+        raise InvalidDistribution(
+            filename,
+            f"it has more than {limits.max_files:,} members (BURROW_MAX_ARCHIVE_FILES), "
+            "which looks like an archive bomb; nothing was unpacked. Raise "
+            "BURROW_MAX_ARCHIVE_FILES if you trust it",
+        )
+
+
+def _check_size(
+    filename: str, total: int, limits: UnpackLimits, member: str, *, declared: bool
+) -> None:
+    """Refuse ``total`` bytes (declared by the archive, or written so far) over the limit."""
+    if limits.max_size and total > limits.max_size:
+        how = "its members declare" if declared else "its members (the headers lie) inflate to"
+        raise InvalidDistribution(
+            filename,
+            f"{how} more than {_human(limits.max_size)} ({total:,} bytes, the limit "
+            f"BURROW_MAX_UNPACKED_SIZE is {limits.max_size:,}; reached at member {member!r}), "
+            "which looks like a zip bomb; nothing was kept. Raise BURROW_MAX_UNPACKED_SIZE "
+            "if you trust it",
+        )
+
+
+def _check_declared(filename: str, sizes: list[tuple[str, int]], limits: UnpackLimits) -> None:
+    """Refuse an archive whose stated member count or sizes exceed ``limits``."""
+    check_member_count(filename, len(sizes), limits)
+    if not limits.max_size:
+        return
+    total = 0
+    for name, size in sizes:
+        total += size
+        if total > limits.max_size:
+            _check_size(filename, total, limits, name, declared=True)
+
+
+def unpack_wheel(
+    cache: Cache,
+    wheel: Path,
+    *,
+    filename: str,
+    sha256: str,
+    limits: UnpackLimits | None = None,
+) -> Path:
     """Unpack ``wheel`` into ``archive-v0/<sha256>`` unless a whole archive is already there.
 
     Raise :class:`InvalidDistribution` for a broken or unsafe wheel; nothing is left behind.
+    ``limits`` defaults to the ``BURROW_MAX_*`` variables of this process.
     """
+    if limits is None:
+        limits = UnpackLimits.from_env()
     target = cache.path(Bucket.ARCHIVE, sha256)
     if read_manifest(target) is not None:
         return target
@@ -192,7 +258,7 @@ def unpack_wheel(cache: Cache, wheel: Path, *, filename: str, sha256: str) -> Pa
         remove_tree(target)
     tmp = cache.temp_dir(prefix="unpack-")
     try:
-        manifest = _extract(wheel, tmp, filename=filename, sha256=sha256)
+        manifest = _extract(wheel, tmp, filename=filename, sha256=sha256, limits=limits)
         (tmp / MANIFEST).write_bytes(_encoder.encode(manifest))
         cache.persist_dir(tmp, target)
     except BaseException:
@@ -281,17 +347,28 @@ def _make_dirs(dest: Path, parent: str, made: set[str]) -> None:
 def _stream_member(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: str, algorithm: str | None
 ) -> str:
-    """Write one member through ``zipfile`` in chunks (large or unusual members)."""
+    """Write one member through ``zipfile`` in chunks (large or unusual members).
+
+    Never more than the size the member claims is written: a lying header is corrupt.
+    """
     hasher = hashlib.new(algorithm) if algorithm else None
+    written = 0
     with zf.open(info) as src, open(out, "wb") as dst:
         while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > info.file_size:
+                raise zipfile.BadZipFile(f"{info.filename} inflates past its stated size")
             if hasher is not None:
                 hasher.update(chunk)
             dst.write(chunk)
+    if written != info.file_size:
+        raise zipfile.BadZipFile(f"bad size for {info.filename}")
     return _b64(hasher.digest()) if hasher is not None else ""
 
 
-def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveManifest:
+def _extract(
+    wheel: Path, dest: Path, *, filename: str, sha256: str, limits: UnpackLimits
+) -> ArchiveManifest:
     try:
         zf = zipfile.ZipFile(wheel)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -304,7 +381,15 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
         except (OSError, ValueError):
             view = None
         infos = zf.infolist()
+        _check_declared(filename, [(i.filename, i.file_size) for i in infos], limits)
         names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            # Found before anything is written: a later copy would replace the checked one.
+            once: set[str] = set()
+            for twice in names:
+                if twice in once:
+                    raise InvalidDistribution(filename, f"member {twice!r} appears twice")
+                once.add(twice)
         dist_info = find_dist_info(names, filename)
         record = _read_record(zf, dist_info, filename)
         seen: set[str] = set()
@@ -358,8 +443,22 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
                 )
             total += info.file_size
             count += 1
+            if limits.max_size and total > limits.max_size:
+                # Each member wrote exactly its stated size, whose sum was checked above;
+                # this stays in case one day a member is allowed to differ.
+                _check_size(filename, total, limits, name, declared=False)
         if f"{dist_info}/METADATA" not in seen:
             raise InvalidDistribution(filename, f"{dist_info}/METADATA is missing")
+        # Members were checked one by one; RECORD rows that name no member would only be
+        # caught at install time (leaving a hostile archive in the cache), so check them now.
+        for path in record.keys() - seen:
+            if path and (why := unsafe_member(path)) is not None:
+                raise InvalidDistribution(
+                    filename, f"its RECORD lists {path!r}, which {why}; it was not unpacked"
+                )
+        meta = parse_metadata((dest / dist_info / "METADATA").read_bytes(), filename)
+        name, version, _build, _tags = parse_wheel_filename(filename)
+        check_identity(meta, name, str(version), filename)
     return ArchiveManifest(
         filename=filename,
         sha256=sha256,
@@ -368,3 +467,187 @@ def _extract(wheel: Path, dest: Path, *, filename: str, sha256: str) -> ArchiveM
         size=total,
         created=time.time(),
     )
+
+
+# -- source distributions -------------------------------------------------------------------
+
+
+def unpack_sdist(
+    path: Path, filename: str, dest: Path, *, limits: UnpackLimits | None = None
+) -> Path:
+    """Unpack the sdist at ``path`` into the empty directory ``dest``; return its source tree.
+
+    The tree is the archive's one top-level directory, or ``dest`` itself. Raise
+    :class:`InvalidDistribution` for an unreadable or hostile archive: a member with an
+    absolute or ``..`` path, one named twice, a link leaving the tree (or any link in a
+    zip), a device or FIFO, or more members or bytes than ``limits`` allow. ``dest`` may
+    then hold part of the archive: the caller removes it (it is a temporary directory).
+    """
+    if limits is None:
+        limits = UnpackLimits.from_env()
+    try:
+        if filename.endswith(".zip"):
+            _unpack_zip_sdist(path, filename, dest, limits)
+        else:
+            _unpack_tar_sdist(path, filename, dest, limits)
+    except DaemonError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        raise InvalidDistribution(filename, f"not a readable source archive ({exc})") from exc
+    tops = list(dest.iterdir())
+    if len(tops) == 1 and tops[0].is_dir() and not tops[0].is_symlink():
+        return tops[0]
+    return dest
+
+
+def _sdist_member(filename: str, name: str, seen: dict[str, bool], *, is_dir: bool) -> None:
+    """Refuse a source archive member's name: unsafe, or a second copy of a file.
+
+    ``seen`` maps the names met so far to whether each is a directory: a directory listed
+    twice is harmless (some tar tools do it), anything else named twice is refused.
+    """
+    clean = name.removeprefix("./").rstrip("/")
+    if clean in ("", "."):
+        return
+    why = unsafe_member(clean)
+    if why is not None:
+        raise InvalidDistribution(
+            filename, f"member {name!r} {why}; refusing to unpack the source archive"
+        )
+    if clean in seen and not (is_dir and seen[clean]):
+        raise InvalidDistribution(
+            filename,
+            f"member {name!r} appears twice (a later copy would silently replace the first)",
+        )
+    seen[clean] = is_dir
+
+
+#: tarfile's extraction filters came with Python 3.11.4.
+_HAS_DATA_FILTER: Final = hasattr(tarfile, "data_filter")
+
+
+def _unpack_tar_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimits) -> None:
+    """Check every member of a tar sdist, then extract it with the ``data`` filter.
+
+    Checking first means a hostile archive writes nothing; the filter at extraction time
+    checks links again against what is on disk by then.
+    """
+    seen: dict[str, bool] = {}
+    total = 0
+    with tarfile.open(path, "r:*") as tf:
+        # Iterating reads headers one at a time: a bomb of members stops at the limit.
+        for count, member in enumerate(tf, start=1):
+            check_member_count(filename, count, limits)
+            name = member.name
+            _sdist_member(filename, name, seen, is_dir=member.isdir())
+            if member.isfile():
+                total += member.size
+                _check_size(filename, total, limits, name, declared=True)
+            elif member.issym() or member.islnk():
+                _check_link(filename, name, member.linkname, hard=member.islnk())
+            elif not member.isdir():
+                raise InvalidDistribution(
+                    filename,
+                    f"member {name!r} is a device, FIFO or other special file; a source "
+                    "archive holds only files, directories and links inside itself",
+                )
+            if _HAS_DATA_FILTER:
+                try:
+                    tarfile.data_filter(member, os.fspath(dest))
+                except tarfile.FilterError as exc:
+                    raise InvalidDistribution(
+                        filename, f"member {name!r} is unsafe to unpack ({exc})"
+                    ) from None
+        if not _HAS_DATA_FILTER:  # pragma: no cover - Python 3.11 before 3.11.4
+            tf.extractall(dest)  # the checks above refused whatever the filter would
+        else:
+            try:
+                tf.extractall(dest, filter="data")
+            except tarfile.FilterError as exc:
+                raise InvalidDistribution(
+                    filename, f"a member is unsafe to unpack ({exc})"
+                ) from None
+    _check_written(filename, dest, limits)
+
+
+def _check_link(filename: str, name: str, target: str, *, hard: bool) -> None:
+    """Refuse a link whose target is absolute or climbs out of the archive's tree."""
+    kind = "hard link" if hard else "symbolic link"
+    # A hard link's target is a member name; a symbolic link's is relative to its directory.
+    base = [] if hard else name.removeprefix("./").rstrip("/").split("/")[:-1]
+    if not target or target.startswith("/") or "\\" in target or "\0" in target:
+        raise InvalidDistribution(
+            filename, f"member {name!r} is a {kind} to {target!r}, outside the source tree"
+        )
+    depth = len(base)
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise InvalidDistribution(
+                    filename,
+                    f"member {name!r} is a {kind} to {target!r}, outside the source tree",
+                )
+        elif part not in ("", "."):
+            depth += 1
+
+
+def _check_written(filename: str, dest: Path, limits: UnpackLimits) -> None:
+    """Count what extraction actually wrote (a lying or sparse header) against the limits."""
+    if not limits.max_size:
+        return
+    total = 0
+    for root, _dirs, files in os.walk(dest):
+        for file in files:
+            full = os.path.join(root, file)
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+                if total > limits.max_size:
+                    _check_size(
+                        filename, total, limits, os.path.relpath(full, dest), declared=False
+                    )
+
+
+def _unpack_zip_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimits) -> None:
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        _check_declared(filename, [(i.filename, i.file_size) for i in infos], limits)
+        seen: dict[str, bool] = {}
+        for info in infos:
+            _sdist_member(filename, info.filename, seen, is_dir=info.is_dir())
+            if stat.S_ISLNK(info.external_attr >> 16):
+                # zipfile would write the link as a file holding its target; a build
+                # expecting a link would misbehave, a hostile one would escape. Refuse both.
+                raise InvalidDistribution(
+                    filename,
+                    f"member {info.filename!r} is a symbolic link, which a zip source "
+                    "archive cannot hold safely; use a .tar.gz sdist",
+                )
+        made: set[str] = set()
+        total = 0
+        for info in infos:
+            name = info.filename.removeprefix("./").rstrip("/")
+            if name in ("", "."):
+                continue
+            if info.is_dir():
+                if name not in made:
+                    _make_dirs(dest, name, made)
+                continue
+            parent = os.path.dirname(name)
+            try:
+                if parent and parent not in made:
+                    _make_dirs(dest, parent, made)
+                _stream_member(zf, info, os.path.join(dest, name), None)
+            except (RuntimeError, NotImplementedError, ValueError, zipfile.BadZipFile) as exc:
+                raise InvalidDistribution(
+                    filename, f"member {info.filename!r} is corrupt ({exc})"
+                ) from exc
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                    raise InvalidDistribution(
+                        filename, f"member {info.filename!r} clashes with another member's path"
+                    ) from exc
+                raise
+            total += info.file_size
+            _check_size(filename, total, limits, info.filename, declared=False)

@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from burrowd.daemon.cache.archive import check_member_count
+from burrowd.daemon.config import UnpackLimits
 from burrowd.daemon.errors import BuildRequired, InvalidDistribution
 from burrowd.daemon.metadata import CoreMetadata, parse_metadata
 
@@ -24,20 +26,27 @@ __all__ = ["sdist_metadata", "tree_metadata"]
 _MAX_MEMBER = 8 * 1024 * 1024
 
 
-def _read_members(path: Path, filename: str) -> dict[str, bytes]:
-    """Return ``PKG-INFO`` and ``pyproject.toml`` of the top-level directory, if present."""
+def _read_members(path: Path, filename: str, limits: UnpackLimits) -> dict[str, bytes]:
+    """Return ``PKG-INFO`` and ``pyproject.toml`` of the top-level directory, if present.
+
+    Every member is looked at, so an archive of more members than ``limits`` allows is
+    refused here as it would be when unpacked for a build.
+    """
     wanted = ("PKG-INFO", "pyproject.toml")
     out: dict[str, bytes] = {}
     try:
         if filename.endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
+                infos = zf.infolist()
+                check_member_count(filename, len(infos), limits)
+                for info in infos:
                     parts = PurePosixPath(info.filename).parts
                     if len(parts) == 2 and parts[1] in wanted and info.file_size < _MAX_MEMBER:
                         out[parts[1]] = zf.read(info)
             return out
         with tarfile.open(path, "r:*") as tf:
-            for member in tf:
+            for count, member in enumerate(tf, start=1):
+                check_member_count(filename, count, limits)
                 parts = PurePosixPath(member.name).parts
                 if len(parts) == 2 and parts[1] in wanted and member.isfile():
                     if member.size >= _MAX_MEMBER:
@@ -57,12 +66,21 @@ def _version_tuple(text: str) -> tuple[int, ...]:
         return (0,)
 
 
-def sdist_metadata(path: Path, filename: str, name: str, version: str) -> CoreMetadata:
+def sdist_metadata(
+    path: Path,
+    filename: str,
+    name: str,
+    version: str,
+    *,
+    limits: UnpackLimits | None = None,
+) -> CoreMetadata:
     """Return the static metadata of the sdist at ``path``.
 
     Raise :class:`BuildRequired` when only a build could tell the dependencies.
+    ``limits`` defaults to the ``BURROW_MAX_*`` variables of this process.
     """
-    return _static_metadata(_read_members(path, filename), filename, name, version)
+    members = _read_members(path, filename, limits or UnpackLimits.from_env())
+    return _static_metadata(members, filename, name, version)
 
 
 def tree_metadata(directory: Path, name: str) -> CoreMetadata:

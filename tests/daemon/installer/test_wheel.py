@@ -644,14 +644,15 @@ class TestLyingWheels:
     async def test_an_unsafe_record_path_is_refused(
         self, tmp_path: Path, cache: Cache, env: Environment, row: str
     ) -> None:
-        wheel = raw_wheel(
-            tmp_path / "w",
-            "tool",
-            "1.0",
-            [("tool/__init__.py", b""), ("tool-1.0.data/data/share/tool.txt", b"")],
-            extra_rows=[row],
-        )
-        archive = unpack(cache, wheel)  # the unpack checks members; RECORD rows are the layout's
+        files = [("tool/__init__.py", b""), ("tool-1.0.data/data/share/tool.txt", b"")]
+        wheel = raw_wheel(tmp_path / "w", "tool", "1.0", files, extra_rows=[row])
+        with pytest.raises(InvalidDistribution, match="its RECORD lists"):
+            unpack(cache, wheel)
+        assert not cache.path(Bucket.ARCHIVE, sha256_of(wheel)).exists()
+        # The layout refuses it too: an archive unpacked before the unpack checked rows.
+        archive = unpack(cache, raw_wheel(tmp_path / "good", "tool", "1.0", files))
+        record = archive / "tool-1.0.dist-info" / "RECORD"
+        record.write_bytes(record.read_bytes() + f"{row}\n".encode())
         before = snapshot(tmp_path)
         with pytest.raises(InvalidDistribution, match="its RECORD lists"):
             layout(archive, env)
