@@ -62,7 +62,13 @@ def _read_junit(path: Path, result: SuiteResult) -> None:
 
 
 def run_suites(
-    repo: Path, out: Path, *, fuzz_examples: int, timeout: float, log: Callable[[str], None]
+    repo: Path,
+    out: Path,
+    *,
+    fuzz_examples: int,
+    timeout: float,
+    per_test: float = 900.0,
+    log: Callable[[str], None],
 ) -> list[SuiteResult]:
     """Run each file of :data:`SUITES` in its own pytest; return their counts."""
     results = []
@@ -78,7 +84,18 @@ def run_suites(
         started = time.monotonic()
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "pytest", rel, "-q", f"--junitxml={junit}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    rel,
+                    "-q",
+                    "-n",
+                    "2",
+                    # More examples take longer than the per-test default of make test.
+                    f"--timeout={per_test:.0f}",
+                    f"--junitxml={junit}",
+                ],
                 cwd=repo,
                 env=env,
                 capture_output=True,
