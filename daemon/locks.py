@@ -9,6 +9,10 @@ Waiting never blocks the event loop or a worker thread: the lock is tried withou
 then retried with a growing back-off until the timeout, so a waiting request can be
 cancelled at once. ``flock`` locks belong to an open file description, so two holders in
 one process exclude each other just as two processes do.
+
+A lock that times out names its resource, its file, the timeout and, when it can be told,
+who holds it: an exclusive holder writes ``pid N`` into the file; otherwise (shared holders,
+or a uv that writes nothing) the kernel's ``/proc/locks`` table tells the pids.
 """
 
 from __future__ import annotations
@@ -121,8 +125,16 @@ class FileLock:
             return ""
         return text
 
+    def describe_holders(self) -> str:
+        """Return who holds the lock: what the holder wrote, else what the kernel knows.
+
+        ``/proc/locks`` (Linux) names the pids that hold a ``flock`` on the file: shared
+        holders, and tools that write nothing (uv).
+        """
+        return self.read_holder() or _kernel_holders(self.path)
+
     def _timeout_error(self) -> LockTimeout:
-        return LockTimeout(self.resource, self.path, self.timeout or 0.0, self.read_holder())
+        return LockTimeout(self.resource, self.path, self.timeout or 0.0, self.describe_holders())
 
     async def acquire(self) -> None:
         """Wait for the lock without blocking the event loop."""
@@ -192,6 +204,42 @@ class FileLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _command(pid: int) -> str:
+    """Return `` (name)`` of a process, from ``/proc/<pid>/comm``; never its arguments.
+
+    The command line is not shown: it may carry an index URL with a token.
+    """
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+    except OSError:
+        return ""
+    return f" ({name})" if name else ""
+
+
+def _kernel_holders(path: Path) -> str:
+    """Return the ``flock`` holders of ``path`` that ``/proc/locks`` lists, or ``""``."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146320 0 EOF"; "1: -> FLOCK ..." is a waiter.
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders: list[str] = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != wanted:
+            continue
+        mode = "shared" if fields[3] == "READ" else "exclusive"
+        pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else -1
+        who = f"pid {pid}{_command(pid)}" if pid > 0 else "a process of another namespace"
+        if f"{who}, {mode}" not in holders:
+            holders.append(f"{who}, {mode}")
+    return "; ".join(holders[:5])
 
 
 @contextlib.asynccontextmanager
