@@ -4,30 +4,70 @@ Every write lands in a temporary file or directory under ``<root>/.tmp`` (the sa
 filesystem as its destination) and is renamed into place, so a reader sees a whole entry or
 none, and a crash leaves only temporary debris that ``cache.prune`` removes. The root
 ``.lock`` is held shared by every operation and exclusively by clean and prune.
+
+A full disk (``ENOSPC``, or a quota's ``EDQUOT``) while writing is a :class:`DiskFull`,
+raised after the temporary file or directory is removed: nothing half written stays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Final
 
 from burrowd.daemon.cache.layout import CACHEDIR_TAG, Bucket
-from burrowd.daemon.errors import CacheError
+from burrowd.daemon.errors import CacheError, DaemonError
 from burrowd.daemon.locks import FileLock
 
-__all__ = ["TMP_DIR", "Cache", "remove_tree"]
+__all__ = ["TMP_DIR", "Cache", "DiskFull", "remove_tree", "writing"]
 
 log = logging.getLogger(__name__)
 
 TMP_DIR: Final = ".tmp"
 ROOT_LOCK: Final = ".lock"
+_FULL: Final = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+class DiskFull(CacheError):
+    """The file system of the cache is full (or the user's quota is) while writing ``path``.
+
+    A :class:`CacheError` (code ``CACHE_ERROR``) whose ``errno`` is the one the write got.
+    """
+
+    def __init__(self, path: Path, code: int = errno.ENOSPC) -> None:
+        self.path = path
+        reason = _FULL.get(code, os.strerror(code))
+        DaemonError.__init__(
+            self,
+            f"{reason} while writing {path}: free space or move the cache with BURROW_CACHE_DIR",
+            {"path": str(path), "reason": reason, "errno": errno.errorcode.get(code, str(code))},
+        )
+        self.errno = code
+        self.strerror = reason
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a full disk met in the block into :class:`DiskFull` naming ``path``.
+
+    The file the failed call names (``OSError.filename``) wins over ``path`` when it has one.
+    """
+    try:
+        yield
+    except DiskFull:
+        raise
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        where = Path(os.fsdecode(exc.filename)) if exc.filename else path
+        raise DiskFull(where, exc.errno) from exc
 
 
 class Cache:
@@ -58,6 +98,8 @@ class Cache:
             if not ignore.exists():
                 self.write_file(ignore, b"*\n", fsync=False)
         except OSError as exc:
+            if exc.errno in _FULL:
+                raise DiskFull(self.root, exc.errno) from exc
             raise CacheError(
                 self.root, f"cannot create the cache directory: {exc.strerror}"
             ) from exc
@@ -81,30 +123,36 @@ class Cache:
     def temp_dir(self, prefix: str = "d-") -> Path:
         """Create and return a fresh temporary directory inside the cache."""
         self.ensure()
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+        with writing(self.tmp):
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
 
     def temp_file(self, prefix: str = "f-", suffix: str = "") -> tuple[int, Path]:
         """Create a temporary file inside the cache; return its open fd and path."""
         self.ensure()
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self.tmp)
+        with writing(self.tmp):
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self.tmp)
         return fd, Path(name)
 
     def write_file(self, path: Path, data: bytes, *, fsync: bool = True) -> None:
-        """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-        (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="w-", dir=self.root / TMP_DIR)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(name, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
+        """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
+
+        Raise :class:`DiskFull` naming ``path`` when the disk is full; no temp file stays.
+        """
+        with writing(path):
+            (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="w-", dir=self.root / TMP_DIR)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    if fsync:
+                        f.flush()
+                        os.fsync(f.fileno())
+                os.replace(name, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+                raise
 
     def persist_dir(self, tmp: Path, target: Path) -> bool:
         """Rename the finished directory ``tmp`` to ``target``.
@@ -112,13 +160,15 @@ class Cache:
         Return ``False`` (and remove ``tmp``) when ``target`` already exists: another
         writer got there first with the same content, since targets are content-addressed.
         """
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(tmp, target)
         except OSError as exc:
             if target.is_dir():
                 remove_tree(tmp)
                 return False
+            if exc.errno in _FULL:
+                raise DiskFull(target, exc.errno) from exc
             raise CacheError(target, f"cannot move a new entry into place: {exc.strerror}") from exc
         return True
 
@@ -156,8 +206,16 @@ class Cache:
             yield self
 
     def entry_lock(self, entry: Path, resource: str) -> FileLock:
-        """Return the exclusive lock of one entry (a file beside it named ``<entry>.lock``)."""
-        return FileLock(entry.with_name(entry.name + ".lock"), resource, timeout=self.lock_timeout)
+        """Return the exclusive lock of one entry (a file beside it named ``<entry>.lock``).
+
+        The holder writes its pid into the file, for the error of a waiter that times out.
+        """
+        return FileLock(
+            entry.with_name(entry.name + ".lock"),
+            resource,
+            timeout=self.lock_timeout,
+            holder=f"pid {os.getpid()}",
+        )
 
 
 def remove_tree(path: Path) -> None:
