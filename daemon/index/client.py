@@ -29,7 +29,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest, unpack_wheel, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket, digest
-from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.cache.store import Cache, DiskFull, writing
 from burrowd.daemon.cache.wheels import (
     WheelKey,
     WheelPointer,
@@ -47,7 +47,7 @@ from burrowd.daemon.errors import (
     PackageNotFound,
 )
 from burrowd.daemon.index import http_cache, lazywheel
-from burrowd.daemon.index.http import Http, redact
+from burrowd.daemon.index.http import Http, TransientError, redact
 from burrowd.daemon.index.models import CachedPage, CachePolicy, IndexFile, ProjectPage
 from burrowd.daemon.index.parse import (
     filename_project,
@@ -604,7 +604,9 @@ class IndexClient:
         fd, tmp = self.cache.temp_file(prefix="sdist-", suffix=suffix)
         os.close(fd)
         try:
-            hashes, _size = await self._stream_to(file.url, tmp, _algorithms(file, None), None)
+            hashes, _size = await self._stream_to(
+                file.url, tmp, _algorithms(file, None), None, file=file
+            )
             _verify(file, hashes, None)
             return await asyncio.to_thread(sdist_metadata, tmp, file.filename, name, version)
         finally:
@@ -702,14 +704,18 @@ class IndexClient:
             if is_local(file.url):
                 source = local_path(file.url)
                 try:
-                    await asyncio.to_thread(shutil.copyfile, source, tmp)
+                    await asyncio.to_thread(_copy, source, tmp)
+                except DiskFull:
+                    raise
                 except OSError as exc:
                     raise InvalidDistribution(
                         str(source), f"cannot read it: {exc.strerror}"
                     ) from exc
                 hashes = await asyncio.to_thread(hash_file, tmp, _algorithms(file, None))
             else:
-                hashes, _size = await self._stream_to(file.url, tmp, _algorithms(file, None), None)
+                hashes, _size = await self._stream_to(
+                    file.url, tmp, _algorithms(file, None), None, file=file
+                )
                 self.downloads += 1
             _verify(file, hashes, None)
         except BaseException:
@@ -792,10 +798,10 @@ class IndexClient:
         try:
             if body is not None:
                 hashes = {a: hashlib.new(a, body).hexdigest() for a in algorithms}
-                await asyncio.to_thread(tmp.write_bytes, body)
+                await asyncio.to_thread(_write_bytes, tmp, body)
                 size = len(body)
             else:
-                hashes, size = await self._stream_to(file.url, tmp, algorithms, on_bytes)
+                hashes, size = await self._stream_to(file.url, tmp, algorithms, on_bytes, file=file)
             self.downloads += 1
             return await self._store(
                 file, key, tmp, hashes=hashes, pins=pins, size=size, source=None
@@ -823,9 +829,7 @@ class IndexClient:
         """Check the hashes, unpack ``wheel`` into the archive, then write the pointer last."""
         _verify(file, hashes, pins)
         async with self.limits.unpack:
-            archive = await asyncio.to_thread(
-                unpack_wheel, self.cache, wheel, filename=file.filename, sha256=hashes["sha256"]
-            )
+            archive = await asyncio.to_thread(self._unpack, wheel, file.filename, hashes["sha256"])
         pointer = WheelPointer(
             filename=file.filename,
             archive=archive.name,
@@ -839,36 +843,58 @@ class IndexClient:
         await asyncio.to_thread(write_pointer, self.cache, key, pointer)
         return pointer
 
+    def _unpack(self, wheel: Path, filename: str, sha256: str) -> Path:
+        """Unpack ``wheel`` into the archive (blocking); a full disk is a :class:`DiskFull`."""
+        with writing(self.cache.path(Bucket.ARCHIVE, sha256)):
+            return unpack_wheel(self.cache, wheel, filename=filename, sha256=sha256)
+
     async def _stream_to(
-        self, url: str, dest: Path, algorithms: set[str], on_bytes: ByteProgress | None
+        self,
+        url: str,
+        dest: Path,
+        algorithms: set[str],
+        on_bytes: ByteProgress | None,
+        *,
+        file: IndexFile | None = None,
     ) -> tuple[dict[str, str], int]:
-        last: NetworkError | None = None
-        for attempt in range(3):
-            if attempt:
-                await asyncio.sleep(0.5 * attempt)
+        """Download ``url`` into ``dest``; return its digests in ``algorithms`` and its size.
+
+        Retried whole by the HTTP policy (each attempt rewrites ``dest`` from its first
+        byte). A body shorter than the size the index lists for ``file``, whose digest
+        does not match the index's either, was cut short without the server saying so (no
+        ``Content-Length``): it is retried too, and never reaches the cache.
+        """
+
+        async def once() -> tuple[dict[str, str], int]:
             hashers = {a: hashlib.new(a) for a in algorithms}
             size = 0
             try:
                 async with self.http.stream(url) as resp:
-                    out = await asyncio.to_thread(open, dest, "wb")
+                    out = await asyncio.to_thread(_open_for_writing, dest)
                     try:
                         async for chunk in resp.content.iter_chunked(_CHUNK):
                             # Hashing and writing run in a worker so the loop stays free.
-                            await asyncio.to_thread(_consume, chunk, hashers, out)
+                            await asyncio.to_thread(_consume, chunk, hashers, out, dest)
                             size += len(chunk)
                             if on_bytes is not None:
                                 on_bytes(len(chunk))
                     finally:
-                        await asyncio.to_thread(out.close)
-                return {a: h.hexdigest() for a, h in hashers.items()}, size
-            except NetworkError as exc:
+                        await asyncio.to_thread(_close, out, dest)
+                hashes = {a: h.hexdigest() for a, h in hashers.items()}
+                if file is not None and _cut_short(file, hashes, size):
+                    raise TransientError(
+                        redact(url),
+                        f"the body was cut short: {size} of {file.size} bytes arrived",
+                        hint="the connection keeps breaking: check the network and any "
+                        "proxy, then try again",
+                    )
+            except BaseException:
                 if on_bytes is not None and size:
-                    on_bytes(-size)  # the retry counts its bytes again
-                if exc.status is not None and exc.status < 500:
-                    raise
-                last = exc
-        assert last is not None
-        raise last
+                    on_bytes(-size)  # a retry counts its bytes again
+                raise
+            return hashes, size
+
+        return await self.http.retrying(url, once)
 
 
 async def _discard(path: Path) -> None:
@@ -896,10 +922,40 @@ def _stamp(file: IndexFile) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO) -> None:
+def _open_for_writing(dest: Path) -> BinaryIO:
+    with writing(dest):
+        return open(dest, "wb")
+
+
+def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO, dest: Path) -> None:
     for h in hashers.values():
         h.update(chunk)
-    out.write(chunk)
+    with writing(dest):
+        out.write(chunk)
+
+
+def _close(out: BinaryIO, dest: Path) -> None:
+    # Closing flushes what the buffer still holds: a full disk can show up only now.
+    with writing(dest):
+        out.close()
+
+
+def _write_bytes(dest: Path, data: bytes) -> None:
+    with writing(dest):
+        dest.write_bytes(data)
+
+
+def _copy(source: Path, dest: Path) -> None:
+    """Copy ``source`` to ``dest``; a full disk is a :class:`DiskFull` naming ``dest``."""
+    with open(source, "rb") as src, writing(dest), open(dest, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+
+
+def _cut_short(file: IndexFile, hashes: Mapping[str, str], size: int) -> bool:
+    """Return whether a body is shorter than the index says and matches none of its hashes."""
+    if file.size is None or size >= file.size:
+        return False
+    return not any(hashes.get(a) == expected for a, expected in file.hashes.items())
 
 
 def _algorithms(file: IndexFile, pins: Pins | None) -> set[str]:

@@ -3,19 +3,28 @@
 Credentials come from the index URL's user-info (``https://user:token@host/simple``) or from
 ``~/.netrc`` (``NETRC`` overrides), and are sent to that host only. URLs are redacted before
 they reach a log line, an error message or ``status``.
+
+Every request goes through one retry policy (:class:`RetryPolicy`, :meth:`Http.retrying`):
+a transient failure (HTTP 408/429/5xx, a reset or refused connection, a timeout, a body cut
+short) is tried again after an exponential, jittered pause, ``Retry-After`` honoured, until
+the attempts or the time budget run out; then a :class:`RetriesExhausted` names the URL,
+what failed, how many attempts were made and what to do. Anything else fails at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import errno
 import logging
 import netrc
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
@@ -25,11 +34,33 @@ from yarl import URL
 from burrowd.daemon.errors import NetworkError
 from burrowd.daemon.scheduler import Limits
 
-__all__ = ["Http", "Reply", "redact", "split_credentials"]
+__all__ = [
+    "Http",
+    "Reply",
+    "RetriesExhausted",
+    "RetryPolicy",
+    "TransientError",
+    "redact",
+    "split_credentials",
+]
 
 log = logging.getLogger(__name__)
 
-RETRIES: Final = 3
+T = TypeVar("T")
+
+#: Retries after the first attempt (``BURROW_RETRIES``): three attempts in all by default.
+DEFAULT_RETRIES: Final = 2
+#: The first pause between attempts (``BURROW_RETRY_BACKOFF``); each next one doubles.
+DEFAULT_BACKOFF: Final = 0.5
+#: No pause is longer than this (``Retry-After`` included).
+MAX_BACKOFF: Final = 10.0
+#: No retry starts once this many seconds have passed since the first attempt
+#: (``BURROW_RETRY_BUDGET``).
+DEFAULT_RETRY_BUDGET: Final = 60.0
+#: Seconds without a byte (to connect or while reading) before an attempt is given up
+#: (``BURROW_HTTP_TIMEOUT``); connecting never waits longer than ``CONNECT_TIMEOUT``.
+DEFAULT_HTTP_TIMEOUT: Final = 60.0
+CONNECT_TIMEOUT: Final = 30.0
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT: Final = "burrowd/0.1 (+https://github.com/burrowd)"
 
@@ -95,19 +126,186 @@ class Reply:
     url: str
 
 
+def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value: float
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        log.warning("ignoring %s=%r: not a non-negative number; using %g", name, raw, default)
+        return default
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often, and how patiently, a failing request is tried again.
+
+    :param retries: attempts after the first one (so ``retries + 1`` in all).
+    :param backoff: the pause after the first failure; each next pause doubles, up to
+        :data:`MAX_BACKOFF`, and is jittered by +-50 % so that many clients failing together
+        do not come back together.
+    :param budget: seconds after the first attempt past which no retry starts: the total
+        time a request may take is about ``budget`` plus one attempt.
+    :param timeout: seconds without a byte before an attempt fails (and may be retried).
+    """
+
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    budget: float = DEFAULT_RETRY_BUDGET
+    timeout: float = DEFAULT_HTTP_TIMEOUT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
+        """Read ``BURROW_RETRIES``, ``BURROW_RETRY_BACKOFF``, ``BURROW_RETRY_BUDGET`` and
+        ``BURROW_HTTP_TIMEOUT``; a value that is not a non-negative number is ignored."""
+        e = os.environ if env is None else env
+        return cls(
+            retries=int(_env_number(e, "BURROW_RETRIES", DEFAULT_RETRIES, integer=True)),
+            backoff=_env_number(e, "BURROW_RETRY_BACKOFF", DEFAULT_BACKOFF, integer=False),
+            budget=_env_number(e, "BURROW_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, integer=False),
+            timeout=_env_number(e, "BURROW_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT, integer=False)
+            or DEFAULT_HTTP_TIMEOUT,
+        )
+
+    @property
+    def attempts(self) -> int:
+        """Return the number of attempts a request gets at most."""
+        return self.retries + 1
+
+    def delay(self, failed: int, retry_after: float | None = None) -> float:
+        """Return the pause after the ``failed``-th failed attempt (1 for the first)."""
+        pause = min(MAX_BACKOFF, self.backoff * 2.0 ** (failed - 1)) * (0.5 + random.random())
+        if retry_after is not None:
+            pause = max(pause, retry_after)
+        return min(MAX_BACKOFF, pause)
+
+
+class TransientError(NetworkError):
+    """One attempt failed in a way another attempt may not (5xx, reset, timeout, cut short).
+
+    Outside :meth:`Http.retrying` it is an ordinary :class:`NetworkError`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        hint: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.reason = reason
+        self.hint = hint
+        self.retry_after = retry_after
+        super().__init__(url, reason, status=status)
+
+
+class RetriesExhausted(NetworkError):
+    """A request failed transiently on every attempt the policy allows."""
+
+    def __init__(self, last: TransientError, attempts: int, elapsed: float) -> None:
+        self.last = last
+        self.attempts = attempts
+        self.elapsed = elapsed
+        plural = "attempt" if attempts == 1 else "attempts"
+        super().__init__(
+            last.url,
+            f"{last.reason} (after {attempts} {plural} over {elapsed:.1f}s); {last.hint}",
+            status=last.status,
+        )
+        self.data.update(attempts=attempts, elapsed=round(elapsed, 3), reason=last.reason)
+
+
+_SERVER_HINT: Final = (
+    "the server is failing or overloaded: try again later, or use another index or mirror"
+)
+_CONNECTION_HINT: Final = (
+    "the connection keeps breaking: check the network and any proxy (HTTPS_PROXY), then "
+    "try again; BURROW_RETRIES sets how many times a request is retried"
+)
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
+    """Return the :class:`NetworkError` an aiohttp (or socket) failure of ``url`` stands for.
+
+    Transient kinds become a :class:`TransientError`; a certificate, TLS or URL problem
+    would fail the same way again and is final.
+    """
+    shown = redact(url)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return NetworkError(
+            shown,
+            f"TLS failed ({_describe(exc)}); if a proxy or a private index uses its own "
+            "certificate authority, add it to SSL_CERT_FILE",
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return NetworkError(shown, f"not a valid URL ({exc})")
+    if isinstance(exc, TimeoutError):
+        return TransientError(
+            shown,
+            f"timed out: no data for {timeout:g}s",
+            hint="check the network and any proxy, or raise BURROW_HTTP_TIMEOUT for a slow index",
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransientError(
+            shown,
+            f"the connection closed before the whole body arrived ({exc})",
+            hint=_CONNECTION_HINT,
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransientError(
+            shown, "the server closed the connection without an answer", hint=_CONNECTION_HINT
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransientError(
+            shown,
+            f"cannot connect ({exc.strerror or _describe(exc)})",
+            hint="check the index URL, the network and any proxy (HTTPS_PROXY)",
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return TransientError(shown, "the connection was reset", hint=_CONNECTION_HINT)
+    return TransientError(shown, _describe(exc), hint=_CONNECTION_HINT)
+
+
 class Http:
     """The daemon's HTTP client.
 
     :param limits: bounds concurrent requests (``limits.network``).
-    :param offline: refuse every request (``--offline`` is per request; this is a default).
+    :param policy: how failing requests are retried; read from the environment by default.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, policy: RetryPolicy | None = None) -> None:
         self.limits = limits
+        self.policy = RetryPolicy.from_env() if policy is None else policy
         self._session: aiohttp.ClientSession | None = None
         self._credentials: dict[str, tuple[str, str]] = {}
         self._netrc: netrc.netrc | bool | None = False
         self.requests = 0
+        #: Attempts that failed transiently and were tried again.
+        self.retries = 0
 
     async def open(self) -> None:
         """Create the session (inside the running event loop)."""
@@ -120,7 +318,12 @@ class Http:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=60),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=min(CONNECT_TIMEOUT, self.policy.timeout),
+                sock_connect=min(CONNECT_TIMEOUT, self.policy.timeout),
+                sock_read=self.policy.timeout,
+            ),
             headers={"User-Agent": USER_AGENT},
             auto_decompress=True,
             trust_env=True,
@@ -181,6 +384,42 @@ class Http:
 
     # -- requests ---------------------------------------------------------------------------
 
+    async def retrying(self, url: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it returns, retrying on :class:`TransientError`.
+
+        ``attempt`` makes one whole request of ``url`` (a fresh download restarts from the
+        first byte). Any other exception ends the request at once. When the attempts or the
+        time budget are used up, raise :class:`RetriesExhausted`.
+        """
+        policy = self.policy
+        start = time.monotonic()
+        failed = 0
+        while True:
+            try:
+                return await attempt()
+            except TransientError as exc:
+                last = exc
+            failed += 1
+            elapsed = time.monotonic() - start
+            if failed >= policy.attempts:
+                break
+            pause = policy.delay(failed, last.retry_after)
+            if elapsed + pause > policy.budget:
+                log.info("no retry of %s: the %gs budget is spent", redact(url), policy.budget)
+                break
+            log.info(
+                "GET %s failed (%s), attempt %d of %d; trying again in %.2fs",
+                redact(url),
+                last.reason,
+                failed,
+                policy.attempts,
+                pause,
+            )
+            self.retries += 1
+            await asyncio.sleep(pause)
+        log.warning("GET %s failed %d times: %s", redact(url), failed, last.reason)
+        raise RetriesExhausted(last, failed, elapsed)
+
     async def get(
         self,
         url: str,
@@ -192,55 +431,59 @@ class Http:
 
         Statuses in ``ok`` are returned; others raise :class:`NetworkError`.
         """
-        last: str = ""
-        for attempt in range(RETRIES):
-            if attempt:
-                await asyncio.sleep(0.25 * 2**attempt * (0.5 + random.random()))
-            try:
-                async with self.limits.network:
-                    self.requests += 1
+
+        async def once() -> Reply:
+            async with self.limits.network:
+                self.requests += 1
+                try:
                     async with self.session.get(
                         self._authorized(url), headers=dict(headers or {})
                     ) as resp:
+                        if resp.status not in ok:
+                            self._refuse(url, resp)
                         body = await resp.read()
-                        if resp.status in ok:
-                            # Case-insensitive, as HTTP header names are ("Etag" or "etag").
-                            headers = CIMultiDict(resp.headers)
-                            return Reply(resp.status, headers, body, str(resp.url))
-                        last = f"HTTP {resp.status} {resp.reason or ''}".strip()
-                        if resp.status in (401, 403):
-                            raise NetworkError(
-                                redact(url),
-                                f"{last}: the index wants credentials; put them in the index "
-                                "URL (https://user:token@host/simple) or in ~/.netrc",
-                                status=resp.status,
-                            )
-                        if resp.status not in RETRY_STATUSES:
-                            raise NetworkError(redact(url), last, status=resp.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            log.info(
-                "GET %s failed (%s), attempt %d of %d", redact(url), last, attempt + 1, RETRIES
-            )
-        raise NetworkError(redact(url), f"{last} (after {RETRIES} attempts)")
+                        # Case-insensitive, as HTTP header names are ("Etag" or "etag").
+                        return Reply(resp.status, CIMultiDict(resp.headers), body, str(resp.url))
+                except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                    raise _classify(url, exc, self.policy.timeout) from exc
+
+        return await self.retrying(url, once)
 
     @contextlib.asynccontextmanager
     async def stream(self, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open one streaming GET of ``url``; raise :class:`NetworkError` unless it is a 200.
 
-        No retry here: a download that fails midway is restarted whole by its caller.
+        One attempt: a caller retries by running the whole download again inside
+        :meth:`retrying`. A failure while the body is read (a reset, a timeout, a body cut
+        short) leaves the block as a :class:`TransientError` too.
         """
         async with self.limits.network:
             self.requests += 1
             try:
                 async with self.session.get(self._authorized(url)) as resp:
                     if resp.status != 200:
-                        raise NetworkError(
-                            redact(url),
-                            f"HTTP {resp.status} {resp.reason or ''}".strip(),
-                            status=resp.status,
-                        )
+                        self._refuse(url, resp)
                     yield resp
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise NetworkError(redact(url), reason) from exc
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                raise _classify(url, exc, self.policy.timeout) from exc
+
+    @staticmethod
+    def _refuse(url: str, resp: aiohttp.ClientResponse) -> NoReturn:
+        """Raise the error a response of an unwanted status stands for."""
+        status = f"HTTP {resp.status} {resp.reason or ''}".strip()
+        if resp.status in (401, 403):
+            raise NetworkError(
+                redact(url),
+                f"{status}: the index wants credentials; put them in the index URL "
+                "(https://user:token@host/simple) or in ~/.netrc",
+                status=resp.status,
+            )
+        if resp.status in RETRY_STATUSES:
+            raise TransientError(
+                redact(url),
+                status,
+                hint=_SERVER_HINT,
+                status=resp.status,
+                retry_after=_retry_after(resp.headers.get("Retry-After"), time.time()),
+            )
+        raise NetworkError(redact(url), status, status=resp.status)
