@@ -2,7 +2,8 @@
 
 :class:`FakeIndex` keeps the files of some projects and builds an aiohttp application that
 serves them the way PyPI does, with knobs to behave like a worse server (no validators, no
-JSON, no ranges, slowness, failures, wrong bytes) and a record of every request it answered.
+JSON, no ranges, slowness, failures, wrong bytes, broken connections) and a record of every
+request it answered.
 
 It runs either in the test's own loop (pytest-aiohttp's ``aiohttp_server``) or in a thread
 with a loop of its own (:class:`ThreadedServer`), which is what end-to-end tests need while
@@ -52,6 +53,7 @@ __all__ = [
     "JSON_V1",
     "AddOptions",
     "FakeIndex",
+    "Fault",
     "IndexedFile",
     "RequestRecord",
     "ThreadedServer",
@@ -63,6 +65,10 @@ __all__ = [
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 _Format = Literal["json", "html-v1", "html"]
+#: How :meth:`FakeIndex.fault` breaks a response: close the connection before answering
+#: ("reset"), send half the body under a Content-Length for all of it ("truncate"), send half
+#: of it with no Content-Length, so only the size tells ("cut"), or answer late ("hang").
+Fault = Literal["reset", "truncate", "cut", "hang"]
 
 # (media type, format served); "latest" is PEP 691's alias of the newest version.
 _OFFERS: list[tuple[str, _Format]] = [
@@ -138,7 +144,7 @@ class RequestRecord:
     method: str
     path: str
     headers: dict[str, str]  # only those in _RECORDED_HEADERS that were sent
-    status: int
+    status: int  # 0: the connection was broken on purpose (``fault``) before a whole answer
 
 
 @dataclass
@@ -146,6 +152,12 @@ class _Failure:
     status: int
     remaining: int
     headers: dict[str, str] = field(default_factory=dict)
+    fault: Fault | None = None
+    seconds: float = 0.0
+
+
+class _Broken(web.Response):
+    """What a handler returns after it broke the connection itself (recorded as status 0)."""
 
 
 def _fail_key(path: str) -> str:
@@ -448,6 +460,15 @@ class FakeIndex:
         with self._lock:
             self._failures[_fail_key(path)] = _Failure(status, times, dict(headers or {}))
 
+    def fault(self, path: str, kind: Fault, times: int = 1, *, seconds: float = 30.0) -> None:
+        """Break the next ``times`` responses to ``path`` the way ``kind`` says (see `Fault`).
+
+        ``seconds`` is how long a "hang" waits before it answers normally (it stops waiting
+        once the client has given up). Replaces any ``fail`` pending for ``path``.
+        """
+        with self._lock:
+            self._failures[_fail_key(path)] = _Failure(0, times, fault=kind, seconds=seconds)
+
     def corrupt(self, filename: str, data: bytes | None) -> None:
         """Serve ``data`` for ``filename`` while pages keep the real hash (None: stop)."""
         with self._lock:
@@ -632,6 +653,8 @@ class FakeIndex:
         finally:
             headers = {k: request.headers[k] for k in _RECORDED_HEADERS if k in request.headers}
             status = response.status if response is not None else 500
+            if isinstance(response, _Broken):
+                status = 0
             with self._lock:
                 self.requests.append(RequestRecord(request.method, path, headers, status))
 
@@ -642,10 +665,41 @@ class FakeIndex:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
                     del self._failures[_fail_key(request.path)]
-        if failure is not None:
+        if failure is not None and failure.fault is None:
             return web.Response(
                 status=failure.status, text="injected failure\n", headers=failure.headers
             )
+        if failure is not None and failure.fault == "hang":
+            await _hang(request, failure.seconds)
+        elif failure is not None and failure.fault is not None:
+            return await self._break(request, failure.fault)
+        return await self._route(request)
+
+    async def _break(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        transport = request.transport
+        assert transport is not None
+        if fault == "reset":
+            transport.abort()
+            return _Broken(status=599)
+        real = await self._route(request)
+        body = real.body if isinstance(real, web.Response) else None
+        if not isinstance(body, bytes):
+            raise RuntimeError(f"cannot {fault} a streamed body (set bandwidth = None)")
+        lines = [f"HTTP/1.1 {real.status} {real.reason}"]
+        lines += [
+            f"{k}: {v}"
+            for k, v in real.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "connection")
+        ]
+        if fault == "truncate":
+            lines.append(f"Content-Length: {len(body)}")
+        lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        transport.write(head + body[: len(body) // 2])
+        transport.close()
+        return _Broken(status=599)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         if self.auth is not None and not self._authorized(request):
             return web.Response(
                 status=401, text="401: login\n", headers={"WWW-Authenticate": 'Basic realm="fake"'}
@@ -769,6 +823,17 @@ class FakeIndex:
         # cancelled mid-download.
         headers["Content-Length"] = str(len(blob))
         return web.Response(status=status, body=_trickle(blob, self.bandwidth), headers=headers)
+
+
+async def _hang(request: web.Request, seconds: float) -> None:
+    """Wait ``seconds``, or until the client has closed the connection."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _trickle(blob: bytes, bandwidth: float) -> AsyncIterator[bytes]:
