@@ -710,11 +710,25 @@ async def _tree(cache: Cache, source: Source) -> AsyncIterator[Path]:
     assert source.path is not None
     tmp = await asyncio.to_thread(cache.temp_dir, "sdist-")
     try:
-        yield await asyncio.to_thread(
-            _unpack_sdist, source.path, source.filename or source.path.name, tmp
-        )
+        try:
+            tree = await asyncio.to_thread(
+                _unpack_sdist, source.path, source.filename or source.path.name, tmp
+            )
+        except InvalidDistribution:
+            if source.kind in (SourceKind.REGISTRY, SourceKind.URL):
+                # A hostile download stays out of the cache (the user's own file stays).
+                await asyncio.to_thread(_forget_download, source.path)
+            raise
+        yield tree
     finally:
         await asyncio.to_thread(remove_tree, tmp)
+
+
+def _forget_download(path: Path) -> None:
+    """Remove a downloaded sdist kept in ``<revision>/source/``, and that directory."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 def _unpack_sdist(path: Path, filename: str, dest: Path) -> Path:

@@ -699,3 +699,24 @@ class TestEndToEnd:
             assert os.listdir(cache.tmp) == []
         assert [str(p) for p in burrow.env.root.rglob("evil.py")] == []
         assert [str(p) for p in venv.rglob("evil.py")] == []
+
+    def test_a_hostile_sdist_from_the_index_is_not_kept(
+        self, small_limits: Burrow, fake_index: FakeIndex, tmp_path: Path
+    ) -> None:
+        burrow = small_limits
+        sdist = tar_sdist(tmp_path / "s", [*_GOOD_SDIST, ("evil-1.0/../../evil.py", b"x")])
+        fake_index.add(sdist)
+        venv = make_venv(tmp_path / "venv")
+        venv_before = tree(venv)
+        reqs = requirements(burrow.cwd / "r.txt", "evil==1.0")
+        stderr = burrow.fails("sync", reqs, "-p", venv, "-i", fake_index.simple_url)
+        assert "evil-1.0.tar.gz" in stderr
+        assert "'evil-1.0/../../evil.py'" in stderr, stderr
+        assert tree(venv) == venv_before
+        cache = Cache(burrow.env.cache)
+        # Downloaded, hash-checked, refused at unpack: the download is not kept either.
+        assert [str(p) for p in cache.root.rglob("evil-1.0.tar.gz") if p.is_file()] == []
+        kept = cache.root / "built-wheels-v0"
+        assert [p.name for p in kept.rglob("*") if p.is_file() and p.suffix != ".lock"] == []
+        assert os.listdir(cache.tmp) == []
+        assert [str(p) for p in burrow.env.root.rglob("evil.py")] == []
