@@ -339,7 +339,8 @@ class BurrowEnv:
         self.cache = self.root / "cache"
         self.log = self.root / "state" / "burrowd.log"
         self._counter = 0
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        # Every BURROW_* setting of the developer's shell too (retries, limits, debounce).
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and k[:7] != "BURROW_"}
         env.update(
             BURROW_SOCKET=os.fspath(self.socket),
             BURROW_CACHE_DIR=os.fspath(self.cache),
