@@ -631,7 +631,7 @@ class RpcServer:
                 await self._fail_connection(conn, str(exc))
                 return
             except TimeoutError:
-                what = "a complete message" if conn.spoke else "a message"
+                what = "complete message" if conn.decoder.pending else "message"
                 await self._fail_connection(
                     conn, f"no {what} within {self.message_timeout:g}s; closing the connection"
                 )
