@@ -41,6 +41,7 @@ __all__ = [
     "SocketBusy",
     "bind_listener",
     "sd_notify",
+    "tighten_umask",
     "tune_gc",
 ]
 
@@ -51,6 +52,9 @@ SHUTDOWN_GRACE = 30.0
 SD_LISTEN_FDS_START = 3
 #: Allocations between two young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 10_000
+#: Permission bits the daemon never grants, whatever umask it inherited: nothing it writes
+#: (cache, environments) is writable by every user, or another user could plant a wheel.
+UMASK_FLOOR = 0o002
 
 
 class AlreadyRunning(Exception):
@@ -104,6 +108,13 @@ def tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+def tighten_umask() -> int:
+    """Add :data:`UMASK_FLOOR` to the process umask; return the umask it had."""
+    old = os.umask(0o077)
+    os.umask(old | UMASK_FLOOR)
+    return old
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -214,7 +225,9 @@ def bind_listener(config: Config) -> Listener:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
-        sock.listen(128)
+        # The kernel's own cap (net.core.somaxconn): a burst of clients waits in the queue
+        # instead of failing a non-blocking connect with EAGAIN.
+        sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
         st = os.stat(path)
         return Listener(sock, path, lock, inherited=False, inode=(st.st_dev, st.st_ino))
@@ -311,6 +324,7 @@ class Daemon:
 
     async def run(self) -> None:
         """Serve until asked to stop, then finish requests and clean up."""
+        tighten_umask()
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
