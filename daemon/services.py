@@ -162,6 +162,8 @@ async def _interpreters(services: Services) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _janitor(services: Services) -> AsyncIterator[None]:
+    # What killed processes left half written in the cache's temp directory goes first.
+    services.janitor.discard(await asyncio.to_thread(services.cache.stale_temps))
     try:
         yield
     finally:

@@ -15,9 +15,11 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Final
@@ -68,6 +70,35 @@ def writing(path: Path) -> Iterator[None]:
             raise
         where = Path(os.fsdecode(exc.filename)) if exc.filename else path
         raise DiskFull(where, exc.errno) from exc
+
+
+#: Temporary entries are named ``<prefix><pid>~<random>``: the pid says whose they are.
+_OWNER: Final = re.compile(r"(\d+)~")
+#: Seconds after which a temporary entry with no owner in its name is stale.
+UNOWNED_TEMP_AGE: Final = 86400.0
+
+
+def _owned(prefix: str) -> str:
+    return f"{prefix}{os.getpid()}~"
+
+
+def _alive(pid: int) -> bool:
+    """Return whether process ``pid`` runs (as far as this process can tell)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's, or not ours to signal: not ours to judge either
+    try:
+        # A zombie (killed, not yet reaped by its parent) answers signals but is gone.
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
 
 
 class Cache:
@@ -124,14 +155,38 @@ class Cache:
         """Create and return a fresh temporary directory inside the cache."""
         self.ensure()
         with writing(self.tmp):
-            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+            return Path(tempfile.mkdtemp(prefix=_owned(prefix), dir=self.tmp))
 
     def temp_file(self, prefix: str = "f-", suffix: str = "") -> tuple[int, Path]:
         """Create a temporary file inside the cache; return its open fd and path."""
         self.ensure()
         with writing(self.tmp):
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self.tmp)
+            fd, name = tempfile.mkstemp(prefix=_owned(prefix), suffix=suffix, dir=self.tmp)
         return fd, Path(name)
+
+    def stale_temps(self, now: float | None = None) -> list[Path]:
+        """Return the temporary entries that nobody will finish (blocking).
+
+        Each is named after the process that made it; entries of processes that are gone
+        (a killed daemon, a killed ``--no-daemon`` client) are stale, and so are entries
+        without an owner (older burrowd) once a day old.
+        """
+        now = time.time() if now is None else now
+        try:
+            names = os.listdir(self.tmp)
+        except OSError:
+            return []
+        stale = []
+        for name in names:
+            found = _OWNER.search(name)
+            if found is not None:
+                if not _alive(int(found.group(1))):
+                    stale.append(self.tmp / name)
+                continue
+            with contextlib.suppress(OSError):
+                if now - os.lstat(self.tmp / name).st_mtime > UNOWNED_TEMP_AGE:
+                    stale.append(self.tmp / name)
+        return stale
 
     def write_file(self, path: Path, data: bytes, *, fsync: bool = True) -> None:
         """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
@@ -141,7 +196,7 @@ class Cache:
         with writing(path):
             (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix="w-", dir=self.root / TMP_DIR)
+            fd, name = tempfile.mkstemp(prefix=_owned("w-"), dir=self.root / TMP_DIR)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)

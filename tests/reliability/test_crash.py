@@ -89,10 +89,6 @@ def test_killed_build_leaves_no_built_wheel(tmp_path: Path) -> None:
     assert stats.repairs_ok == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: nothing removes the .tmp entries of a killed daemon but cache.prune",
-)
 def test_temp_files_of_a_killed_fill_are_gone_after_the_next_request(tmp_path: Path) -> None:
     # Slow downloads, so the kill surely lands while files are being written into .tmp.
     with world(tmp_path / "w", bandwidth=10_000.0) as w:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -245,3 +247,47 @@ class TestRootLock:
         assert lock.path == entry.with_name("foo-1.0-py3-none-any.whl.lock")
         assert lock.resource == "the wheel foo"
         assert not lock.shared
+
+
+class TestStaleTemps:
+    def test_entries_of_gone_processes_are_stale(self, tmp_path: Path) -> None:
+        cache = Cache(tmp_path / "cache")
+        mine = cache.temp_dir(prefix="unpack-")
+        fd, mine_file = cache.temp_file(prefix="dl-", suffix=".whl")
+        os.close(fd)
+        assert str(os.getpid()) in mine.name
+        # A process that ran and ended: its pid is free now.
+        done = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        gone = cache.tmp / f"unpack-{done.stdout.strip()}~abc"
+        gone.mkdir()
+        untagged_old = cache.tmp / "unpack-xyz"
+        untagged_old.mkdir()
+        os.utime(untagged_old, (0, 0))
+        untagged_new = cache.tmp / "dl-fresh.whl"
+        untagged_new.write_bytes(b"")
+        assert sorted(cache.stale_temps()) == sorted([gone, untagged_old])
+        assert mine.is_dir()
+        assert mine_file.is_file()
+
+    def test_a_killed_process_not_yet_reaped_is_gone(self, tmp_path: Path) -> None:
+        cache = Cache(tmp_path / "cache")
+        cache.ensure()
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            entry = cache.tmp / f"dl-{child.pid}~x.whl"
+            entry.write_bytes(b"")
+            assert cache.stale_temps() == []  # running
+            child.kill()
+            # A zombie until waited for: still answers kill(pid, 0), but is gone.
+            deadline = time.monotonic() + 5
+            while cache.stale_temps() != [entry] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert cache.stale_temps() == [entry]
+        finally:
+            child.kill()
+            child.wait()
