@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import os
+import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -192,6 +193,32 @@ def temp_entries(root: Path) -> set[str]:
         return set(os.listdir(root / TMP_DIR))
     except OSError:
         return set()
+
+
+def lingering_processes(root: Path, wait: float = 0.3) -> list[str]:
+    """Return the processes (``pid name``) still working under ``root`` after ``wait`` s.
+
+    A build backend runs in a source tree unpacked in the cache; one that outlives a killed
+    daemon would go on writing there. Linux only (``/proc``); elsewhere nothing is found.
+    """
+    real = os.path.realpath(root)
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not pid.isdigit():
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            if cwd == real or cwd.startswith(real + os.sep):
+                found.append(f"{pid} {name}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 # -- the environment --------------------------------------------------------------------------

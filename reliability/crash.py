@@ -399,6 +399,7 @@ def crash_builds(w: World, rng: random.Random, budget: Budget, log: Log) -> Cras
             w, "prefetch", params, _delay(rng, budget, total, (0.25 * total, 0.9 * total))
         )
         stored = checks.built_wheels(w.env.cache, name)
+        orphans = checks.lingering_processes(w.env.cache)
         started_build = f"building {name.replace('-', '_')}" in w.new_log()
         if stored:
             phase = "after the wheel was stored"
@@ -412,6 +413,7 @@ def crash_builds(w: World, rng: random.Random, budget: Budget, log: Log) -> Cras
         problems = checks.check_cache(w.env.cache)
         if not stored and checks.built_wheels(w.env.cache, name):
             problems.append(f"a built wheel of {name} appeared after a kill {phase}")
+        problems += [f"a build process outlived the daemon: {p}" for p in orphans]
         stats.add(i, phase, "cache", problems)
         done = w.cli("prefetch", pin, "-i", w.index_url, "-q")
         after = checks.check_cache(w.env.cache)

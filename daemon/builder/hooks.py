@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,29 @@ class _HookFailed(Exception):
         self.returncode = returncode
 
 
+#: Run first in the hook's interpreter: ask the kernel to kill it when the daemon dies (a
+#: kill -9 of the daemon would leave the backend building into a deleted temp directory),
+#: then become the hook. No ``preexec_fn``: it is not safe in a process with threads.
+_DIE_WITH_PARENT: Final = (
+    "import os, signal, sys\n"
+    "try:\n"
+    "    import ctypes\n"
+    "    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "except Exception:\n"
+    "    pass  # no ctypes in this interpreter: the hook runs as it would have\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)  # the daemon died already\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _dies_with_parent(cmd: Sequence[str]) -> list[str]:
+    """Return ``cmd`` started so that it ends with this process (Linux; as is elsewhere)."""
+    if sys.platform != "linux":
+        return list(cmd)
+    return [cmd[0], "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
+
+
 def _runner(log: BuildLog, environ: Mapping[str, str], timeout: float) -> Any:
     def run(
         cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
@@ -108,7 +132,7 @@ def _runner(log: BuildLog, environ: Mapping[str, str], timeout: float) -> Any:
         env = {**environ, **(extra_environ or {})}
         try:
             done = subprocess.run(
-                list(cmd),
+                _dies_with_parent(cmd),
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
