@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import functools
 import logging
 import os
@@ -101,6 +102,23 @@ class Framing(enum.Enum):
 
 def _error(code: int, message: str, data: Any = None) -> ErrorObject:
     return ErrorObject(code=code, message=message, data=data)
+
+
+#: A full file system, or the user's quota: ``errno`` -> what to say.
+_NO_SPACE: Final = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def _no_space(exc: OSError) -> ErrorObject:
+    code = exc.errno or errno.ENOSPC
+    reason = _NO_SPACE.get(code, os.strerror(code))
+    where = os.fsdecode(exc.filename) if exc.filename else None
+    return _error(
+        ErrorCode.CACHE_ERROR,
+        f"{reason}"
+        + (f" while writing {where}" if where else "")
+        + ": free space on that file system and run the command again",
+        {"path": where, "reason": reason, "errno": errno.errorcode.get(code, str(code))},
+    )
 
 
 def _too_deep() -> ErrorObject:
@@ -833,6 +851,18 @@ class RpcServer:
             conn.cancelled_by_client.add(params.id)
             task.cancel()
 
+    @staticmethod
+    def _crashed(ctx: RequestContext, exc: Exception) -> jsonrpc.ErrorResponse:
+        log.exception("%s %r crashed", ctx.method, ctx.id)
+        return jsonrpc.ErrorResponse(
+            id=ctx.id,
+            error=_error(
+                ErrorCode.INTERNAL_ERROR,
+                f"internal error in {ctx.method}: {type(exc).__name__}: {exc}",
+                {"traceback": traceback.format_exc()},
+            ),
+        )
+
     async def _run(
         self,
         conn: Connection,
@@ -859,16 +889,16 @@ class RpcServer:
         except DaemonError as exc:
             log.info("%s %r failed: %s", ctx.method, rid, exc.message.splitlines()[0])
             reply = jsonrpc.ErrorResponse(id=rid, error=exc.to_error())
+        except OSError as exc:
+            # A full disk met where no layer turned it into its own error: still the user's
+            # problem to fix (free space), not a crash of the daemon.
+            if exc.errno not in _NO_SPACE:
+                reply = self._crashed(ctx, exc)
+            else:
+                log.warning("%s %r failed: %s", ctx.method, rid, exc)
+                reply = jsonrpc.ErrorResponse(id=rid, error=_no_space(exc))
         except Exception as exc:
-            log.exception("%s %r crashed", ctx.method, rid)
-            reply = jsonrpc.ErrorResponse(
-                id=rid,
-                error=_error(
-                    ErrorCode.INTERNAL_ERROR,
-                    f"internal error in {ctx.method}: {type(exc).__name__}: {exc}",
-                    {"traceback": traceback.format_exc()},
-                ),
-            )
+            reply = self._crashed(ctx, exc)
         self._finish(conn, rid)
         try:
             body = jsonrpc.encode(reply)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -424,6 +425,36 @@ class TestDispatch:
         assert "Traceback" in error["data"]["traceback"]
         await client.request(1, "shutdown")
         assert "result" in await client.read()
+
+    async def test_a_full_disk_is_the_users_to_fix_not_a_crash(self, serve: Serve) -> None:
+        async def full(params: Any, ctx: RequestContext) -> ShutdownResult:
+            raise OSError(errno.ENOSPC, "No space left on device", "/venv/lib/x.py")
+
+        harness = await serve({"status": full})
+        client = await harness.connect()
+        await client.request(1)
+        error = (await client.read())["error"]
+        assert error["code"] == ErrorCode.CACHE_ERROR
+        assert error["message"] == (
+            "no space left on device while writing /venv/lib/x.py: free space on that file "
+            "system and run the command again"
+        )
+        assert error["data"] == {
+            "path": "/venv/lib/x.py",
+            "reason": "no space left on device",
+            "errno": "ENOSPC",
+        }
+
+    async def test_other_os_errors_are_crashes(self, serve: Serve) -> None:
+        async def broken(params: Any, ctx: RequestContext) -> ShutdownResult:
+            raise PermissionError(errno.EACCES, "Permission denied", "/etc/x")
+
+        harness = await serve({"status": broken})
+        client = await harness.connect()
+        await client.request(1)
+        error = (await client.read())["error"]
+        assert error["code"] == -32603
+        assert "PermissionError" in error["message"]
 
     async def test_unencodable_result(self, serve: Serve) -> None:
         async def weird(params: Any, ctx: RequestContext) -> Weird:
