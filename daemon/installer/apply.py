@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
@@ -182,6 +182,10 @@ class _Conflicts:
             if empty:
                 return False
         return True
+
+    def kept(self, path: str) -> bool:
+        """Return whether a distribution that stays records ``path`` (blocking)."""
+        return self._owner_of(path) is not None
 
     def _owner_of(self, path: str) -> tuple[str, str] | None:
         if self._owners is None:
@@ -384,6 +388,7 @@ class Changer:
                     removing=removing,
                     records=records,
                     journal=journal,
+                    kept=conflicts.kept,
                 )
             )
         except (DaemonError, OSError) as exc:
@@ -424,6 +429,7 @@ class Changer:
         removing: list[InstalledDist],
         records: list[list[str]],
         journal: Writer,
+        kept: Callable[[str], bool],
     ) -> None:
         """Remove, link and compile: the part of :meth:`run` that changes the environment."""
         started = time.monotonic()
@@ -436,7 +442,9 @@ class Changer:
         if removing:
             self.progress("uninstalling", 0, len(removing), force=True)
             for done, (dist, files) in enumerate(zip(removing, records, strict=True), 1):
-                removal = await asyncio.to_thread(remove_dist, dist, self.env, files, self.trash)
+                removal = await asyncio.to_thread(
+                    remove_dist, dist, self.env, files, self.trash, keep=kept
+                )
                 note_outside(outcome, dist, removal.outside)
                 self.progress("uninstalling", done, len(removing))
                 if id(dist) in reasons:

@@ -269,6 +269,28 @@ class EnvironmentLocks:
         return self.hold_path(environment.prefix, environment.lock_path, waiting)
 
     @contextlib.asynccontextmanager
+    async def try_hold(self, environment: Environment) -> AsyncIterator[bool]:
+        """Hold the environment for the block if nobody holds it now; yield whether held."""
+        key = os.path.realpath(environment.prefix)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            flock = FileLock(
+                environment.lock_path,
+                f"the environment {environment.prefix}",
+                holder=f"pid {os.getpid()}",
+            )
+            if not flock.try_acquire():
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                flock.release()
+
+    @contextlib.asynccontextmanager
     async def hold_path(
         self, prefix: Path, lock_path: Path, waiting: Progress
     ) -> AsyncIterator[None]:

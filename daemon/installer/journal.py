@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+from packaging.utils import canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest
 from burrowd.daemon.errors import DaemonError, EnvironmentRefused
@@ -42,8 +43,8 @@ from burrowd.daemon.installer.environment import (
     EnvironmentLocks,
     remove_environment_tree,
 )
-from burrowd.daemon.installer.installed import DirectUrl, InstalledDist
-from burrowd.daemon.installer.uninstall import remove_recorded
+from burrowd.daemon.installer.installed import DirectUrl, InstalledDist, scan
+from burrowd.daemon.installer.uninstall import recorded_by, remove_recorded
 from burrowd.daemon.installer.wheel import Linker, LinkMode, install_layout, layout
 from burrowd.daemon.interpreters import InterpreterInfo
 
@@ -120,9 +121,12 @@ _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Journal)
 
 
-def journal_path(env: Environment) -> Path:
-    """Return where the journal of ``env`` is kept."""
-    return env.prefix / JOURNAL_FILE
+def journal_path(env: Environment, registry: Registry | None = None) -> Path:
+    """Return where the journal of ``env`` is kept: in its prefix, or in the state directory
+    when the prefix is not writable (a system interpreter whose site directory is)."""
+    if registry is None or os.access(env.prefix, os.W_OK):
+        return env.prefix / JOURNAL_FILE
+    return registry.aside(env.prefix)
 
 
 def write(path: Path, journal: Journal) -> None:
@@ -142,11 +146,12 @@ def read(path: Path) -> Journal | None:
     """Return the journal at ``path``; ``None`` if there is none.
 
     A journal that does not decode cannot be a whole one (it is renamed into place) unless
-    the file was changed by hand: it is set aside, with a warning, and ``None`` returned.
+    the file was changed by hand or written by another version: it is set aside, with a
+    warning, and ``None`` returned.
     """
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         return _decoder.decode(data)
@@ -165,61 +170,99 @@ class Replayed:
     pid: int
     removed: list[str] = field(default_factory=list)
     installed: list[str] = field(default_factory=list)
+    #: Installs left out, and why (another tool changed the project meanwhile, ...).
+    skipped: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """Say what was finished, for the warnings of the request that did it."""
         done = [f"removed {', '.join(self.removed)}"] if self.removed else []
         done += [f"installed {', '.join(self.installed)}"] if self.installed else []
+        done += self.skipped
         return (
             f"finished a change that an interrupted process (pid {self.pid}) left half "
             f"done: {'; '.join(done) or 'nothing was left to do'}"
         )
 
 
+def pending(env: Environment, registry: Registry | None = None) -> Journal | None:
+    """Return the journal of an unfinished change of ``env``, if there is one (blocking)."""
+    return read(journal_path(env, registry))
+
+
 def replay(env: Environment, registry: Registry | None = None) -> Replayed | None:
     """Finish the change a killed process left in ``env``'s journal; ``None`` if none.
 
     The caller holds the environment's lock. Blocking: the daemon runs it in a worker
-    thread. Raise :class:`EnvironmentRefused` when the change cannot be finished (the
+    thread. Another tool (uv, pip) may have changed the environment since: a path that a
+    distribution present now records is never removed, and an install is left out when
+    another version of its project is there now. An install whose unpacked wheel left the
+    cache is left out too (its files stay, owned by nobody, until a sync installs it
+    again). Raise :class:`EnvironmentRefused` when the change cannot be finished (the
     journal stays, so the next attempt tries again).
     """
-    path = journal_path(env)
-    journal = read(path)
-    if journal is None:
+    path = journal_path(env, registry)
+    try:
+        journal = read(path)
+        if journal is None:
+            if registry is not None:
+                registry.remove(env.prefix)
+            return None
+        log.warning(
+            "finishing a change of %s that process %d started at %s and did not finish",
+            env.prefix,
+            journal.pid,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(journal.started)),
+        )
+        done = _replay(env, path, journal)
+        os.unlink(path)
         if registry is not None:
             registry.remove(env.prefix)
-        return None
-    log.warning(
-        "finishing a change of %s that process %d started at %s and did not finish",
-        env.prefix,
-        journal.pid,
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(journal.started)),
-    )
-    done = Replayed(journal.pid)
-    try:
-        for removal in journal.removals:
-            remove_recorded(Path(removal.meta), Path(removal.site), removal.files, env)
-            done.removed.append(f"{removal.name} {removal.version}")
-        if journal.removals:
-            journal.removals = []
-            write(path, journal)
-        for install in journal.installs:
-            if _whole(Path(install.dist_info)):
-                continue
-            _reinstall(install, env)
-            done.installed.append(f"{install.name} {install.version}")
     except (DaemonError, OSError) as exc:
         what = exc.message if isinstance(exc, DaemonError) else str(exc)
         raise EnvironmentRefused(
             env.describe(),
-            f"a change that an interrupted process (pid {journal.pid}) started cannot be "
-            f"finished: {what}",
-            f"fix the cause and run the command again; {path} describes the change",
+            f"a change that an interrupted process started cannot be finished: {what}",
+            f"fix the cause and run the command again ({path} describes the change)",
         ) from exc
-    os.unlink(path)
-    if registry is not None:
-        registry.remove(env.prefix)
     log.warning("%s: %s", env.prefix, done.describe())
+    return done
+
+
+def _replay(env: Environment, path: Path, journal: Journal) -> Replayed:
+    done = Replayed(journal.pid)
+    if journal.removals:
+        removing = {os.path.normpath(r.meta) for r in journal.removals}
+        staying = [d for d in scan(env.site_dirs) if os.path.normpath(d.path) not in removing]
+        keep = recorded_by(staying)
+        for removal in journal.removals:
+            remove_recorded(
+                Path(removal.meta), Path(removal.site), removal.files, env, keep=keep.__contains__
+            )
+            done.removed.append(f"{removal.name} {removal.version}")
+        journal.removals = []
+        write(path, journal)
+    site = scan(env.site_dirs)
+    for install in journal.installs:
+        what = f"{install.name} {install.version}"
+        if _whole(Path(install.dist_info)):
+            continue
+        others = [
+            d
+            for d in site.get(canonicalize_name(install.name))
+            if os.path.normpath(d.path) != os.path.normpath(install.dist_info)
+        ]
+        if others:
+            found = ", ".join(f"{d.name} {d.version}" for d in others)
+            done.skipped.append(f"left out {what}: {found} was installed meanwhile")
+            continue
+        if read_manifest(Path(install.archive)) is None:
+            done.skipped.append(
+                f"left out {what}: its unpacked wheel is no longer in the cache (a sync "
+                "that wants it installs it again)"
+            )
+            continue
+        _reinstall(install, env)
+        done.installed.append(what)
     return done
 
 
@@ -228,15 +271,7 @@ def _whole(dist_info: Path) -> bool:
 
 
 def _reinstall(install: JournalInstall, env: Environment) -> None:
-    archive = Path(install.archive)
-    if read_manifest(archive) is None:
-        raise EnvironmentRefused(
-            env.describe(),
-            f"the unpacked wheel of {install.name} {install.version} ({archive}) is no longer "
-            "in the cache",
-            f"run the same sync again, or `burrow uninstall {install.name}`",
-        )
-    lay = layout(archive, env)
+    lay = layout(Path(install.archive), env)
     # What a killed run staged for the metadata directory.
     root = Path(lay.root)
     with contextlib.suppress(OSError):
@@ -266,9 +301,16 @@ class Registry:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def _key(self, prefix: Path) -> str:
+        return hashlib.sha256(os.fsencode(os.path.realpath(prefix))).hexdigest()[:24]
+
     def _entry(self, prefix: Path) -> Path:
-        key = hashlib.sha256(os.fsencode(os.path.realpath(prefix))).hexdigest()[:24]
-        return self.root / key
+        return self.root / self._key(prefix)
+
+    def aside(self, prefix: Path) -> Path:
+        """Return where the journal of ``prefix`` goes when the prefix is not writable."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.root / f".{self._key(prefix)}.journal"
 
     def add(self, prefix: Path) -> None:
         """Note that ``prefix`` has a journal (blocking)."""
@@ -284,28 +326,31 @@ class Registry:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._entry(prefix))
 
-    def pending(self) -> list[Path]:
-        """Return the prefixes whose journal may still be there (blocking)."""
+    def pending(self) -> list[tuple[Path, Path]]:
+        """Return each entry with the prefix whose journal may still be there (blocking)."""
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        prefixes = []
+        found = []
         for name in names:
             if name.startswith("."):
                 continue
             try:
-                prefixes.append(Path(os.fsdecode((self.root / name).read_bytes())))
+                found.append((self.root / name, Path(os.fsdecode((self.root / name).read_bytes()))))
             except OSError:
                 continue
-        return prefixes
+        return found
 
-    def read_journal(self, prefix: Path) -> Journal | None:
-        """Return the journal left in ``prefix``; forget the prefix if there is none."""
-        journal = read(prefix / JOURNAL_FILE)
-        if journal is None:
-            self.remove(prefix)
-        return journal
+    def read_journal(self, entry: Path, prefix: Path) -> Journal | None:
+        """Return the journal left for ``prefix``; forget ``entry`` if there is none."""
+        for path in (prefix / JOURNAL_FILE, self.aside(prefix)):
+            journal = read(path)
+            if journal is not None:
+                return journal
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry)
+        return None
 
 
 async def replay_interrupted(
@@ -316,17 +361,30 @@ async def replay_interrupted(
     Return the environments whose change could not be finished, with why (logged too).
     """
     failed: list[tuple[Path, DaemonError]] = []
-    for prefix in await asyncio.to_thread(registry.pending):
-        journal = await asyncio.to_thread(registry.read_journal, prefix)
-        if journal is None:
-            continue
-        env = Environment.from_info(journal.info)
+    try:
+        prefixes = await asyncio.to_thread(registry.pending)
+    except OSError as exc:
+        log.error("cannot read the journals under way in %s: %s", registry.root, exc)
+        return failed
+    for entry, prefix in prefixes:
         try:
-            async with locks.hold(env, lambda message: log.info("%s", message)):
-                await asyncio.to_thread(replay, env, registry)
-        except DaemonError as exc:
-            log.error("cannot finish the change of %s: %s", prefix, exc.message)
-            failed.append((prefix, exc))
+            journal = await asyncio.to_thread(registry.read_journal, entry, prefix)
+            if journal is None:
+                continue
+            env = Environment.from_info(journal.info)
+            # Never wait here (a start must be quick): whoever holds the lock now, or the
+            # next change of the environment, finishes the change under it.
+            async with locks.try_hold(env) as held:
+                if held:
+                    await asyncio.to_thread(replay, env, registry)
+        except (DaemonError, OSError) as exc:
+            error = (
+                exc
+                if isinstance(exc, DaemonError)
+                else EnvironmentRefused(str(prefix), f"cannot finish its interrupted change: {exc}")
+            )
+            log.error("cannot finish the change of %s: %s", prefix, error.message)
+            failed.append((prefix, error))
     return failed
 
 
@@ -334,7 +392,7 @@ class Writer:
     """Keep one change's journal: written before it starts, cut down, deleted when done."""
 
     def __init__(self, env: Environment, journal: Journal, registry: Registry | None) -> None:
-        self.path = journal_path(env)
+        self.path = journal_path(env, registry)
         self.prefix = env.prefix
         self.journal = journal
         self.registry = registry
@@ -359,6 +417,7 @@ class Writer:
         """The change is whole: delete the journal (blocking)."""
         if self.empty:
             return
-        os.unlink(self.path)
+        with contextlib.suppress(FileNotFoundError):  # the environment was deleted meanwhile
+            os.unlink(self.path)
         if self.registry is not None:
             self.registry.remove(self.prefix)

@@ -63,9 +63,15 @@ from burrowd.daemon.installer.installed import (
     VcsInfo,
     scan,
 )
-from burrowd.daemon.installer.journal import Journal, Writer, journal_removals, replay
+from burrowd.daemon.installer.journal import (
+    Journal,
+    Writer,
+    journal_removals,
+    pending,
+    replay,
+)
 from burrowd.daemon.installer.plan import SOURCE_RECORD, Plan, Step, Wanted, make_plan
-from burrowd.daemon.installer.uninstall import Trash, check_removable, remove_dist
+from burrowd.daemon.installer.uninstall import Trash, check_removable, recorded_by, remove_dist
 from burrowd.daemon.interpreters import PythonRequest, Target
 from burrowd.daemon.prefetch import (
     FetchedWheel,
@@ -471,7 +477,7 @@ async def sync(services: Services, params: m.SyncParams, progress: ProgressSink)
         prefetcher.from_cache = True
         async with services.environments.hold(environment, session.waiting):
             progress("reading the environment", force=True)
-            await _sweep(services, environment, prefetcher.warnings)
+            await _sweep(services, environment, prefetcher.warnings, dry_run=options.dry_run)
             site = await asyncio.to_thread(scan, environment.site_dirs)
             by_name: dict[str, RequirementEntry] = {e.name: e for e in entries}
             # Direct references are located without the network; a local wheel is also
@@ -579,7 +585,7 @@ async def install(
         resolve_params = m.ResolveParams(**shared, dry_run=True, command="burrow install")
         finished: list[str] = []  # what an interrupted change left and this one finished
         async with services.environments.hold(environment, session.waiting):
-            await _sweep(services, environment, finished)
+            await _sweep(services, environment, finished, dry_run=options.dry_run)
             site = await asyncio.to_thread(scan, environment.site_dirs)
             installed = _installed_versions(site)
             started = time.monotonic()
@@ -695,19 +701,28 @@ def _installed_versions(site: SitePackages) -> dict[str, Version]:
 
 
 async def _sweep(
-    services: Services, environment: Environment, warnings: list[str] | None = None
+    services: Services, environment: Environment, warnings: list[str], *, dry_run: bool = False
 ) -> Trash:
     """Delete what an interrupted request left in the environment; return a new trash.
 
     That is the trash's content and the ``.burrow-*`` staging directories and temporary
     files an install writes beside its targets; the caller holds the environment lock, so
-    no other request of any process is writing them.
+    no other request of any process is writing them. First, a change that a killed process
+    left half done is finished (its journal says what), and the warnings say so. A dry run
+    changes nothing: it only says that such a change waits.
     """
-    # First finish a change that a killed process left half done (its journal says what).
-    replayed = await asyncio.to_thread(replay, environment, services.journals)
-    if replayed is not None and warnings is not None:
-        warnings.append(replayed.describe())
     trash = Trash(environment)
+    if dry_run:
+        left = await asyncio.to_thread(pending, environment, services.journals)
+        if left is not None:
+            warnings.append(
+                f"a change that an interrupted process (pid {left.pid}) left half done waits "
+                "to be finished: the next change of this environment finishes it first"
+            )
+        return trash
+    replayed = await asyncio.to_thread(replay, environment, services.journals)
+    if replayed is not None:
+        warnings.append(replayed.describe())
 
     def leftovers() -> list[Path]:
         found = trash.leftovers()
@@ -756,7 +771,7 @@ async def uninstall(
     outcome = Outcome()
     waiting = lambda message: progress(message, force=True)  # noqa: E731
     async with services.environments.hold(environment, waiting):
-        trash = await _sweep(services, environment, outcome.warnings)
+        trash = await _sweep(services, environment, outcome.warnings, dry_run=params.dry_run)
         site = await asyncio.to_thread(scan, environment.site_dirs)
         dists = []
         for name in names:
@@ -780,10 +795,16 @@ async def uninstall(
                 services.journals,
             )
 
+            gone = {id(d) for d in dists}
+
             async def remove_all() -> None:
                 await asyncio.to_thread(journal.begin)
+                # A file that a distribution which stays records too stays with it.
+                kept = await asyncio.to_thread(recorded_by, [d for d in site if id(d) not in gone])
                 for i, (dist, files) in enumerate(zip(dists, records, strict=True), 1):
-                    removal = await asyncio.to_thread(remove_dist, dist, environment, files, trash)
+                    removal = await asyncio.to_thread(
+                        remove_dist, dist, environment, files, trash, keep=kept.__contains__
+                    )
                     note_outside(outcome, dist, removal.outside)
                     progress("uninstalling", i, len(dists))
                 await asyncio.to_thread(journal.end)

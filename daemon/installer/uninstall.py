@@ -16,6 +16,7 @@ import heapq
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -24,7 +25,15 @@ from burrowd.daemon.errors import EnvironmentRefused
 from burrowd.daemon.installer.environment import Environment, remove_environment_tree
 from burrowd.daemon.installer.installed import InstalledDist
 
-__all__ = ["Janitor", "Removal", "Trash", "check_removable", "remove_dist", "remove_recorded"]
+__all__ = [
+    "Janitor",
+    "Removal",
+    "Trash",
+    "check_removable",
+    "recorded_by",
+    "remove_dist",
+    "remove_recorded",
+]
 
 #: Where removed directories wait for deletion, inside the environment's prefix.
 TRASH_DIR: Final = ".burrow-trash"
@@ -104,6 +113,8 @@ def remove_dist(
     env: Environment,
     files: list[str] | None = None,
     trash: Trash | None = None,
+    *,
+    keep: Callable[[str], bool] | None = None,
 ) -> Removal:
     """Remove ``dist`` from ``env``; ``files`` are its recorded paths if already read.
 
@@ -113,7 +124,16 @@ def remove_dist(
     Blocking: the daemon runs it in a worker thread.
     """
     recorded = files if files is not None else check_removable(dist, env)
-    return remove_recorded(dist.path, dist.site, recorded, env, trash)
+    return remove_recorded(dist.path, dist.site, recorded, env, trash, keep=keep)
+
+
+def recorded_by(dists: Iterable[InstalledDist]) -> set[str]:
+    """Return the normalized absolute paths that ``dists`` record (blocking)."""
+    paths: set[str] = set()
+    for dist in dists:
+        for rel, _digest in dist.record_rows() or []:
+            paths.add(os.path.normpath(os.path.join(dist.site, rel)))
+    return paths
 
 
 def remove_recorded(
@@ -122,12 +142,16 @@ def remove_recorded(
     recorded: list[str],
     env: Environment,
     trash: Trash | None = None,
+    *,
+    keep: Callable[[str], bool] | None = None,
 ) -> Removal:
     """Remove the metadata directory ``meta_path`` and the ``recorded`` paths (relative to
     ``site_dir``) from ``env``; what is already gone is passed over.
 
     :func:`remove_dist` for a distribution read from the environment, and the replay of an
-    interrupted change, which knows the paths from its journal.
+    interrupted change, which knows the paths from its journal. A path for which ``keep``
+    (given a normalized absolute path) is true stays: a distribution that stays records it
+    too.
     """
     site = str(site_dir)
     site_prefix = site + os.sep
@@ -141,6 +165,8 @@ def remove_recorded(
         path = site_prefix + rel if plain else os.path.normpath(os.path.join(site, rel))
         if path == meta or path.startswith(meta_prefix):
             continue  # goes with the metadata directory
+        if keep is not None and keep(path):
+            continue
         owned.add(path)
     if trash is None or not trash.take(meta):
         if meta_path.is_dir() and not meta_path.is_symlink():
@@ -281,8 +307,12 @@ class Janitor:
         #: What is being deleted now: a sweep must not hand it out a second time.
         self._deleting: set[Path] = set()
 
-    def discard(self, paths: list[Path]) -> None:
-        """Start deleting ``paths`` (trash items) in a worker thread."""
+    def discard(self, paths: list[Path], remove: Callable[[Path], None] | None = None) -> None:
+        """Start deleting ``paths`` (trash items) in a worker thread.
+
+        ``remove`` deletes one directory tree: by default as in an environment (modes left
+        alone, since files may be hard links into the cache).
+        """
         fresh = [p for p in paths if p not in self._deleting]
         if not fresh:
             return
@@ -291,7 +321,9 @@ class Janitor:
         # 0.85 s for d-large's site-packages (more only contend on the file system).
         workers = max(1, min(len(fresh), os.cpu_count() or 1))
         for share in (fresh[i::workers] for i in range(workers)):
-            task = asyncio.ensure_future(asyncio.to_thread(_delete, share))
+            task = asyncio.ensure_future(
+                asyncio.to_thread(_delete, share, remove or remove_environment_tree)
+            )
             self._tasks.add(task)
 
             def done(t: asyncio.Task[None], share: list[Path] = share) -> None:
@@ -306,11 +338,11 @@ class Janitor:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _delete(paths: list[Path]) -> None:
+def _delete(paths: list[Path], remove: Callable[[Path], None]) -> None:
     trashes: set[Path] = set()
     for path in paths:
         if path.is_dir() and not path.is_symlink():
-            remove_environment_tree(path)
+            remove(path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

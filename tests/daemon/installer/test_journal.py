@@ -10,22 +10,28 @@ the services (the daemon's start), must finish it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
-from burrowd.daemon.errors import EnvironmentRefused
 from burrowd.daemon.installer import journal
+from burrowd.daemon.installer.installed import scan
 from burrowd.daemon.installer.journal import JOURNAL_FILE, Journal
 from burrowd.daemon.installer.uninstall import remove_dist
 from burrowd.daemon.installer.wheel import WheelLayout, install_layout
+from burrowd.daemon.locks import FileLock
 from tests.daemon.installer.harness import (
     Installer,
+    environment,
+    install_wheel,
     open_installer,
     record_mismatches,
     site_packages,
+    snapshot,
 )
 from tests.support.plugin import DistFactory
 
@@ -215,22 +221,81 @@ class TestInterruptedSync:
 
 
 class TestReplayProblems:
-    async def test_a_change_whose_wheel_left_the_cache_is_refused_clearly(
+    async def test_an_install_whose_wheel_left_the_cache_is_left_out(
         self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        alpha = big(dist_factory, "alpha", "1.0")
         monkeypatch.setattr(LINK, link_half_of("alpha"))
         with pytest.raises(Killed):
-            await installer.sync(big(dist_factory, "alpha", "1.0"))
+            await installer.sync(alpha)
         monkeypatch.undo()
         archive = Path(journal_of(installer.venv).installs[0].archive)
         (archive / ".burrow-archive").unlink()  # no longer a whole cache entry
-        with pytest.raises(EnvironmentRefused) as refused:
-            await installer.sync(big(dist_factory, "beta", "1.0"))
-        message = refused.value.message
-        assert "cannot be finished" in message
-        assert "alpha 1.0" in message
-        assert "no longer in the cache" in message
-        assert (installer.venv / JOURNAL_FILE).exists()  # kept for the next attempt
+        # The environment is not stuck: the change is finished without it, and says so.
+        result = await installer.sync(alpha, big(dist_factory, "beta", "1.0"))
+        assert any(
+            "left out alpha 1.0: its unpacked wheel is no longer in the cache" in w
+            for w in result.warnings
+        ), result.warnings
+        assert not (installer.venv / JOURNAL_FILE).exists()
+        # The sync that wants alpha installs it whole (over what the killed run linked).
+        assert dist_infos(installer.venv) == {"alpha": "1.0", "beta": "1.0"}
+        assert owned_everywhere(installer.venv) == []
+
+    async def test_a_project_another_tool_changed_meanwhile_is_left_alone(
+        self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        old, new = big(dist_factory, "alpha", "1.0"), big(dist_factory, "alpha", "2.0")
+        await installer.sync(old)
+        real = remove_dist
+
+        def killed_before_removing(*args: Any, **kwargs: Any) -> Any:
+            raise Killed("killed before the removal")
+
+        monkeypatch.setattr("burrowd.daemon.installer.apply.remove_dist", killed_before_removing)
+        with pytest.raises(Killed):
+            await installer.sync(new)
+        monkeypatch.undo()
+        assert real is remove_dist
+        # Another tool (uv, pip) upgrades alpha by itself, not knowing the journal...
+        env = await environment(installer.services.cache, installer.venv)
+        for dist in scan(env.site_dirs).get(canonicalize_name("alpha")):
+            remove_dist(dist, env)
+        install_wheel(installer.services.cache, env, big(dist_factory, "alpha", "3.0"))
+        # ...then burrow replays the journal: 1.0's paths are 3.0's now, and 2.0 is not
+        # wanted over 3.0. Nothing of 3.0 is lost.
+        result = await installer.uninstall("not-installed")  # any change replays first
+        assert any(
+            "left out alpha 2.0: alpha 3.0 was installed meanwhile" in w for w in result.warnings
+        ), result.warnings
+        assert dist_infos(installer.venv) == {"alpha": "3.0"}
+        assert owned_everywhere(installer.venv) == []  # every file of 3.0 is there
+
+    async def test_a_file_two_distributions_record_stays_with_the_one_that_stays(
+        self, installer: Installer, dist_factory: DistFactory
+    ) -> None:
+        shared = {"ns/__init__.py": b"# shared\n"}
+        bee = dist_factory.wheel("bee", "1.0", files={**shared, "ns/bee.py": b"B = 1\n"})
+        wasp = dist_factory.wheel("wasp", "1.0", files={**shared, "ns/wasp.py": b"W = 1\n"})
+        await installer.sync(bee, wasp)
+        await installer.uninstall("wasp")
+        assert dist_infos(installer.venv) == {"bee": "1.0"}
+        assert owned_everywhere(installer.venv) == []
+        await installer.sync(bee)
+        assert owned_everywhere(installer.venv) == []
+
+    async def test_a_dry_run_says_a_change_waits_and_changes_nothing(
+        self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        alpha = big(dist_factory, "alpha", "1.0")
+        monkeypatch.setattr(LINK, link_half_of("alpha"))
+        with pytest.raises(Killed):
+            await installer.sync(alpha)
+        monkeypatch.undo()
+        before = snapshot(installer.venv)
+        result = await installer.sync(alpha, dry_run=True)
+        assert any("waits to be finished" in w for w in result.warnings), result.warnings
+        assert snapshot(installer.venv) == before
 
     async def test_an_unreadable_journal_is_set_aside(
         self, installer: Installer, dist_factory: DistFactory, caplog: pytest.LogCaptureFixture
@@ -251,3 +316,37 @@ class TestReplayProblems:
         await installer.uninstall("alpha")
         assert not (installer.venv / JOURNAL_FILE).exists()
         assert os.listdir(installer.services.journals.root) == []
+
+
+class TestStart:
+    async def test_a_start_never_waits_for_a_busy_environment(
+        self, tmp_path: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with open_installer(tmp_path) as first:
+            monkeypatch.setattr(LINK, link_half_of("alpha"))
+            with pytest.raises(Killed):
+                await first.sync(big(dist_factory, "alpha", "1.0"))
+            monkeypatch.undo()
+            venv = first.venv
+        # Another process (uv, a --no-daemon client) holds the environment now.
+        other = FileLock(venv / ".lock", "the environment")
+        assert other.try_acquire()
+        try:
+            started = time.monotonic()
+            async with open_installer(tmp_path / "again", state=tmp_path / "state") as second:
+                assert time.monotonic() - started < 30  # not the 300 s lock timeout
+                assert (venv / JOURNAL_FILE).exists()  # left for whoever holds the lock
+                assert list(second.services.errors) == []
+        finally:
+            other.release()
+
+    async def test_a_broken_registry_entry_does_not_stop_a_start(self, tmp_path: Path) -> None:
+        registry = tmp_path / "state" / "burrowd" / "journals"
+        registry.mkdir(parents=True)
+        not_a_dir = tmp_path / "a-file"
+        not_a_dir.write_text("")
+        (registry / ("0" * 24)).write_bytes(os.fsencode(not_a_dir))
+        (registry / ("1" * 24)).write_bytes(os.fsencode(tmp_path / "gone"))
+        async with open_installer(tmp_path / "w", state=tmp_path / "state") as inst:
+            assert list(inst.services.errors) == []
+        assert os.listdir(registry) == []  # forgotten: no journal is there
