@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from burrowd.daemon.builder.builder import Builder
 from burrowd.daemon.cache.maintenance import SizeMeter
-from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.cache.store import Cache, remove_tree
 from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import IndexClient
@@ -163,7 +163,9 @@ async def _interpreters(services: Services) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def _janitor(services: Services) -> AsyncIterator[None]:
     # What killed processes left half written in the cache's temp directory goes first.
-    services.janitor.discard(await asyncio.to_thread(services.cache.stale_temps))
+    services.janitor.discard(
+        await asyncio.to_thread(services.cache.claim_stale_temps), remove=remove_tree
+    )
     try:
         yield
     finally:

@@ -164,6 +164,27 @@ class Cache:
             fd, name = tempfile.mkstemp(prefix=_owned(prefix), suffix=suffix, dir=self.tmp)
         return fd, Path(name)
 
+    def claim_stale_temps(self) -> list[Path]:
+        """Return :meth:`stale_temps`, judged while no operation of any process runs.
+
+        The root lock is tried exclusively, without waiting: every writer of temporary
+        entries holds it shared, so a process whose pid this one cannot see (another pid
+        namespace, another host on a shared home) is never caught mid-write. Busy: nothing
+        is returned, and the next start tries again. Blocking.
+        """
+        if not self.tmp.is_dir():
+            return []
+        lock = self.root_lock(shared=False)
+        try:
+            if not lock.try_acquire():
+                return []
+        except OSError:
+            return []
+        try:
+            return self.stale_temps()
+        finally:
+            lock.release()
+
     def stale_temps(self, now: float | None = None) -> list[Path]:
         """Return the temporary entries that nobody will finish (blocking).
 

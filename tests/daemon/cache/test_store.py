@@ -291,3 +291,18 @@ class TestStaleTemps:
         finally:
             child.kill()
             child.wait()
+
+    def test_nothing_is_claimed_while_an_operation_runs(self, tmp_path: Path) -> None:
+        # Another process's operation (perhaps in a pid namespace this one cannot see)
+        # holds the root lock shared: its temp entries may be live whatever their pid says.
+        cache = Cache(tmp_path / "cache")
+        cache.ensure()
+        gone = cache.tmp / "unpack-999999999~x"  # no such pid
+        gone.mkdir()
+        other = cache.root_lock(shared=True)
+        assert other.try_acquire()
+        try:
+            assert cache.claim_stale_temps() == []
+        finally:
+            other.release()
+        assert cache.claim_stale_temps() == [gone]
