@@ -106,10 +106,10 @@ class _HookFailed(Exception):
 #: kill -9 of the daemon would leave the backend building into a deleted temp directory),
 #: then become the hook. No ``preexec_fn``: it is not safe in a process with threads.
 _DIE_WITH_PARENT: Final = (
-    "import os, signal, sys\n"
+    "import os, sys\n"
     "try:\n"
     "    import ctypes\n"
-    "    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
     "except Exception:\n"
     "    pass  # no ctypes in this interpreter: the hook runs as it would have\n"
     "if os.getppid() != int(sys.argv[1]):\n"
@@ -122,7 +122,9 @@ def _dies_with_parent(cmd: Sequence[str]) -> list[str]:
     """Return ``cmd`` started so that it ends with this process (Linux; as is elsewhere)."""
     if sys.platform != "linux":
         return list(cmd)
-    return [cmd[0], "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
+    # -I -S: the project's own modules (a ``signal.py``, a ``ctypes.py`` in the source tree,
+    # the working directory) must not be imported here.
+    return [cmd[0], "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
 
 
 def _runner(log: BuildLog, environ: Mapping[str, str], timeout: float) -> Any:
