@@ -27,6 +27,7 @@ from burrowd.daemon.installer.environment import EnvironmentLocks
 from burrowd.daemon.installer.journal import Registry, replay_interrupted
 from burrowd.daemon.installer.uninstall import Janitor
 from burrowd.daemon.interpreters import Interpreters
+from burrowd.daemon.resolver.memo import ResolutionMemo
 from burrowd.daemon.scheduler import Foreground, Limits, OnceMap
 from burrowd.protocol.messages import ErrorInfo
 
@@ -75,6 +76,8 @@ class Services:
     )
     #: The watches and their warming; only a daemon has them (not ``--no-daemon``).
     warmer: Warmer | None = None
+    #: The last resolutions, reused while their inputs and pages are unchanged.
+    resolutions: ResolutionMemo[Any, Any] = field(default_factory=ResolutionMemo)
 
     def __post_init__(self) -> None:
         self.cache = Cache(self.config.cache_dir, lock_timeout=self.config.lock_timeout)

@@ -294,6 +294,11 @@ class IndexClient:
             fresh.record(location, name, "memory" if joining else "disk")
             return entry.page
 
+    def remembered(self, location: str, name: str) -> tuple[bool, ProjectPage | None]:
+        """Return whether memory holds the page of ``name`` on ``location``, and the page."""
+        entry = self._pages.get((location, name))
+        return (entry is not None, entry.page if entry is not None else None)
+
     def page_expiry(self, location: str, name: str) -> tuple[float, float] | None:
         """Return when the page in memory was stored and when it expires (wall clock).
 

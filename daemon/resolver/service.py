@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import hashlib
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from burrowd.daemon.builder.source import SourceKind, direct_source, sdist_sourc
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
 from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT
 from burrowd.daemon.index.http import redact
+from burrowd.daemon.index.models import ProjectPage
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
 from burrowd.daemon.inputs.model import Origin, RequirementEntry, fold_format_control
 from burrowd.daemon.inputs.pyproject import project_name, read_pyproject
@@ -38,6 +40,7 @@ from burrowd.daemon.inputs.requirements_txt import logical_lines, parse_requirem
 from burrowd.daemon.interpreters import Target
 from burrowd.daemon.prefetch import Located, command_line_entries, direct_key, pinned_version
 from burrowd.daemon.requests import PackageRequest, merge_index_options, prepare
+from burrowd.daemon.resolver.memo import Memo
 from burrowd.daemon.resolver.output import OutputOptions, format_resolution
 from burrowd.daemon.resolver.provider import (
     PrereleaseMode,
@@ -300,12 +303,14 @@ async def resolve_pins(
     *,
     installed: Mapping[str, Version] | None = None,
     target: Target | None = None,
+    memo: bool = False,
 ) -> Resolved:
     """Read the inputs of ``params`` and resolve them; the caller holds the cache lock.
 
     ``installed`` are versions an environment already has: kept whenever the resolution
     allows, unless upgrading (``install`` keeps what is installed, as pip and uv do).
-    ``target`` is the environment's own target when one is known.
+    ``target`` is the environment's own target when one is known. With ``memo``, the last
+    resolution of the same inputs is reused while the pages it used are unchanged.
     """
     cwd = Path(params.env.cwd)
     output = (cwd / params.output_file) if params.output_file else None
@@ -340,6 +345,19 @@ async def resolve_pins(
         no_binary=frozenset(no_binary),
         no_build=params.build.no_build,
     )
+    key = _memo_key(params, inputs, request, options) if memo else None
+    if key is not None:
+        fresh = request.fresh
+
+        async def read_page(location: str, name: str) -> ProjectPage | None:
+            return await services.index.page(location, name, fresh)
+
+        hit = await services.resolutions.get(key, read_page)
+        if hit is not None:
+            kept: Resolved = hit.value
+            return dataclasses.replace(
+                kept, request=request, index=index, inputs=inputs, warnings=input_warnings
+            )
     # Built in a worker: it reads local project directories (pyproject.toml, PKG-INFO)
     # and parses every requirement's markers and specifiers, none of it loop work.
     provider = await asyncio.to_thread(
@@ -355,7 +373,47 @@ async def resolve_pins(
         builder=services.builder,
     )
     resolution = await run_resolver(provider)
-    return Resolved(request, index, inputs, provider, resolution, input_warnings)
+    resolved = Resolved(request, index, inputs, provider, resolution, input_warnings)
+    if key is not None and all(p.location != DIRECT for p in resolution.pins.values()):
+        used = {k: services.index.remembered(*k) for k in request.fresh.pages}
+        if all(held for held, _page in used.values()):
+            services.resolutions.put(key, Memo(resolved, {k: v for k, (_h, v) in used.items()}))
+    return resolved
+
+
+def _memo_key(
+    params: m.ResolveParams, inputs: _Inputs, request: PackageRequest, options: ResolveOptions
+) -> bytes | None:
+    """Return a digest of everything that decides a resolution, or ``None`` not to keep it.
+
+    Not kept: direct references and find-links (no page vouches for them), and requests
+    that ask for fresh data (``--refresh``, ``--upgrade``).
+    """
+    fresh = request.fresh
+    if fresh.refresh_all or fresh.refresh_packages or params.upgrade or params.upgrade_packages:
+        return None
+    if request.settings.find_links:
+        return None
+    entries = [*inputs.requirements, *inputs.constraints, *inputs.overrides]
+    if any(e.requirement.url or e.path is not None or e.editable for e in entries):
+        return None
+    h = hashlib.blake2b(digest_size=20)
+    for part in (
+        entries,
+        inputs.options,
+        options,
+        request.settings,
+        request.target,
+        request.build,
+        # The provider is reused too (hashes are computed through it): offline stays offline.
+        fresh.offline,
+        params.no_deps,
+        params.python,
+        params.build,
+    ):
+        h.update(repr(part).encode())
+        h.update(b"\0")
+    return h.digest()
 
 
 async def resolve(
@@ -366,7 +424,7 @@ async def resolve(
     cwd = Path(params.env.cwd)
     output = (cwd / params.output_file) if params.output_file else None
     async with services.cache.operation():
-        resolved = await resolve_pins(services, params, progress)
+        resolved = await resolve_pins(services, params, progress, memo=True)
         request, index, provider, resolution = (
             resolved.request,
             resolved.index,
