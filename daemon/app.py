@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopping daemon waits for requests in flight before cancelling them.
 SHUTDOWN_GRACE = 30.0
+#: Seconds after start-up before the HTTP client is loaded, unless a request loaded it.
+PRELOAD_DELAY = 0.1
 SD_LISTEN_FDS_START = 3
 #: Allocations between two young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 10_000
@@ -344,6 +346,11 @@ class Daemon:
                 )
                 sd_notify(f"READY=1\nMAINPID={os.getpid()}")
                 self.on_ready()
+                # Ready before the HTTP client is loaded (about 115 ms, on this thread): a
+                # first ``status`` is answered before it, a first compile loads it itself.
+                preload = asyncio.get_running_loop().call_later(
+                    PRELOAD_DELAY, self.services.http.preload
+                )
                 watchdog = asyncio.create_task(self._watchdog())
                 warm = asyncio.create_task(self._warm_interpreter())
                 warmer = self.services.warmer
@@ -352,6 +359,7 @@ class Daemon:
                     await warmer.start()
                     await self._stop.wait()
                 finally:
+                    preload.cancel()
                     watchdog.cancel()
                     warm.cancel()
                     await asyncio.gather(watchdog, warm, return_exceptions=True)

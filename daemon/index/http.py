@@ -17,22 +17,55 @@ import asyncio
 import contextlib
 import email.utils
 import errno
+import importlib.util
 import logging
 import netrc
 import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, NoReturn, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import aiohttp
-from multidict import CIMultiDict
-from yarl import URL
+if TYPE_CHECKING:
+    import aiohttp
 
 from burrowd.daemon.errors import NetworkError
 from burrowd.daemon.scheduler import Limits
+
+
+def _lazy(name: str) -> ModuleType:
+    """Return module ``name``, executed on its first attribute access, not now.
+
+    aiohttp costs about 115 ms to import (its connector builds TLS contexts, loading the
+    CA bundle): the daemon answers ``status`` before that, and :meth:`Http.preload` loads it
+    on the event loop's thread right after start-up (a lazy module must be loaded by one
+    thread: Python 3.11's ``LazyLoader`` is not thread-safe).
+    """
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"No module named {name!r}")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    import multidict
+    import yarl
+else:
+    aiohttp = _lazy("aiohttp")
+    multidict = _lazy("multidict")
+    yarl = _lazy("yarl")
 
 __all__ = [
     "Http",
@@ -308,15 +341,21 @@ class Http:
         self.retries = 0
 
     async def open(self) -> None:
+        """Nothing yet: the session is made on first use (aiohttp loads then, or at
+        :meth:`preload`)."""
+
+    def preload(self) -> None:
+        """Load aiohttp now (on the event loop's thread), before a request needs it."""
+        _ = aiohttp.ClientSession
+
+    def _open(self) -> aiohttp.ClientSession:
         """Create the session (inside the running event loop)."""
-        if self._session is not None:
-            return
         # ssl=True: aiohttp's own verified default context, built when it is imported;
         # a second one would load the CA bundle again (tens of ms of daemon start-up).
         connector = aiohttp.TCPConnector(
             limit=128, limit_per_host=64, ttl_dns_cache=300, ssl=True, enable_cleanup_closed=False
         )
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
                 total=None,
@@ -337,9 +376,9 @@ class Http:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """Return the open session."""
+        """Return the session, made on first use."""
         if self._session is None:
-            raise RuntimeError("Http.open() was not called")
+            self._session = self._open()
         return self._session
 
     # -- credentials ------------------------------------------------------------------------
@@ -351,7 +390,7 @@ class Http:
             self._credentials[_origin(clean)] = creds
         return clean
 
-    def _authorized(self, url: str) -> str | URL:
+    def _authorized(self, url: str) -> str | yarl.URL:
         """Return ``url`` carrying the credentials of its host, if it has any.
 
         aiohttp moves URL credentials into an ``Authorization`` header. They are not passed as
@@ -364,7 +403,7 @@ class Http:
             creds = self._from_netrc(urlsplit(url).hostname or "")
         if creds is None:
             return url
-        return URL(url).with_user(creds[0]).with_password(creds[1])
+        return yarl.URL(url).with_user(creds[0]).with_password(creds[1])
 
     def _from_netrc(self, host: str) -> tuple[str, str] | None:
         if self._netrc is False:
@@ -443,7 +482,8 @@ class Http:
                             self._refuse(url, resp)
                         body = await resp.read()
                         # Case-insensitive, as HTTP header names are ("Etag" or "etag").
-                        return Reply(resp.status, CIMultiDict(resp.headers), body, str(resp.url))
+                        got = multidict.CIMultiDict(resp.headers)
+                        return Reply(resp.status, got, body, str(resp.url))
                 except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                     raise _classify(url, exc, self.policy.timeout) from exc
 
