@@ -110,6 +110,12 @@ def link_half_of(name: str) -> Callable[..., Any]:
     return partial
 
 
+def stop_after_first(*args: Any, **kwargs: Any) -> Any:
+    """A ``remove_dist`` that removes one distribution, then is "killed"."""
+    remove_dist(*args, **kwargs)
+    raise Killed("killed after the first removal")
+
+
 def journal_of(venv: Path) -> Journal:
     got = journal.read(venv / JOURNAL_FILE)
     assert got is not None
@@ -150,12 +156,6 @@ class TestInterruptedSync:
         self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         await installer.sync(big(dist_factory, "alpha", "1.0"), big(dist_factory, "beta", "1.0"))
-        real = remove_dist
-
-        def stop_after_first(*args: Any, **kwargs: Any) -> Any:
-            real(*args, **kwargs)
-            raise Killed("killed after the first removal")
-
         monkeypatch.setattr("burrowd.daemon.installer.apply.remove_dist", stop_after_first)
         with pytest.raises(Killed):
             await installer.sync(big(dist_factory, "gamma", "1.0"))
@@ -205,12 +205,6 @@ class TestInterruptedSync:
         self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         await installer.sync(big(dist_factory, "alpha", "1.0"), big(dist_factory, "beta", "1.0"))
-        real = remove_dist
-
-        def stop_after_first(*args: Any, **kwargs: Any) -> Any:
-            real(*args, **kwargs)
-            raise Killed("killed after the first removal")
-
         monkeypatch.setattr("burrowd.daemon.installer.service.remove_dist", stop_after_first)
         with pytest.raises(Killed):
             await installer.uninstall("alpha", "beta")
