@@ -129,38 +129,49 @@ async def _central_directory(remote: _Remote) -> tuple[int, bytes]:
     return cd_offset, await remote.read(cd_offset, cd_offset + cd_size)
 
 
-def _entries(cd: bytes, filename: str) -> list[_Entry]:
-    out: list[_Entry] = []
+_CDH_HEADER: Final = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_CDH_LENGTHS: Final = struct.Struct("<HHH")  # name, extra and comment lengths, at 28
+_CDH_OFFSET: Final = struct.Struct("<I")  # the local header's offset, at 42
+_DIST_INFO: Final = b".dist-info/"
+
+
+def _entries(cd: bytes, filename: str) -> tuple[list[_Entry], list[int]]:
+    """Return the central directory's ``.dist-info`` members, and every member's offset.
+
+    Only the members of metadata directories are decoded whole: a large wheel lists
+    thousands of files, and this runs on the event loop for every candidate wheel.
+    """
+    found: list[_Entry] = []
+    offsets: list[int] = []
+    lengths = _CDH_LENGTHS.unpack_from
+    local = _CDH_OFFSET.unpack_from
     pos = 0
-    while pos + 46 <= len(cd):
-        if cd[pos : pos + 4] != _CDH:
+    end = len(cd)
+    while pos + 46 <= end:
+        if not cd.startswith(_CDH, pos):
             raise _bad(filename, "bad central directory header")
-        (
-            _sig,
-            _made,
-            _need,
-            _flags,
-            method,
-            _t,
-            _d,
-            crc,
-            csize,
-            usize,
-            nlen,
-            xlen,
-            clen,
-            _disk,
-            _iattr,
-            _eattr,
-            offset,
-        ) = struct.unpack_from("<4sHHHHHHIIIHHHHHII", cd, pos)
-        name = cd[pos + 46 : pos + 46 + nlen].decode("utf-8", "replace")
+        nlen, xlen, clen = lengths(cd, pos + 28)
+        name_at = pos + 46
+        (offset,) = local(cd, pos + 42)
+        if offset == 0xFFFFFFFF or cd.find(_DIST_INFO, name_at, name_at + nlen) != -1:
+            entry = _entry(cd, pos, nlen, xlen)
+            offset = entry.offset
+            if cd.find(_DIST_INFO, name_at, name_at + nlen) != -1:
+                found.append(entry)
+        offsets.append(offset)
+        pos = name_at + nlen + xlen + clen
+    return found, offsets
+
+
+def _entry(cd: bytes, pos: int, nlen: int, xlen: int) -> _Entry:
+    """Decode the central directory header at ``pos`` whole."""
+    fields = _CDH_HEADER.unpack_from(cd, pos)
+    method, crc, csize, usize, offset = fields[4], fields[7], fields[8], fields[9], fields[16]
+    name = cd[pos + 46 : pos + 46 + nlen].decode("utf-8", "replace")
+    if 0xFFFFFFFF in (csize, usize, offset):
         extra = cd[pos + 46 + nlen : pos + 46 + nlen + xlen]
-        if 0xFFFFFFFF in (csize, usize, offset):
-            usize, csize, offset = _zip64_extra(extra, usize, csize, offset)
-        out.append(_Entry(name, method, crc, csize, usize, offset))
-        pos += 46 + nlen + xlen + clen
-    return out
+        usize, csize, offset = _zip64_extra(extra, usize, csize, offset)
+    return _Entry(name, method, crc, csize, usize, offset)
 
 
 def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int, int]:
@@ -198,14 +209,14 @@ async def fetch_metadata(fetch: RangeFetch, filename: str) -> bytes | FullBody:
     if full is not None:
         return full
     cd_offset, cd = await _central_directory(remote)
-    entries = _entries(cd, filename)
+    entries, offsets = _entries(cd, filename)
     dist_info = find_dist_info([e.name for e in entries], filename)
     wanted = f"{dist_info}/METADATA"
     entry = next((e for e in entries if e.name == wanted), None)
     if entry is None:
         raise InvalidDistribution(filename, f"{wanted} is missing")
     # The member's bytes end where the next member (or the central directory) begins.
-    later = [e.offset for e in entries if e.offset > entry.offset]
+    later = [o for o in offsets if o > entry.offset]
     end = min(later) if later else cd_offset
     end = max(end, entry.offset + 30 + len(wanted) + entry.compressed)
     block = await remote.read(entry.offset, min(end, remote.size))
