@@ -36,7 +36,9 @@ class _InProcessConnection(Connection):
 async def _serve(request: bytes, on_message: Callable[[bytes], None]) -> bytes:
     config = Config.from_env()
     rpc = RpcServer({})
-    services = Services(config=config, rpc=rpc, socket_path=config.socket_path)
+    services = Services(
+        config=config, rpc=rpc, socket_path=config.socket_path, replay_at_start=False
+    )
     rpc.handlers = Handlers(services).table()
     done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 

@@ -78,6 +78,9 @@ class Services:
     warmer: Warmer | None = None
     #: The last resolutions, reused while their inputs and pages are unchanged.
     resolutions: ResolutionMemo[Any, Any] = field(default_factory=ResolutionMemo)
+    #: Finish, at start, the changes killed processes left in any environment (a daemon);
+    #: a ``--no-daemon`` command finishes only its own environment's, when it changes it.
+    replay_at_start: bool = True
 
     def __post_init__(self) -> None:
         self.cache = Cache(self.config.cache_dir, lock_timeout=self.config.lock_timeout)
@@ -181,8 +184,9 @@ async def _janitor(services: Services) -> AsyncIterator[None]:
 async def _journals(services: Services) -> AsyncIterator[None]:
     # Before the first request: an environment a killed daemon left half changed is whole
     # again before anybody reads it.
-    for prefix, exc in await replay_interrupted(services.journals, services.environments):
-        services.record_error(f"finishing the change of {prefix}", int(exc.code), exc.message)
+    if services.replay_at_start:
+        for prefix, exc in await replay_interrupted(services.journals, services.environments):
+            services.record_error(f"finishing the change of {prefix}", int(exc.code), exc.message)
     yield
 
 

@@ -345,7 +345,11 @@ class Installer:
 
 @contextlib.asynccontextmanager
 async def open_installer(
-    root: Path, index: FakeIndex | None = None, *, state: Path | None = None
+    root: Path,
+    index: FakeIndex | None = None,
+    *,
+    state: Path | None = None,
+    replay_at_start: bool = True,
 ) -> AsyncIterator[Installer]:
     """Open the services on ``root / "cache"`` with a fresh venv at ``root / "venv"``.
 
@@ -362,7 +366,12 @@ async def open_installer(
             "BURROW_LOCK_TIMEOUT": "10",
         }
     )
-    services = Services(config=config, rpc=RpcServer({}), socket_path=config.socket_path)
+    services = Services(
+        config=config,
+        rpc=RpcServer({}),
+        socket_path=config.socket_path,
+        replay_at_start=replay_at_start,
+    )
     cwd = root / "project"
     cwd.mkdir(parents=True, exist_ok=True)
     venv = make_venv(root / "venv")

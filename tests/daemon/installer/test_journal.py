@@ -334,6 +334,22 @@ class TestStart:
         finally:
             other.release()
 
+    async def test_a_no_daemon_command_leaves_other_environments_alone(
+        self, tmp_path: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with open_installer(tmp_path) as first:
+            monkeypatch.setattr(LINK, link_half_of("alpha"))
+            with pytest.raises(Killed):
+                await first.sync(big(dist_factory, "alpha", "1.0"))
+            monkeypatch.undo()
+            venv = first.venv
+        # ``--no-daemon`` runs the services for one command: it finishes only the changes
+        # of the environment it changes, when it changes it.
+        async with open_installer(
+            tmp_path / "again", state=tmp_path / "state", replay_at_start=False
+        ):
+            assert (venv / JOURNAL_FILE).exists()
+
     async def test_a_broken_registry_entry_does_not_stop_a_start(self, tmp_path: Path) -> None:
         registry = tmp_path / "state" / "burrowd" / "journals"
         registry.mkdir(parents=True)
