@@ -312,16 +312,23 @@ class TestReplayProblems:
         assert os.listdir(installer.services.journals.root) == []
 
 
+async def killed_install(
+    root: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Install alpha into a venv under ``root`` and "kill" it halfway; return the venv."""
+    async with open_installer(root) as first:
+        monkeypatch.setattr(LINK, link_half_of("alpha"))
+        with pytest.raises(Killed):
+            await first.sync(big(dist_factory, "alpha", "1.0"))
+        monkeypatch.undo()
+        return first.venv
+
+
 class TestStart:
     async def test_a_start_never_waits_for_a_busy_environment(
         self, tmp_path: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        async with open_installer(tmp_path) as first:
-            monkeypatch.setattr(LINK, link_half_of("alpha"))
-            with pytest.raises(Killed):
-                await first.sync(big(dist_factory, "alpha", "1.0"))
-            monkeypatch.undo()
-            venv = first.venv
+        venv = await killed_install(tmp_path, dist_factory, monkeypatch)
         # Another process (uv, a --no-daemon client) holds the environment now.
         other = FileLock(venv / ".lock", "the environment")
         assert other.try_acquire()
@@ -337,12 +344,7 @@ class TestStart:
     async def test_a_no_daemon_command_leaves_other_environments_alone(
         self, tmp_path: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        async with open_installer(tmp_path) as first:
-            monkeypatch.setattr(LINK, link_half_of("alpha"))
-            with pytest.raises(Killed):
-                await first.sync(big(dist_factory, "alpha", "1.0"))
-            monkeypatch.undo()
-            venv = first.venv
+        venv = await killed_install(tmp_path, dist_factory, monkeypatch)
         # ``--no-daemon`` runs the services for one command: it finishes only the changes
         # of the environment it changes, when it changes it.
         async with open_installer(
