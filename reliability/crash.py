@@ -92,6 +92,14 @@ class CrashStats:
             self.failed[check] += 1
         self.findings += [Finding(self.scenario, iteration, phase, check, p) for p in problems]
 
+    def repaired(self, iteration: int, phase: str, problems: list[str]) -> None:
+        """Record how the repair request after one kill went (``problems``: none if well)."""
+        self.add(iteration, phase, "repair", problems)
+        if problems:
+            self.repairs_failed += 1
+        else:
+            self.repairs_ok += 1
+
     def failures(self, check: str) -> list[Finding]:
         """Return the findings of one check."""
         return [f for f in self.findings if f.check == check]
@@ -284,15 +292,9 @@ def crash_sync(w: World, rng: random.Random, budget: Budget, log: Log) -> CrashS
         stats.add(i, kill.phase, "environment", checks.check_environment(site, sets.OLD, sets.NEW))
         done = w.cli("sync", new_txt, "-p", venv, "-i", w.index_url, "-q")
         if done.returncode != 0:
-            stats.repairs_failed += 1
-            stats.add(i, kill.phase, "repair", [f"burrow sync failed: {done.stderr.strip()}"])
+            stats.repaired(i, kill.phase, [f"burrow sync failed: {done.stderr.strip()}"])
             continue
-        after = checks.check_environment(site, sets.NEW)
-        stats.add(i, kill.phase, "repair", after)
-        if after:
-            stats.repairs_failed += 1
-        else:
-            stats.repairs_ok += 1
+        stats.repaired(i, kill.phase, checks.check_environment(site, sets.NEW))
         stats.add(i, kill.phase, "cache", checks.check_cache(w.env.cache))
         stats.add(i, kill.phase, "temp", _leftovers(debris & checks.temp_entries(w.env.cache)))
         if stats.iterations % 10 == 0:
@@ -341,19 +343,14 @@ def crash_fill(w: World, rng: random.Random, budget: Budget, log: Log) -> CrashS
         stats.add(i, kill.phase, "cache", checks.check_cache(w.env.cache))
         done = w.cli("prefetch", "-r", fill_txt, "-i", w.index_url, "-q")
         if done.returncode != 0:
-            stats.repairs_failed += 1
-            stats.add(i, kill.phase, "repair", [f"burrow prefetch failed: {done.stderr.strip()}"])
+            stats.repaired(i, kill.phase, [f"burrow prefetch failed: {done.stderr.strip()}"])
             continue
         after = checks.check_cache(w.env.cache)
         archives = w.env.cache / "archive-v0"
         count = sum(1 for _ in archives.iterdir()) if archives.is_dir() else 0
         if count < len(every):
             after.append(f"archive-v0 holds {count} archives after the fill, expected {len(every)}")
-        stats.add(i, kill.phase, "repair", after)
-        if after:
-            stats.repairs_failed += 1
-        else:
-            stats.repairs_ok += 1
+        stats.repaired(i, kill.phase, after)
         stats.add(i, kill.phase, "temp", _leftovers(debris & checks.temp_entries(w.env.cache)))
         if stats.iterations % 10 == 0:
             log(f"fill: {stats.iterations} kills, {len(stats.findings)} findings")
@@ -421,11 +418,7 @@ def crash_builds(w: World, rng: random.Random, budget: Budget, log: Log) -> Cras
             after.append(f"burrow prefetch failed: {done.stderr.strip()}")
         elif not checks.built_wheels(w.env.cache, name):
             after.append(f"no built wheel of {name} after the next build")
-        stats.add(i, phase, "repair", after)
-        if after:
-            stats.repairs_failed += 1
-        else:
-            stats.repairs_ok += 1
+        stats.repaired(i, phase, after)
         stats.add(i, phase, "temp", _leftovers(debris & checks.temp_entries(w.env.cache)))
         del kill
     stats.seconds = time.monotonic() - t0
