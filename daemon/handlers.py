@@ -153,8 +153,8 @@ class Handlers:
                     name=q.name,
                     limit=q.limit,
                     running=q.running,
-                    waiting=q.waiting()[0],
-                    waiting_background=q.waiting()[1],
+                    waiting=(waiting := q.waiting())[0],
+                    waiting_background=waiting[1],
                     running_background=q.running_background,
                     background_limit=q.background_limit,
                 )

@@ -153,10 +153,11 @@ def _entries(cd: bytes, filename: str) -> tuple[list[_Entry], list[int]]:
         nlen, xlen, clen = lengths(cd, pos + 28)
         name_at = pos + 46
         (offset,) = local(cd, pos + 42)
-        if offset == 0xFFFFFFFF or cd.find(_DIST_INFO, name_at, name_at + nlen) != -1:
+        metadata = cd.find(_DIST_INFO, name_at, name_at + nlen) != -1
+        if metadata or offset == 0xFFFFFFFF:
             entry = _entry(cd, pos, nlen, xlen)
             offset = entry.offset
-            if cd.find(_DIST_INFO, name_at, name_at + nlen) != -1:
+            if metadata:
                 found.append(entry)
         offsets.append(offset)
         pos = name_at + nlen + xlen + clen
