@@ -606,21 +606,26 @@ class Warmer:
         self, request: PackageRequest, pins: Mapping[str, str]
     ) -> list[tuple[str, str, str]]:
         """Return ``(name, version, reason)`` of each pin that its index marks yanked."""
-        out = []
-        for name, text in sorted(pins.items()):
+
+        async def one(name: str, text: str) -> tuple[str, str, str] | None:
             version = parse_version(text)
             if version is None:
-                continue
+                return None
             try:
                 files = await self.services.index.project_files(
                     request.settings, name, request.fresh
                 )
             except DaemonError:
-                continue
+                return None
             found = self.services.candidates.get(files, request.target).versions.get(version)
-            if found is not None and found.yanked:
-                out.append((name, text, found.yank_reason))
-        return out
+            if found is None or not found.yanked:
+                return None
+            return name, text, found.yank_reason
+
+        # All pages at once (stale ones are revalidated in parallel); the network
+        # semaphore bounds them.
+        got = await asyncio.gather(*(one(n, t) for n, t in sorted(pins.items())))
+        return [y for y in got if y is not None]
 
     # -- keeping pages fresh --------------------------------------------------------------
 
