@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from burrowd.daemon.installer.environment import (
 )
 from burrowd.daemon.installer.installed import DirectUrl, InstalledDist, scan
 from burrowd.daemon.installer.uninstall import recorded_by, remove_recorded
-from burrowd.daemon.installer.wheel import Linker, LinkMode, install_layout, layout
+from burrowd.daemon.installer.wheel import Linker, LinkMode, install_layout, layout, replace_file
 from burrowd.daemon.interpreters import InterpreterInfo
 
 __all__ = [
@@ -131,15 +130,7 @@ def journal_path(env: Environment, registry: Registry | None = None) -> Path:
 
 def write(path: Path, journal: Journal) -> None:
     """Write ``journal`` to ``path`` atomically (blocking)."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_encoder.encode(journal))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(str(path), _encoder.encode(journal), 0o600)
 
 
 def read(path: Path) -> Journal | None:
@@ -315,11 +306,7 @@ class Registry:
     def add(self, prefix: Path) -> None:
         """Note that ``prefix`` has a journal (blocking)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        entry = self._entry(prefix)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.root)
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.fsencode(prefix))
-        os.replace(tmp, entry)
+        replace_file(str(self._entry(prefix)), os.fsencode(prefix), 0o600)
 
     def remove(self, prefix: Path) -> None:
         """Forget the journal of ``prefix`` (blocking)."""

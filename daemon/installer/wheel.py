@@ -51,6 +51,7 @@ __all__ = [
     "install_layout",
     "layout",
     "record_hash",
+    "replace_file",
 ]
 
 LinkMode = Literal["hardlink", "copy", "symlink"]
@@ -517,8 +518,9 @@ class Linker:
         shutil.copymode(src, dest)
 
 
-def _write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write a generated file, replacing whatever is there (a stale file of a crash)."""
+def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write a generated file atomically (a temporary file beside it, then a rename),
+    replacing whatever is there (a stale file of a crash); blocking."""
     fd, tmp = tempfile.mkstemp(prefix=".burrow-", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -583,7 +585,7 @@ def install_layout(
     rows: list[tuple[str, str, str]] = [(p.record, p.hash, p.size) for p in wheel.files]
     for script in wheel.scripts:
         linker.ensure_dir(os.path.dirname(script.dest))
-        _write(script.dest, script.content, _SCRIPT_MODE)
+        replace_file(script.dest, script.content, _SCRIPT_MODE)
         rows.append((script.record, record_hash(script.content), str(len(script.content))))
 
     final = wheel.dist_info_dest
