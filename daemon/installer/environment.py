@@ -271,33 +271,29 @@ class EnvironmentLocks:
     @contextlib.asynccontextmanager
     async def try_hold(self, environment: Environment) -> AsyncIterator[bool]:
         """Hold the environment for the block if nobody holds it now; yield whether held."""
-        key = os.path.realpath(environment.prefix)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        if lock.locked():
-            yield False
-            return
-        async with lock:
-            flock = FileLock(
-                environment.lock_path,
-                f"the environment {environment.prefix}",
-                holder=f"pid {os.getpid()}",
-            )
-            if not flock.try_acquire():
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                flock.release()
+        async with self._held(environment.prefix, environment.lock_path, None) as held:
+            yield held
 
     @contextlib.asynccontextmanager
     async def hold_path(
         self, prefix: Path, lock_path: Path, waiting: Progress
     ) -> AsyncIterator[None]:
         """Hold the environment at ``prefix`` (locked through ``lock_path``) for the block."""
+        async with self._held(prefix, lock_path, waiting):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _held(
+        self, prefix: Path, lock_path: Path, waiting: Progress | None
+    ) -> AsyncIterator[bool]:
+        """Take this daemon's lock, then the ``flock``, waiting (and telling ``waiting``) for
+        each; without ``waiting``, yield ``False`` at once when either is taken."""
         key = os.path.realpath(prefix)
         lock = self._locks.setdefault(key, asyncio.Lock())
         if lock.locked():
+            if waiting is None:
+                yield False
+                return
             waiting(f"waiting for the lock on {prefix}")
         async with lock:
             flock = FileLock(
@@ -315,9 +311,12 @@ class EnvironmentLocks:
                     "check that you may write to it",
                 ) from exc
             if not taken:
+                if waiting is None:
+                    yield False
+                    return
                 waiting(f"waiting for the lock on {prefix} (another process)")
                 await flock.acquire()
             try:
-                yield
+                yield True
             finally:
                 flock.release()
