@@ -8,8 +8,10 @@ caller expects a standard exception, the stdlib base is mixed in (``LockTimeout`
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from burrowd.protocol.errors import ErrorCode, RpcError
 
@@ -276,6 +278,39 @@ class CacheError(DaemonError, OSError):
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
         super().__init__(f"cache error at {path}: {reason}", {"path": str(path), "reason": reason})
+
+
+#: A full file system, or the user's quota: ``errno`` -> what to say.
+NO_SPACE: Final = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+class DiskFull(CacheError):
+    """The file system is full (or the user's quota is) while writing ``path``.
+
+    A :class:`CacheError` (code ``CACHE_ERROR``) whose ``errno`` is the one the write got;
+    the hint says how to go on (for the cache: free space or move it).
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        code: int = errno.ENOSPC,
+        hint: str = "free space or move the cache with BURROW_CACHE_DIR",
+    ) -> None:
+        self.path = path  # type: ignore[assignment]
+        reason = NO_SPACE.get(code, os.strerror(code))
+        where = f" while writing {path}" if path is not None else ""
+        DaemonError.__init__(
+            self,
+            f"{reason}{where}: {hint}",
+            {
+                "path": str(path) if path is not None else None,
+                "reason": reason,
+                "errno": errno.errorcode.get(code, str(code)),
+            },
+        )
+        self.errno = code
+        self.strerror = reason
 
 
 class EnvironmentRefused(DaemonError):

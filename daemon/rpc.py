@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import errno
 import functools
 import logging
 import os
@@ -31,11 +30,12 @@ import struct
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import msgspec
 
-from burrowd.daemon.errors import DaemonError, ShuttingDown
+from burrowd.daemon.errors import NO_SPACE, DaemonError, DiskFull, ShuttingDown
 from burrowd.protocol import jsonrpc
 from burrowd.protocol.errors import ErrorCode, ErrorObject
 from burrowd.protocol.messages import CancelParams, ProgressParams, RequestInfo
@@ -102,23 +102,6 @@ class Framing(enum.Enum):
 
 def _error(code: int, message: str, data: Any = None) -> ErrorObject:
     return ErrorObject(code=code, message=message, data=data)
-
-
-#: A full file system, or the user's quota: ``errno`` -> what to say.
-_NO_SPACE: Final = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-
-
-def _no_space(exc: OSError) -> ErrorObject:
-    code = exc.errno or errno.ENOSPC
-    reason = _NO_SPACE.get(code, os.strerror(code))
-    where = os.fsdecode(exc.filename) if exc.filename else None
-    return _error(
-        ErrorCode.CACHE_ERROR,
-        f"{reason}"
-        + (f" while writing {where}" if where else "")
-        + ": free space on that file system and run the command again",
-        {"path": where, "reason": reason, "errno": errno.errorcode.get(code, str(code))},
-    )
 
 
 def _too_deep() -> ErrorObject:
@@ -892,11 +875,16 @@ class RpcServer:
         except OSError as exc:
             # A full disk met where no layer turned it into its own error: still the user's
             # problem to fix (free space), not a crash of the daemon.
-            if exc.errno not in _NO_SPACE:
+            if exc.errno not in NO_SPACE:
                 reply = self._crashed(ctx, exc)
             else:
                 log.warning("%s %r failed: %s", ctx.method, rid, exc)
-                reply = jsonrpc.ErrorResponse(id=rid, error=_no_space(exc))
+                full = DiskFull(
+                    Path(os.fsdecode(exc.filename)) if exc.filename else None,
+                    exc.errno,
+                    hint="free space on that file system and run the command again",
+                )
+                reply = jsonrpc.ErrorResponse(id=rid, error=full.to_error())
         except Exception as exc:
             reply = self._crashed(ctx, exc)
         self._finish(conn, rid)

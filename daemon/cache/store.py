@@ -12,7 +12,6 @@ raised after the temporary file or directory is removed: nothing half written st
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from burrowd.daemon.cache.layout import CACHEDIR_TAG, Bucket
-from burrowd.daemon.errors import CacheError, DaemonError
+from burrowd.daemon.errors import NO_SPACE, CacheError, DiskFull
 from burrowd.daemon.locks import FileLock
 
 __all__ = ["TMP_DIR", "Cache", "DiskFull", "remove_tree", "writing"]
@@ -34,25 +33,6 @@ log = logging.getLogger(__name__)
 
 TMP_DIR: Final = ".tmp"
 ROOT_LOCK: Final = ".lock"
-_FULL: Final = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-
-
-class DiskFull(CacheError):
-    """The file system of the cache is full (or the user's quota is) while writing ``path``.
-
-    A :class:`CacheError` (code ``CACHE_ERROR``) whose ``errno`` is the one the write got.
-    """
-
-    def __init__(self, path: Path, code: int = errno.ENOSPC) -> None:
-        self.path = path
-        reason = _FULL.get(code, os.strerror(code))
-        DaemonError.__init__(
-            self,
-            f"{reason} while writing {path}: free space or move the cache with BURROW_CACHE_DIR",
-            {"path": str(path), "reason": reason, "errno": errno.errorcode.get(code, str(code))},
-        )
-        self.errno = code
-        self.strerror = reason
 
 
 @contextlib.contextmanager
@@ -66,7 +46,7 @@ def writing(path: Path) -> Iterator[None]:
     except DiskFull:
         raise
     except OSError as exc:
-        if exc.errno not in _FULL:
+        if exc.errno not in NO_SPACE:
             raise
         where = Path(os.fsdecode(exc.filename)) if exc.filename else path
         raise DiskFull(where, exc.errno) from exc
@@ -129,7 +109,7 @@ class Cache:
             if not ignore.exists():
                 self.write_file(ignore, b"*\n", fsync=False)
         except OSError as exc:
-            if exc.errno in _FULL:
+            if exc.errno in NO_SPACE:
                 raise DiskFull(self.root, exc.errno) from exc
             raise CacheError(
                 self.root, f"cannot create the cache directory: {exc.strerror}"
@@ -243,7 +223,7 @@ class Cache:
             if target.is_dir():
                 remove_tree(tmp)
                 return False
-            if exc.errno in _FULL:
+            if exc.errno in NO_SPACE:
                 raise DiskFull(target, exc.errno) from exc
             raise CacheError(target, f"cannot move a new entry into place: {exc.strerror}") from exc
         return True
