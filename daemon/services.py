@@ -83,7 +83,11 @@ class Services:
     replay_at_start: bool = True
 
     def __post_init__(self) -> None:
-        self.cache = Cache(self.config.cache_dir, lock_timeout=self.config.lock_timeout)
+        self.cache = Cache(
+            self.config.cache_dir,
+            lock_timeout=self.config.lock_timeout,
+            unpack_limits=self.config.unpack_limits,
+        )
         self.http = Http(self.limits)
         self.index = IndexClient(self.cache, self.http, self.limits, ttl=self.config.index_ttl)
         self.interpreters = Interpreters(self.cache)

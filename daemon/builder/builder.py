@@ -315,8 +315,7 @@ class Builder:
             revision += "-editable"
         return source, base / revision
 
-    @staticmethod
-    def _static_metadata(source: Source) -> CoreMetadata | None:
+    def _static_metadata(self, source: Source) -> CoreMetadata | None:
         """Return the metadata an sdist states statically (PKG-INFO 2.2), else ``None``."""
         if source.kind not in (SourceKind.REGISTRY, SourceKind.URL, SourceKind.ARCHIVE):
             return None
@@ -324,7 +323,13 @@ class Builder:
         if source.path is None or version is None:
             return None
         try:
-            return sdist_metadata(source.path, source.filename, source.name, version)
+            return sdist_metadata(
+                source.path,
+                source.filename,
+                source.name,
+                version,
+                limits=self.cache.unpack_limits,
+            )
         except BuildRequired:
             return None
 
@@ -712,7 +717,11 @@ async def _tree(cache: Cache, source: Source) -> AsyncIterator[Path]:
     try:
         try:
             tree = await asyncio.to_thread(
-                _unpack_sdist, source.path, source.filename or source.path.name, tmp
+                unpack_sdist,
+                source.path,
+                source.filename or source.path.name,
+                tmp,
+                limits=cache.unpack_limits,
             )
         except InvalidDistribution:
             if source.kind in (SourceKind.REGISTRY, SourceKind.URL):
@@ -729,11 +738,6 @@ def _forget_download(path: Path) -> None:
     path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         path.parent.rmdir()
-
-
-def _unpack_sdist(path: Path, filename: str, dest: Path) -> Path:
-    """Unpack an sdist safely into ``dest``; return its one top-level directory."""
-    return unpack_sdist(path, filename, dest)
 
 
 def _revision_name(sha256: str, editable: bool) -> str:

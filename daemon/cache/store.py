@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from burrowd.daemon.cache.layout import CACHEDIR_TAG, Bucket
+from burrowd.daemon.config import UnpackLimits
 from burrowd.daemon.errors import NO_SPACE, CacheError, DiskFull
 from burrowd.daemon.locks import FileLock
 
@@ -88,9 +89,17 @@ class Cache:
     :param lock_timeout: seconds to wait for a lock before ``LockTimeout``.
     """
 
-    def __init__(self, root: Path, *, lock_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_timeout: float = 300.0,
+        unpack_limits: UnpackLimits | None = None,
+    ) -> None:
         self.root = root
         self.lock_timeout = lock_timeout
+        #: How much a wheel or sdist unpacked into (or for) the cache may hold.
+        self.unpack_limits = unpack_limits or UnpackLimits()
         self._ensured = False
 
     # -- layout -----------------------------------------------------------------------------

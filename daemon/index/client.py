@@ -604,7 +604,9 @@ class IndexClient:
         """Read the static metadata of an sdist (downloaded to a temporary file)."""
         if is_local(file.url):
             path = local_path(file.url)
-            return await asyncio.to_thread(sdist_metadata, path, file.filename, name, version)
+            return await asyncio.to_thread(
+                sdist_metadata, path, file.filename, name, version, limits=self.cache.unpack_limits
+            )
         suffix = ".zip" if file.filename.endswith(".zip") else ".tar.gz"
         fd, tmp = self.cache.temp_file(prefix="sdist-", suffix=suffix)
         os.close(fd)
@@ -613,7 +615,9 @@ class IndexClient:
                 file.url, tmp, _algorithms(file, None), None, file=file
             )
             _verify(file, hashes, None)
-            return await asyncio.to_thread(sdist_metadata, tmp, file.filename, name, version)
+            return await asyncio.to_thread(
+                sdist_metadata, tmp, file.filename, name, version, limits=self.cache.unpack_limits
+            )
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -851,7 +855,9 @@ class IndexClient:
     def _unpack(self, wheel: Path, filename: str, sha256: str) -> Path:
         """Unpack ``wheel`` into the archive (blocking); a full disk is a :class:`DiskFull`."""
         with writing(self.cache.path(Bucket.ARCHIVE, sha256)):
-            return unpack_wheel(self.cache, wheel, filename=filename, sha256=sha256)
+            return unpack_wheel(
+                self.cache, wheel, filename=filename, sha256=sha256, limits=self.cache.unpack_limits
+            )
 
     async def _stream_to(
         self,
