@@ -8,7 +8,8 @@ in parallel; local indexes by mtime), and compared with the page the resolution 
 page that differs, and the request resolves as usual.
 
 The caller decides what may be kept: only resolutions of index packages, since a direct
-reference (a local project, a URL) has metadata no page vouches for.
+reference (a local project, a URL) has metadata no page vouches for. A cleaned cache changes
+nothing here: a resolution is pins, and the pages are checked again before any reuse.
 """
 
 from __future__ import annotations
@@ -74,7 +75,3 @@ class ResolutionMemo(Generic[T, P]):
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget every resolution (the cache was cleaned)."""
-        self._entries.clear()
