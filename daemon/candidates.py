@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
@@ -29,6 +30,7 @@ __all__ = [
     "ProjectCandidates",
     "VersionCandidates",
     "parse_version",
+    "tag_rank",
     "uploaded_by",
     "wheel_parts",
 ]
@@ -68,6 +70,19 @@ def wheel_parts(filename: str) -> tuple[str, str, str, str, str] | None:
     return None
 
 
+def tag_rank(pys: str, abis: str, plats: str, priorities: Mapping[str, int]) -> int | None:
+    """Return the best (lowest) priority of a wheel's compressed tag sets, ``None`` if the
+    target supports none of them."""
+    best: int | None = None
+    for py in pys.split("."):
+        for abi in abis.split("."):
+            for plat in plats.split("."):
+                p = priorities.get(f"{py}-{abi}-{plat}")
+                if p is not None and (best is None or p < best):
+                    best = p
+    return best
+
+
 class VersionCandidates:
     """The files of one version of a project; wheels are ranked on first use."""
 
@@ -86,14 +101,8 @@ class VersionCandidates:
         priorities = self._target.tag_strings
         ranked: list[tuple[int, IndexFile, str]] = []
         for f, loc, (pys, abis, plats) in self._raw_wheels:
-            best = -1
-            for py in pys.split("."):
-                for abi in abis.split("."):
-                    for plat in plats.split("."):
-                        p = priorities.get(f"{py}-{abi}-{plat}")
-                        if p is not None and (best < 0 or p < best):
-                            best = p
-            if best >= 0:
+            best = tag_rank(pys, abis, plats, priorities)
+            if best is not None:
                 ranked.append((best, f, loc))
             else:
                 self.other_wheels.append(f)

@@ -23,7 +23,13 @@ from burrowd.daemon.builder.source import Source, direct_source, pinned_url, sdi
 from burrowd.daemon.cache.archive import read_manifest
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.wheels import WheelKey, WheelPointer, read_pointer
-from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, parse_version, wheel_parts
+from burrowd.daemon.candidates import (
+    CandidateCache,
+    ProjectCandidates,
+    parse_version,
+    tag_rank,
+    wheel_parts,
+)
 from burrowd.daemon.errors import (
     BuildRequired,
     InvalidDistribution,
@@ -363,16 +369,7 @@ class Prefetcher:
             parts = wheel_parts(filename) if filename.endswith(".whl") else None
             if parts is None or parse_version(parts[1]) != version:
                 continue
-            rank = min(
-                (
-                    p
-                    for py in parts[2].split(".")
-                    for abi in parts[3].split(".")
-                    for plat in parts[4].split(".")
-                    if (p := priorities.get(f"{py}-{abi}-{plat}")) is not None
-                ),
-                default=None,
-            )
+            rank = tag_rank(parts[2], parts[3], parts[4], priorities)
             if rank is not None and (best is None or rank < best[0]):
                 best = (rank, filename)
         if best is None:

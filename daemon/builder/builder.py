@@ -45,7 +45,7 @@ from burrowd.daemon.cache.archive import unpack_sdist, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
 from burrowd.daemon.cache.wheels import read_pointer
-from burrowd.daemon.candidates import wheel_parts
+from burrowd.daemon.candidates import tag_rank, wheel_parts
 from burrowd.daemon.errors import (
     BuildFailed,
     BuildRequired,
@@ -805,10 +805,7 @@ def _find_wheel(rev: Path, priorities: Mapping[str, int]) -> Path | None:
         parts = wheel_parts(name) if name.endswith(".whl") else None
         if parts is None:
             continue
-        for py in parts[2].split("."):
-            for abi in parts[3].split("."):
-                for plat in parts[4].split("."):
-                    rank = priorities.get(f"{py}-{abi}-{plat}")
-                    if rank is not None and (best is None or rank < best[0]):
-                        best = (rank, name)
+        rank = tag_rank(parts[2], parts[3], parts[4], priorities)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, name)
     return rev / best[1] if best is not None else None
