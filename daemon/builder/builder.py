@@ -348,11 +348,10 @@ class Builder:
             url=source.url,
             hashes={"sha256": source.sha256} if source.sha256 else {},
         )
-        path = await self.services.index.download(file)
+        # Hashed while it streamed, and checked against the pinned sha256 if there is one.
+        path, hashes = await self.services.index.download_hashed(file)
         try:
-            sha256 = (await asyncio.to_thread(hash_file, path, {"sha256"}))["sha256"]
-            if source.sha256 is not None and sha256 != source.sha256:
-                raise InvalidDistribution(source.filename, "its sha256 changed while downloading")
+            sha256 = hashes["sha256"]
             kept = source.base_dir(self.cache) / sha256[:32] / "source" / source.filename
             await asyncio.to_thread(self._keep, path, kept)
         finally:

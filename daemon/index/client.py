@@ -707,6 +707,11 @@ class IndexClient:
         The caller owns the file (and moves or deletes it). A local file is copied, never
         moved: the user's file stays where it is.
         """
+        path, _hashes = await self.download_hashed(file)
+        return path
+
+    async def download_hashed(self, file: IndexFile) -> tuple[Path, dict[str, str]]:
+        """Return :meth:`download`'s file with its digests (sha256 always among them)."""
         fd, tmp = self.cache.temp_file(prefix="dl-", suffix="-" + file.filename)
         os.close(fd)
         try:
@@ -730,7 +735,7 @@ class IndexClient:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return tmp
+        return tmp, hashes
 
     # -- wheels -----------------------------------------------------------------------------
 
