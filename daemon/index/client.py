@@ -812,7 +812,8 @@ class IndexClient:
         try:
             if body is not None:
                 hashes = {a: hashlib.new(a, body).hexdigest() for a in algorithms}
-                await asyncio.to_thread(_write_bytes, tmp, body)
+                with writing(tmp):
+                    await asyncio.to_thread(tmp.write_bytes, body)
                 size = len(body)
             else:
                 hashes, size = await self._stream_to(file.url, tmp, algorithms, on_bytes, file=file)
@@ -885,17 +886,20 @@ class IndexClient:
             hashers = {a: hashlib.new(a) for a in algorithms}
             size = 0
             try:
-                async with self.http.stream(url) as resp:
-                    out = await asyncio.to_thread(_open_for_writing, dest)
-                    try:
-                        async for chunk in resp.content.iter_chunked(_CHUNK):
-                            # Hashing and writing run in a worker so the loop stays free.
-                            await asyncio.to_thread(_consume, chunk, hashers, out, dest)
-                            size += len(chunk)
-                            if on_bytes is not None:
-                                on_bytes(len(chunk))
-                    finally:
-                        await asyncio.to_thread(_close, out, dest)
+                # A full disk met in any of the workers below is a DiskFull naming ``dest``.
+                with writing(dest):
+                    async with self.http.stream(url) as resp:
+                        out = await asyncio.to_thread(open, dest, "wb")
+                        try:
+                            async for chunk in resp.content.iter_chunked(_CHUNK):
+                                # Hashing and writing run in a worker so the loop stays free.
+                                await asyncio.to_thread(_consume, chunk, hashers, out)
+                                size += len(chunk)
+                                if on_bytes is not None:
+                                    on_bytes(len(chunk))
+                        finally:
+                            # Closing flushes the buffer: a full disk can show up only now.
+                            await asyncio.to_thread(out.close)
                 hashes = {a: h.hexdigest() for a, h in hashers.items()}
                 if file is not None and _cut_short(file, hashes, size):
                     raise TransientError(
@@ -938,27 +942,10 @@ def _stamp(file: IndexFile) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _open_for_writing(dest: Path) -> BinaryIO:
-    with writing(dest):
-        return open(dest, "wb")
-
-
-def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO, dest: Path) -> None:
+def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO) -> None:
     for h in hashers.values():
         h.update(chunk)
-    with writing(dest):
-        out.write(chunk)
-
-
-def _close(out: BinaryIO, dest: Path) -> None:
-    # Closing flushes what the buffer still holds: a full disk can show up only now.
-    with writing(dest):
-        out.close()
-
-
-def _write_bytes(dest: Path, data: bytes) -> None:
-    with writing(dest):
-        dest.write_bytes(data)
+    out.write(chunk)
 
 
 def _copy(source: Path, dest: Path) -> None:
