@@ -162,6 +162,11 @@ class GitRepos:
         self._checkout_flights: OnceMap[tuple[str, str], Path] = OnceMap(
             "git-checkout", lambda key: f"{redact(key[0])} {key[1][:12]}"
         )
+        #: One resolution of a ref at a time: a second caller waits for the first's
+        #: fetch and record, never starting a fetch of its own in between.
+        self._ref_flights: OnceMap[tuple[str, str], str] = OnceMap(
+            "git-ref", lambda key: f"{redact(key[0])} {key[1]}"
+        )
         self._refs: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _db(self, ref: GitReference) -> Path:
@@ -188,6 +193,18 @@ class GitRepos:
             if commit is not None:
                 return commit
             raise OfflineMiss(f"the git repository {redact(ref.fetch_url)} at {wanted}")
+        return await self._ref_flights.run(
+            key, lambda: self._fetch_ref(ref, db, wanted, refresh=refresh)
+        )
+
+    async def _fetch_ref(self, ref: GitReference, db: Path, wanted: str, *, refresh: bool) -> str:
+        """Fetch the repository and record the commit ``wanted`` names now."""
+        key = (ref.fetch_url, wanted)
+        known = None if refresh else self._refs.get(key)
+        if known is not None and time.time() - known[1] < self.ttl:
+            # Recorded by a flight that ended while this caller read the disk record.
+            return known[0]
+        full_sha = _FULL_SHA.fullmatch(wanted) is not None
         await self._fetch_flights.run((ref.fetch_url, None), lambda: self._fetch(ref, db))
         commit = await asyncio.to_thread(self._rev_parse, db, wanted)
         if commit is None and full_sha:

@@ -7,6 +7,7 @@ later commit on ``main`` makes it 2.0.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import msgspec
@@ -107,6 +108,30 @@ class TestGitSources:
             stack.compiler.compile(repo.requirement()),
         )
         assert pins(one) == pins(two) == {"gitpkg": "1.0"}
+        assert (stack.fetches, stack.builds) == (1, 1)
+
+    async def test_a_resolve_starting_as_another_fetch_ends_reads_that_fetch(
+        self, stack: Stack, repo: Repository, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The second compile starts after the first's fetch ended but before the first
+        # recorded the commit (a slow rev-parse holds that window open): it must wait for
+        # the record, not fetch the repository again (seen as a flaky double fetch in CI).
+        repos = stack.services.builder.git
+        rev_parse = repos._rev_parse
+        fetched = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def slow_rev_parse(db: Path, wanted: str) -> str | None:
+            if repos.fetches:
+                loop.call_soon_threadsafe(fetched.set)
+                time.sleep(0.3)
+            return rev_parse(db, wanted)
+
+        monkeypatch.setattr(repos, "_rev_parse", slow_rev_parse)
+        first = asyncio.ensure_future(stack.compiler.compile(repo.requirement()))
+        await fetched.wait()
+        second = await stack.compiler.compile(repo.requirement())
+        assert pins(await first) == pins(second) == {"gitpkg": "1.0"}
         assert (stack.fetches, stack.builds) == (1, 1)
 
     async def test_an_unknown_ref_is_a_clear_error(self, stack: Stack, repo: Repository) -> None:
