@@ -334,6 +334,7 @@ class Http:
         self.limits = limits
         self.policy = RetryPolicy.from_env() if policy is None else policy
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self._credentials: dict[str, tuple[str, str]] = {}
         self._netrc: netrc.netrc | bool | None = False
         self.requests = 0
@@ -341,8 +342,9 @@ class Http:
         self.retries = 0
 
     async def open(self) -> None:
-        """Nothing yet: the session is made on first use (aiohttp loads then, or at
-        :meth:`preload`)."""
+        """Allow requests again; the session is made on first use (aiohttp loads then,
+        or at :meth:`preload`)."""
+        self._closed = False
 
     def preload(self) -> None:
         """Load aiohttp now (on the event loop's thread), before a request needs it."""
@@ -369,7 +371,9 @@ class Http:
         )
 
     async def close(self) -> None:
-        """Close the session and its connections."""
+        """Close the session and its connections; later requests fail, they never
+        open a session nobody would close (a task outliving its request, at shutdown)."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -378,6 +382,8 @@ class Http:
     def session(self) -> aiohttp.ClientSession:
         """Return the session, made on first use."""
         if self._session is None:
+            if self._closed:
+                raise RuntimeError("the daemon's HTTP client is closed (shutting down)")
             self._session = self._open()
         return self._session
 

@@ -216,3 +216,16 @@ class TestSingleFlight:
         assert first.cancelled()
         assert archive_problems(stack.cache.path(Bucket.ARCHIVE, pointer.archive)) == []
         assert fake_index.hits[FILE_PATH] == 1
+
+
+class TestClose:
+    async def test_a_download_after_close_fails_and_opens_no_session(
+        self, stack: Stack, fake_index: FakeIndex, foo: IndexedFile
+    ) -> None:
+        # A task outliving its request at shutdown must not open a session nobody
+        # closes (aiohttp warns "Unclosed client session" when it is collected).
+        file, location = await _file(stack, fake_index)
+        await stack.http.close()
+        with pytest.raises(RuntimeError, match="HTTP client is closed"):
+            await stack.index.fetch_wheel(file, stack.index.wheel_key(file, location, "foo"))
+        assert stack.http._session is None
