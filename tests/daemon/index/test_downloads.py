@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.wheels import WheelPointer, read_pointer
@@ -14,7 +16,7 @@ from burrowd.daemon.index.client import Freshness, Pins
 from burrowd.daemon.index.models import IndexFile
 from tests.daemon.cache.harness import Stack, archive_problems, cache_files, tmp_debris
 from tests.support.dists import DistSpec
-from tests.support.index import FakeIndex, IndexedFile
+from tests.support.index import FakeIndex, IndexedFile, ThreadedServer
 
 WHEEL = "foo-1.0-py3-none-any.whl"
 FILE_PATH = f"/files/{WHEEL}"
@@ -229,3 +231,40 @@ class TestClose:
         with pytest.raises(RuntimeError, match="HTTP client is closed"):
             await stack.index.fetch_wheel(file, stack.index.wheel_key(file, location, "foo"))
         assert stack.http._session is None
+
+
+class TestProxy:
+    async def test_requests_go_through_the_proxy_the_environment_names(
+        self,
+        stack: Stack,
+        fake_index: FakeIndex,
+        foo: IndexedFile,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # The session does not read the environment per request (no trust_env): the
+        # daemon looks the proxy up once per host and passes it to every request.
+        seen: list[str] = []
+
+        async def forward(request: web.Request) -> web.Response:
+            seen.append(str(request.url))
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(str(request.url), headers=request.headers) as resp,
+            ):
+                body = await resp.read()
+                headers = {
+                    k: v
+                    for k, v in resp.headers.items()
+                    if k.lower() in ("content-type", "etag", "cache-control")
+                }
+                return web.Response(status=resp.status, body=body, headers=headers)
+
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", forward)
+        with ThreadedServer(app) as proxy:
+            for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            pointer = await _fetch(stack, fake_index)
+        assert pointer.archive == foo.sha256
+        assert seen == [f"{fake_index.simple_url}/foo/", fake_index.url_for(WHEEL)]
