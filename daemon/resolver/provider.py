@@ -18,7 +18,7 @@ import asyncio
 import enum
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -348,7 +348,7 @@ class Provider:
         self._merge(deps, Pkg(name), versions)
         for extra in sorted(req.extras):
             self._merge(deps, Pkg(name, canonicalize_name(extra)), versions)
-        self.prefetch(name, versions)
+        self.prefetch(name, versions, req.extras)
 
     @staticmethod
     def _merge(deps: dict[Pkg, VersionSet], pkg: Pkg, versions: VersionSet) -> None:
@@ -396,26 +396,48 @@ class Provider:
 
     # -- prefetching ------------------------------------------------------------------------
 
-    def prefetch(self, name: str, versions: VersionSet) -> None:
-        """Start fetching the page (and likely metadata) of ``name`` in the background."""
+    def prefetch(self, name: str, versions: VersionSet, extras: Collection[str] = ()) -> None:
+        """Start fetching the page, the likely metadata and, from that, the likely
+        dependencies of ``name`` (with ``extras``) in the background."""
         if name in self._projects or name in self._pending:
             return
         self.discovered.add(name)
         task = asyncio.ensure_future(self._load_project(name))
         task.add_done_callback(_retrieve)
         self._pending[name] = task
-        warm = asyncio.ensure_future(self._warm(name, versions, task))
+        warm = asyncio.ensure_future(self._warm(name, versions, extras, task))
         self._background.add(warm)
         warm.add_done_callback(self._background.discard)
 
     async def _warm(
-        self, name: str, versions: VersionSet, task: asyncio.Task[ProjectCandidates]
+        self,
+        name: str,
+        versions: VersionSet,
+        extras: Collection[str],
+        task: asyncio.Task[ProjectCandidates],
     ) -> None:
         try:
             await asyncio.shield(task)
             version = self._pick(name, versions)
-            if isinstance(version, Version) and (name, version) in self.choices:
-                self._metadata_task(name, version)
+            if not isinstance(version, Version) or (name, version) not in self.choices:
+                return
+            meta = await asyncio.shield(self._metadata_task(name, version))
+            if self.options.no_deps or (
+                meta.requires_python and not self.target.allows_python(meta.requires_python)
+            ):
+                return
+            # Walk on ahead of the solver: the dependencies of the version it will most
+            # likely pick are what it asks for next, so their pages load meanwhile instead
+            # of one level of the graph per round trip.
+            for extra in (None, *sorted(canonicalize_name(e) for e in extras)):
+                requires = self._requires(meta, extra)
+                if isinstance(requires, str):
+                    return
+                for parsed in requires:
+                    req = parsed.req
+                    if req.url or parsed.name == name or parsed.name in self.overrides:
+                        continue
+                    self.prefetch(parsed.name, _specifier_set(str(req.specifier)), req.extras)
         except (DaemonError, asyncio.CancelledError):
             return
         except Exception:  # the real request will raise it again, with context

@@ -837,3 +837,32 @@ class TestReviewFindings:
         gc.collect()
         lost = [r.getMessage().splitlines()[0] for r in caplog.records if r.name == "asyncio"]
         assert not lost
+
+
+class TestPrefetch:
+    async def test_dependencies_of_the_likely_version_load_while_the_solver_waits(
+        self, compiler: Compiler
+    ) -> None:
+        # The solver decides the pinned ``slow`` first and waits a second for its page;
+        # meanwhile the prefetch walks a -> b -> c on its own, from each likely version's
+        # metadata, instead of one level per solver step.
+        release(compiler.index, "slow==1.0")
+        release(compiler.index, "a==1.0", "b")
+        release(compiler.index, "b==1.0", "c")
+        release(compiler.index, "c==1.0")
+        compiler.index.fault("/simple/slow/", "hang", seconds=1.0)
+        assert await compiler.pins("slow==1.0", "a") == {
+            "slow": "1.0",
+            "a": "1.0",
+            "b": "1.0",
+            "c": "1.0",
+        }
+        order = [r.path for r in compiler.index.requests]
+        assert order.index("/simple/c/") < order.index("/simple/slow/")
+
+    async def test_no_deps_prefetches_no_dependency(self, compiler: Compiler) -> None:
+        release(compiler.index, "a==1.0", "b")
+        release(compiler.index, "b==1.0", "c")
+        assert await compiler.pins("a", no_deps=True) == {"a": "1.0"}
+        await asyncio.sleep(0.2)
+        assert "/simple/b/" not in [r.path for r in compiler.index.requests]
