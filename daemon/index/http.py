@@ -336,9 +336,7 @@ class Http:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._credentials: dict[str, tuple[str, str]] = {}
-        self._proxies: dict[
-            tuple[str, str], tuple[yarl.URL | None, aiohttp.BasicAuth | None]
-        ] = {}
+        self._proxies: dict[tuple[str, str], tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
         self._netrc: netrc.netrc | bool | None = False
         self.requests = 0
         #: Attempts that failed transiently and were tried again.
