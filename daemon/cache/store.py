@@ -11,6 +11,7 @@ raised after the temporary file or directory is removed: nothing half written st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -28,7 +29,7 @@ from burrowd.daemon.config import UnpackLimits
 from burrowd.daemon.errors import NO_SPACE, CacheError, DiskFull
 from burrowd.daemon.locks import FileLock
 
-__all__ = ["TMP_DIR", "Cache", "DiskFull", "remove_tree", "writing"]
+__all__ = ["TMP_DIR", "BackgroundWrites", "Cache", "DiskFull", "remove_tree", "writing"]
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +205,25 @@ class Cache:
         Raise :class:`DiskFull` naming ``path`` when the disk is full; no temp file stays.
         """
         with writing(path):
-            (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=_owned("w-"), dir=self.root / TMP_DIR)
+            # The directories almost always exist: create them only when a write says
+            # they do not (two failing mkdir calls per write were a cold resolve's cost).
+            tmp = self.root / TMP_DIR
+            try:
+                fd, name = tempfile.mkstemp(prefix=_owned("w-"), dir=tmp)
+            except FileNotFoundError:
+                tmp.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=_owned("w-"), dir=tmp)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     if fsync:
                         f.flush()
                         os.fsync(f.fileno())
-                os.replace(name, path)
+                try:
+                    os.replace(name, path)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(name, path)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(name)
@@ -281,6 +291,52 @@ class Cache:
             timeout=self.lock_timeout,
             holder=f"pid {os.getpid()}",
         )
+
+
+class BackgroundWrites:
+    """Cache writes nobody waits for, done in batches: one worker-thread hop per batch.
+
+    A cold resolve stores a page and a metadata record per package; a thread hop each
+    (with the GIL handed back and forth every time) cost more than the writes. Each write
+    is atomic on its own (:meth:`Cache.write_file`); a crash loses only copies not yet
+    written, which the next request fetches again.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self._pending: list[tuple[str, Callable[[], None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, what: str, write: Callable[[], None]) -> None:
+        """Run ``write()`` in a worker thread soon; ``what`` names it in a warning."""
+        self._pending.append((what, write))
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    async with self.cache.operation():
+                        await asyncio.to_thread(_write_all, batch)
+                except Exception as exc:  # the cache lock timed out, say
+                    log.warning("could not store %d entries in the cache: %s", len(batch), exc)
+        finally:
+            self._task = None
+
+    async def drain(self) -> None:
+        """Wait until every write put so far is done (at shutdown, and in tests)."""
+        while self._task is not None:
+            await asyncio.wait({self._task})
+
+
+def _write_all(batch: list[tuple[str, Callable[[], None]]]) -> None:
+    for what, write in batch:
+        try:
+            write()
+        except Exception as exc:  # a copy is lost, not the request: say so and go on
+            log.warning("could not store %s in the cache: %s", what, exc)
 
 
 def remove_tree(path: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from burrowd.daemon.cache.layout import (
     digest,
     url_digest,
 )
-from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.cache.store import BackgroundWrites, Cache
 from burrowd.daemon.errors import CacheError, LockTimeout
 from burrowd.daemon.locks import FileLock
 
@@ -151,6 +153,16 @@ class TestWriteFile:
         (tmp_path / "blocker" / "child").write_text("x")
         with pytest.raises(OSError):
             cache.write_file(tmp_path / "blocker", b"data")
+        assert os.listdir(cache.tmp) == []
+
+    def test_directories_removed_meanwhile_are_made_again(self, tmp_path: Path) -> None:
+        # write_file creates directories only when a write fails for want of them.
+        cache = Cache(tmp_path / "cache")
+        target = cache.root / "simple-v0" / "x" / "page"
+        cache.write_file(target, b"one", fsync=False)
+        shutil.rmtree(cache.root)
+        cache.write_file(target, b"two", fsync=False)
+        assert target.read_bytes() == b"two"
         assert os.listdir(cache.tmp) == []
 
     @pytest.mark.parametrize(
@@ -306,3 +318,35 @@ class TestStaleTemps:
         finally:
             other.release()
         assert cache.claim_stale_temps() == [gone]
+
+
+class TestBackgroundWrites:
+    async def test_writes_run_in_batches_and_a_failure_is_a_warning(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        cache = Cache(tmp_path)
+        writes = BackgroundWrites(cache)
+        threads: list[str] = []
+
+        def write(name: str) -> Callable[[], None]:
+            def run() -> None:
+                threads.append(threading.current_thread().name)
+                cache.write_file(tmp_path / "out" / name, name.encode(), fsync=False)
+
+            return run
+
+        def broken() -> None:
+            raise OSError(28, "No space left on device")
+
+        writes.put("the first", write("one"))
+        writes.put("the broken one", broken)
+        writes.put("the second", write("two"))
+        await writes.drain()
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one", "two"]
+        # One hop for the three: none ran on the event loop's thread, both in one thread.
+        assert len(set(threads)) == 1
+        assert threads[0] != threading.current_thread().name
+        assert "could not store the broken one in the cache" in caplog.text
+        writes.put("the third", write("three"))
+        await writes.drain()
+        assert (tmp_path / "out" / "three").read_bytes() == b"three"
