@@ -226,6 +226,8 @@ class Handlers:
             warmer.suspended() if warmer is not None else contextlib.nullcontext()
         )
         async with suspended:
+            # Copies stored in the background land first, so a clean removes them too.
+            await self.services.index.drain()
             ctx.progress("waiting for the cache lock", force=True)
             async with self.services.cache.exclusive():
                 ctx.progress(phase, force=True)

@@ -17,10 +17,10 @@ import shutil
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -29,10 +29,11 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest, unpack_wheel, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket, digest
-from burrowd.daemon.cache.store import Cache, DiskFull, writing
+from burrowd.daemon.cache.store import BackgroundWrites, Cache, DiskFull, writing
 from burrowd.daemon.cache.wheels import (
     WheelKey,
     WheelPointer,
+    metadata_path,
     pointer_path,
     read_cached_metadata,
     read_pointer,
@@ -79,8 +80,12 @@ ACCEPT: Final = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"
 )
+T = TypeVar("T")
+
 MEMORY_PAGES: Final = 4096
 MEMORY_METADATA: Final = 32768
+#: Pages up to this size are parsed on the event loop (about 1 ms); bigger ones in a thread.
+INLINE_PARSE: Final = 256 * 1024
 _CHUNK: Final = 256 * 1024
 
 #: ``--hash`` pins of one requirement: algorithm -> allowed hex digests.
@@ -229,7 +234,7 @@ class IndexClient:
         )
         self._digests: dict[tuple[str, tuple[int, int] | None], str] = {}
         self.downloads = 0
-        self._background: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundWrites(cache)
 
     def flight_maps(self) -> list[OnceMap[Any, Any]]:
         """Return the single-flight maps of this client, for ``status``."""
@@ -343,7 +348,9 @@ class IndexClient:
         now = time.time()
         stored = self._pages.get(key)
         if stored is None:
-            stored = await asyncio.to_thread(self._read_disk_page, location, name)
+            stored = await _if_present(
+                self._page_path(location, name), lambda: self._read_disk_page(location, name)
+            )
         revalidate = fresh.wants_revalidation(location, name)
         if stored is not None and not revalidate and (fresh.offline or stored.policy.is_fresh(now)):
             fresh.record(location, name, "disk")
@@ -358,29 +365,15 @@ class IndexClient:
         path = self._page_path(location, name)
         # Written in the background: the resolver need not wait for the disk (encoding a big
         # page takes milliseconds, off the event loop too). A crash loses only this copy.
-        self._in_background(self._store_page(path, entry))
+        self._writes.put(
+            f"the page of {name}",
+            lambda: self.cache.write_file(path, _encoder.encode(entry), fsync=False),
+        )
         return entry
-
-    async def _store_page(self, path: Path, entry: CachedPage) -> None:
-        async with self.cache.operation():
-            await asyncio.to_thread(
-                lambda: self.cache.write_file(path, _encoder.encode(entry), fsync=False)
-            )
-
-    def _in_background(self, work: Coroutine[object, object, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("could not store a page in the cache: %s", task.exception())
 
     async def drain(self) -> None:
         """Wait for background cache writes (at shutdown)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._writes.drain()
 
     def _read_disk_page(self, location: str, name: str) -> CachedPage | None:
         data = Cache.read_file(self._page_path(location, name))
@@ -407,13 +400,17 @@ class IndexClient:
         if reply.status != 200:
             raise NetworkError(redact(url), f"unexpected HTTP {reply.status}", status=reply.status)
         content_type = reply.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        body, page_url = reply.body, reply.url
+        is_json = content_type == "application/vnd.pypi.simple.v1+json"
+
+        def parse() -> ProjectPage:
+            if is_json:
+                return parse_json_page(body, page_url, location)
+            return parse_html_page(body, page_url, location, name)
+
         try:
-            if content_type == "application/vnd.pypi.simple.v1+json":
-                page = await asyncio.to_thread(parse_json_page, reply.body, reply.url, location)
-            else:
-                page = await asyncio.to_thread(
-                    parse_html_page, reply.body, reply.url, location, name
-                )
+            # A small page parses faster than a hop to a worker thread and back.
+            page = parse() if len(body) <= INLINE_PARSE else await asyncio.to_thread(parse)
         except (msgspec.DecodeError, ValueError) as exc:
             raise NetworkError(
                 redact(url), f"the index sent a page that cannot be read: {exc}"
@@ -555,12 +552,15 @@ class IndexClient:
         stamp: tuple[int, int] | None,
     ) -> CoreMetadata:
         key = self.wheel_key(file, location, name)
-        meta = await asyncio.to_thread(read_cached_metadata, self.cache, key, file.sha256, stamp)
+        meta = await _if_present(
+            metadata_path(self.cache, key),
+            lambda: read_cached_metadata(self.cache, key, file.sha256, stamp),
+        )
         if meta is not None:
             return meta
         source = f"{file.filename} ({redact(file.url)})"
         if offline and not is_local(file.url):
-            pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+            pointer = await self._read_pointer(key)
             if pointer is None:
                 raise OfflineMiss(f"the metadata of {file.filename}")
         if file.is_wheel:
@@ -569,14 +569,21 @@ class IndexClient:
         else:
             meta = await self._sdist_metadata(file, name, version)
         check_identity(meta, name, version, source)
-        async with self.cache.operation():
-            await asyncio.to_thread(
-                write_cached_metadata, self.cache, key, file.sha256, meta, stamp
-            )
+        # Nobody waits for the disk copy: memory serves this daemon from now on.
+        self._writes.put(
+            f"the metadata of {file.filename}",
+            lambda: write_cached_metadata(self.cache, key, file.sha256, meta, stamp),
+        )
         return meta
 
+    async def _read_pointer(self, key: WheelKey) -> WheelPointer | None:
+        """Return :func:`read_pointer`'s answer; a miss costs a stat, not a thread hop."""
+        return await _if_present(
+            pointer_path(self.cache, key), lambda: read_pointer(self.cache, key)
+        )
+
     async def _metadata_bytes(self, file: IndexFile, key: WheelKey, source: str) -> bytes:
-        pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+        pointer = await self._read_pointer(key)
         if pointer is not None:
             return await asyncio.to_thread(self._archive_metadata, pointer)
         if is_local(file.url):
@@ -690,7 +697,7 @@ class IndexClient:
                 raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
         if file.is_wheel:
             key = self.wheel_key(file, location, name)
-            pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+            pointer = await self._read_pointer(key)
             if pointer is not None and "sha256" in pointer.hashes:
                 return pointer.hashes["sha256"]
         if offline:
@@ -772,14 +779,14 @@ class IndexClient:
         on_bytes: ByteProgress | None,
         body: bytes | None,
     ) -> WheelPointer:
-        pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+        pointer = await self._read_pointer(key)
         if pointer is not None and _pointer_matches(pointer, file, key, pins):
             return pointer
         lock = self.cache.entry_lock(pointer_path(self.cache, key), f"the wheel {file.filename}")
         # The shared root lock is held by the work itself, not only by the requests that
         # wait for it: shielded work may outlive them, and clean/prune must wait for it.
         async with self.cache.operation(), lock:
-            pointer = await asyncio.to_thread(read_pointer, self.cache, key)
+            pointer = await self._read_pointer(key)
             if pointer is not None and _pointer_matches(pointer, file, key, pins):
                 return pointer
             if is_local(file.url):
@@ -924,6 +931,14 @@ async def _discard(path: Path) -> None:
     except asyncio.CancelledError:
         path.unlink(missing_ok=True)
         raise
+
+
+async def _if_present(path: Path, read: Callable[[], T | None]) -> T | None:
+    """Return ``read()`` run in a worker thread, or ``None`` at once when ``path`` is
+    missing: on a cold cache a miss costs one ``stat`` on the loop, not a thread hop."""
+    if not os.path.exists(path):
+        return None
+    return await asyncio.to_thread(read)
 
 
 def _file_name(url: str) -> str:

@@ -69,6 +69,7 @@ class TestClean:
         files = await stack.index.project_files(settings, "foo", Freshness())
         file, location = files.files[0]
         await stack.index.metadata(file, location, "foo", "1.0")  # no wheel download (PEP 658)
+        await stack.index.drain()  # the parsed metadata is stored in the background
         assert any(p.endswith(".whl.meta") for p in cache_files(stack.cache, Bucket.WHEELS))
         clean(stack.cache, ["foo"])
         assert cache_files(stack.cache, Bucket.WHEELS) == []
@@ -155,6 +156,7 @@ class TestPrune:
         files = await stack.index.project_files(settings, "foo", Freshness())
         file, location = files.files[0]
         await stack.index.metadata(file, location, "foo", "1.0")
+        await stack.index.drain()  # the parsed metadata is stored in the background
         before = cache_files(stack.cache, Bucket.WHEELS)
         assert prune(stack.cache).removed == {}
         assert cache_files(stack.cache, Bucket.WHEELS) == before
