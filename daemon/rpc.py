@@ -605,6 +605,11 @@ class RpcServer:
         log.debug("connection from %s", peer)
         try:
             await self._read_loop(conn)
+        except asyncio.CancelledError:
+            # The daemon is stopping. Returned, not raised: Python 3.11's stream callback
+            # calls ``exception()`` on a cancelled handler task and logs that as an error
+            # ("Exception in callback ... CancelledError") at nearly every stop.
+            pass
         except Exception:
             # Whatever a client sends, the daemon goes on serving the others.
             log.exception("connection from %s failed", peer)
