@@ -24,6 +24,7 @@ from bench import (
     suite_builds,
     suite_cache_fill,
     suite_compile,
+    suite_plain,
     suite_startup,
     suite_sync,
     suite_watch,
@@ -47,6 +48,7 @@ SUITES: dict[str, Callable[[Context], SuiteResult]] = {
     suite_startup.NAME: suite_startup.run,
     suite_cache_fill.NAME: suite_cache_fill.run,
     suite_compile.NAME: suite_compile.run,
+    suite_plain.NAME: suite_plain.run,
     suite_sync.NAME: suite_sync.run,
     suite_builds.NAME: suite_builds.run,
     suite_watch.NAME: suite_watch.run,
@@ -145,7 +147,7 @@ def options_from(args: argparse.Namespace, tools: Tools) -> Options:
 
 def _check_sets(ctx: Context, suites: list[str]) -> list[str]:
     missing = []
-    if suite_compile.NAME in suites:
+    if suite_compile.NAME in suites or suite_plain.NAME in suites:
         missing += [str(ctx.set_file(s, ".in")) for s in ctx.options.sets]
     if suite_cache_fill.NAME in suites:
         missing.append(str(ctx.set_file(ctx.options.fill_set, ".txt")))

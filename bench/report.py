@@ -168,3 +168,23 @@ class SuiteResult:
         """Render the raw samples of every table."""
         body = "\n".join(t.render_samples() for t in self.tables if t.rows).strip()
         return f"### {self.title}\n\n{body}\n" if body else ""
+
+
+def faster_than(burrow: Series, other: Series, limit: float) -> bool | None:
+    """Return whether median(burrow) / median(other) is below ``limit`` (a timeout counts)."""
+    b, o = burrow.median, other.median
+    if b is None:
+        return None
+    if o is None:
+        if other.timeouts:
+            return b < (other.timeouts[0].timeout or 0)
+        return None
+    return b / o < limit
+
+
+def all_verdicts(*verdicts: bool | None) -> bool | None:
+    """Return whether every known verdict is met (``None`` when none is known)."""
+    known = [v for v in verdicts if v is not None]
+    if not known:
+        return None
+    return all(known)

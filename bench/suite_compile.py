@@ -31,7 +31,15 @@ from pathlib import Path
 from bench.context import Context
 from bench.daemon import BurrowDaemon, DaemonError
 from bench.pins import Pins, diff_pins, read_pins
-from bench.report import RatioColumn, Row, SuiteResult, Table, fmt_seconds
+from bench.report import (
+    RatioColumn,
+    Row,
+    SuiteResult,
+    Table,
+    all_verdicts,
+    faster_than,
+    fmt_seconds,
+)
 from bench.timing import Outcome, Series, rotated, run_timed
 from bench.tools import BURROW_INDEX_TTL, EXCLUDE_NEWER, clean_env, load_average
 
@@ -348,25 +356,6 @@ def _variants(runs: list[tuple[str, Pins]]) -> list[tuple[list[str], Pins]]:
     return groups
 
 
-def _faster(burrow: Series, other: Series, limit: float) -> bool | None:
-    """Return whether median(burrow) / median(other) is below ``limit`` (a timeout counts)."""
-    b, o = burrow.median, other.median
-    if b is None:
-        return None
-    if o is None:
-        if other.timeouts:
-            return b < (other.timeouts[0].timeout or 0)
-        return None
-    return b / o < limit
-
-
-def _all(*verdicts: bool | None) -> bool | None:
-    known = [v for v in verdicts if v is not None]
-    if not known:
-        return None
-    return all(known)
-
-
 def run(ctx: Context) -> SuiteResult:
     """Run the suite."""
     opts = ctx.options
@@ -424,7 +413,9 @@ def run(ctx: Context) -> SuiteResult:
             f"`{name}` warm",
             w,
             target=f"burrow/uv < {WARM_TARGET}, < pip-compile",
-            verdict=_all(_faster(w[BURROW], w[UV], WARM_TARGET), _faster(w[BURROW], w[PIP], 1.0)),
+            verdict=all_verdicts(
+                faster_than(w[BURROW], w[UV], WARM_TARGET), faster_than(w[BURROW], w[PIP], 1.0)
+            ),
             note=note,
         )
         if res.max_page_age > BURROW_INDEX_TTL:
@@ -439,8 +430,9 @@ def run(ctx: Context) -> SuiteResult:
                 f"`{name}` cold",
                 c,
                 target=f"burrow/uv <= {COLD_TARGET}, < pip-compile",
-                verdict=_all(
-                    _faster(c[BURROW], c[UV], COLD_TARGET + 1e-9), _faster(c[BURROW], c[PIP], 1.0)
+                verdict=all_verdicts(
+                    faster_than(c[BURROW], c[UV], COLD_TARGET + 1e-9),
+                    faster_than(c[BURROW], c[PIP], 1.0),
                 ),
                 note=note,
             )
