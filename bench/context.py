@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.daemon import BurrowDaemon
+from bench.daemon import BurrowDaemon, DaemonError
 from bench.tools import Tools
 
 
@@ -50,6 +50,17 @@ class Context:
         """Return a new daemon handle (not started yet) that is stopped at the end of the run."""
         daemon = BurrowDaemon(self.tools, home)
         self.daemons.append(daemon)
+        return daemon
+
+    def started_daemon(self, home: Path, problems: list[str]) -> BurrowDaemon | None:
+        """Start a new daemon under ``home``; if it fails, say so in ``problems``."""
+        daemon = self.daemon(home)
+        try:
+            daemon.start()
+        except DaemonError as exc:
+            problems.append(f"`burrow daemon start` failed:\n\n{exc}")
+            self.release(daemon)
+            return None
         return daemon
 
     def release(self, daemon: BurrowDaemon, *, remove: bool = True) -> None:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.context import Context
-from bench.daemon import DaemonError
 from bench.report import RatioColumn, Row, SuiteResult, Table, fmt_seconds
 from bench.timing import Series, rotated, run_timed
 from bench.tools import clean_env, load_average
@@ -76,11 +75,8 @@ def _round(ctx: Context, r: int, requirements: Path, st: _State) -> None:
     outputs: dict[str, str] = {}
     for tool in rotated([BURROW, UV], r):
         if tool == BURROW:
-            daemon = ctx.daemon(home / "burrow")
-            try:
-                daemon.start()
-            except DaemonError as exc:
-                st.problems.append(f"`burrow daemon start` failed:\n\n{exc}")
+            daemon = ctx.started_daemon(home / "burrow", st.problems)
+            if daemon is None:
                 continue
             argv: list[str | Path] = ["compile", requirements]
             argv += ["--python-version", ctx.options.python_version]

@@ -145,13 +145,8 @@ class _Runner:
                     if tool == FIRST:
                         self.first(round_dir, res.cold[FIRST])
                     elif tool == COLD:
-                        daemon = ctx.daemon(round_dir / "burrow")
-                        try:
-                            daemon.start()
-                        except DaemonError as exc:
-                            res.problems.append(f"`burrow daemon start` failed:\n\n{exc}")
-                            ctx.release(daemon)
-                            daemon = None
+                        daemon = ctx.started_daemon(round_dir / "burrow", res.problems)
+                        if daemon is None:
                             continue
                         time.sleep(SETTLE)
                         self.burrow(daemon, res.cold[COLD], COLD)
