@@ -178,7 +178,7 @@ class _Runner:
         changed = sorted(names) or sorted(
             n for n in ours[0] if any(n in t and t[n] != ours[0][n] for t in theirs)
         )
-        return f"pins differ from uv's ({', '.join(changed[:5])}): a release during the run?"
+        return f"pins differ from uv's ({', '.join(changed[:5])}): the resolvers chose differently"
 
 
 def run(ctx: Context) -> SuiteResult:
