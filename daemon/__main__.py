@@ -15,20 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from burrowd.daemon.probe import inherited_environment_request, start_early
-
-if __name__ == "__main__" and {"-h", "--help", "--version"}.isdisjoint(sys.argv[1:]):
-    # Before the imports below (about 150 ms): the query of the interpreter the first
-    # request will most likely name runs beside them (100 ms behind a pyenv shim).
-    start_early(inherited_environment_request())
-
-from burrowd.daemon.app import (
-    AlreadyRunning,
-    Daemon,
-    SocketBusy,
-    bind_listener,
-    tune_gc,
-)
+from burrowd.daemon.app import AlreadyRunning, Daemon, SocketBusy, bind_listener, tune_gc
 from burrowd.daemon.config import Config, ConfigError
 from burrowd.protocol import __version__
 from burrowd.protocol.paths import SocketPathError

@@ -27,8 +27,8 @@ from pathlib import Path
 from burrowd.daemon.config import Config
 from burrowd.daemon.errors import DaemonError
 from burrowd.daemon.handlers import Handlers
+from burrowd.daemon.interpreters import inherited_environment_request
 from burrowd.daemon.locks import FileLock
-from burrowd.daemon.probe import inherited_environment_request
 from burrowd.daemon.rpc import STREAM_LIMIT, RpcServer
 from burrowd.daemon.services import Services, open_services
 from burrowd.daemon.warmer import Warmer

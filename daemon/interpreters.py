@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-import subprocess
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -32,13 +32,6 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
-from burrowd.daemon.probe import (
-    QUERY,
-    PythonRequest,
-    candidates,
-    discard_early,
-    take_early,
-)
 from burrowd.daemon.scheduler import OnceMap
 
 __all__ = [
@@ -56,6 +49,56 @@ QUERY_TIMEOUT: Final = 20.0
 #: Seconds a failed query is remembered: a pyenv shim starts working when its version is
 #: installed, without the shim file changing.
 FAILURE_TTL: Final = 60.0
+
+# Runs inside the target interpreter (any CPython 3.7+ or PyPy): standard library only.
+_QUERY: Final = r"""
+import json, os, platform, sys, sysconfig
+def fmt(info):
+    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    if info.releaselevel != "final":
+        v += info.releaselevel[0] + str(info.serial)
+    return v
+libc = None
+if hasattr(os, "confstr"):
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        libc = None
+managed = False
+try:
+    managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+except Exception:
+    pass
+print(json.dumps({
+    "executable": sys.executable,
+    "prefix": sys.prefix,
+    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+    "version": fmt(sys.version_info),
+    "implementation": sys.implementation.name,
+    "implementation_version": fmt(sys.implementation.version),
+    "abiflags": getattr(sys, "abiflags", ""),
+    "soabi": sysconfig.get_config_var("SOABI") or "",
+    "platform": sysconfig.get_platform(),
+    "libc": libc,
+    "pointer_bits": 64 if sys.maxsize > 2**32 else 32,
+    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    "externally_managed": managed,
+    "paths": sysconfig.get_paths(),
+    "markers": {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": fmt(sys.implementation.version),
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_python_implementation": platform.python_implementation(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    },
+}))
+"""
 
 
 class InterpreterInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -382,6 +425,18 @@ def _specifier(text: str) -> SpecifierSet | None:
 # -- discovery ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class PythonRequest:
+    """Which interpreter the client means, and the client's environment to look in."""
+
+    python: str | None = None
+    cwd: str = "."
+    virtual_env: str | None = None
+    path: str = ""
+    #: Look past virtual environments (``--system``): only interpreters on ``PATH``.
+    system: bool = False
+
+
 class Interpreters:
     """Find and query interpreters, caching what they report."""
 
@@ -402,10 +457,39 @@ class Interpreters:
         looked at (this runs on the event loop for every request).
         """
         seen: set[Path] = set()
-        for candidate in candidates(req):
+        for candidate in self._all_candidates(req):
             if candidate not in seen:
                 seen.add(candidate)
                 yield candidate
+
+    @staticmethod
+    def _all_candidates(req: PythonRequest) -> Iterator[Path]:
+        if req.python:
+            value = req.python
+            if os.sep in value or value.startswith(".") or Path(req.cwd, value).is_dir():
+                p = Path(req.cwd, value).expanduser()
+                if p.is_dir():
+                    yield from (p / "bin" / "python3", p / "bin" / "python")
+                else:
+                    yield p
+                return
+            if re.fullmatch(r"\d+(\.\d+){0,2}", value):
+                names = [f"python{value}", f"python{'.'.join(value.split('.')[:2])}", "python3"]
+            else:
+                names = [value]
+            for name in names:
+                yield from _on_path(name, req.path, req.cwd)
+            return
+        if req.virtual_env and not req.system:
+            yield Path(req.virtual_env) / "bin" / "python"
+        here = Path(req.cwd)
+        for d in () if req.system else (here, *here.parents):
+            venv = d / ".venv" / "bin" / "python"
+            if venv.exists():
+                yield venv
+                break
+        for name in ("python3", "python"):
+            yield from _on_path(name, req.path, req.cwd)
 
     def target(
         self,
@@ -461,7 +545,6 @@ class Interpreters:
     async def drain(self) -> None:
         """Let the queries running now finish (at shutdown), within their timeout."""
         await self._queries.wait_all(QUERY_TIMEOUT)
-        discard_early()  # one nobody asked for: killed, so reaped at once
 
     async def query(self, executable: Path) -> InterpreterInfo:
         """Return what ``executable`` reports, from memory, the cache or a subprocess."""
@@ -503,7 +586,6 @@ class Interpreters:
                 st.st_size,
             ):
                 self._memory[key] = (st.st_mtime_ns, st.st_size, cached.info)
-                await asyncio.to_thread(discard_early, key)  # started for nothing
                 return cached.info
         info = await self._run_query(exe)
         self._memory[key] = (st.st_mtime_ns, st.st_size, info)
@@ -511,13 +593,13 @@ class Interpreters:
         await asyncio.to_thread(self.cache.write_file, path, _encoder.encode(record), fsync=False)
         return info
 
-    async def _spawn_query(self, exe: Path) -> tuple[int, bytes, bytes]:
+    async def _run_query(self, exe: Path) -> InterpreterInfo:
         try:
             proc = await asyncio.create_subprocess_exec(
                 str(exe),
                 "-I",
                 "-c",
-                QUERY,
+                _QUERY,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -530,15 +612,7 @@ class Interpreters:
             proc.kill()
             await proc.wait()
             raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
-        return proc.returncode or 0, out, err
-
-    async def _run_query(self, exe: Path) -> InterpreterInfo:
-        early = take_early(str(exe))
-        if early is not None:
-            returncode, out, err = await asyncio.to_thread(_finish, early, str(exe))
-        else:
-            returncode, out, err = await self._spawn_query(exe)
-        if returncode != 0:
+        if proc.returncode != 0:
             raise InterpreterNotFound(str(exe), f"the query failed: {_failure_line(err)}")
         try:
             raw = json.loads(out)
@@ -547,15 +621,16 @@ class Interpreters:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
 
 
-def _finish(proc: subprocess.Popen[bytes], exe: str) -> tuple[int, bytes, bytes]:
-    """Wait for a query started early (:func:`~burrowd.daemon.probe.start_early`)."""
-    try:
-        out, err = proc.communicate(timeout=QUERY_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise InterpreterNotFound(exe, f"no answer within {QUERY_TIMEOUT:g}s") from None
-    return proc.returncode, out, err
+def _on_path(name: str, path: str, cwd: str) -> Iterator[Path]:
+    """Yield every executable called ``name`` on ``path`` (the process's PATH if empty).
+
+    Every one, not only the first as ``which`` gives: the first may be a shim that fails.
+    An empty or relative entry is the client's working directory, as for its shell.
+    """
+    for directory in (path or os.environ.get("PATH", os.defpath)).split(os.pathsep):
+        hit = shutil.which(name, path=os.path.join(cwd, directory))
+        if hit is not None:
+            yield Path(hit)
 
 
 def _failure_line(stderr: bytes) -> str:
@@ -569,6 +644,19 @@ def _failure_line(stderr: bytes) -> str:
     if not lines:
         return "no output"
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def inherited_environment_request() -> PythonRequest:
+    """Return a request for the default interpreter of the environment this process got.
+
+    A daemon started by ``burrow`` inherits that client's working directory, ``PATH`` and
+    ``VIRTUAL_ENV``: the environment its first request will most likely describe.
+    """
+    return PythonRequest(
+        cwd=os.getcwd(),
+        virtual_env=os.environ.get("VIRTUAL_ENV") or None,
+        path=os.environ.get("PATH", ""),
+    )
 
 
 def current_interpreter_request() -> PythonRequest:

@@ -10,7 +10,6 @@ import pytest
 from packaging.tags import Tag
 from packaging.version import Version
 
-from burrowd.daemon import probe
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
@@ -115,38 +114,6 @@ class TestQuery:
     async def test_missing_executable(self, tmp_path: Path) -> None:
         with pytest.raises(InterpreterNotFound, match="No such file"):
             await Interpreters(Cache(tmp_path)).query(tmp_path / "nope")
-
-
-class TestEarlyQuery:
-    async def test_a_query_started_before_the_loop_is_the_one_used(self, tmp_path: Path) -> None:
-        # The daemon starts its default interpreter's query before importing itself: the
-        # first find takes that process's answer instead of running the interpreter again.
-        runs = tmp_path / "runs"
-        python = _wrapper(
-            tmp_path / "python", f'echo run >> "{runs}"\nexec "{sys.executable}" "$@"'
-        )
-        probe.start_early(PythonRequest(python=str(python), cwd=str(tmp_path)))
-        info = await Interpreters(Cache(tmp_path / "cache")).query(python)
-        assert info.executable == sys.executable
-        assert runs.read_text() == "run\n"
-        assert probe.take_early(str(python)) is None
-
-    async def test_one_the_cache_already_answers_is_stopped(self, tmp_path: Path) -> None:
-        python = _wrapper(tmp_path / "python", f'exec "{sys.executable}" "$@"')
-        cache = Cache(tmp_path / "cache")
-        await Interpreters(cache).query(python)
-        probe.start_early(PythonRequest(python=str(python), cwd=str(tmp_path)))
-        (early,) = probe._early.values()
-        # A restarted daemon: memory is empty, the cache answers, the early query is reaped.
-        await Interpreters(cache).query(python)
-        assert early.returncode is not None
-        assert probe.take_early(str(python)) is None
-
-    async def test_a_failing_early_query_is_a_clear_error(self, tmp_path: Path) -> None:
-        python = _wrapper(tmp_path / "python", 'echo "no such python" >&2; exit 3')
-        probe.start_early(PythonRequest(python=str(python), cwd=str(tmp_path)))
-        with pytest.raises(InterpreterNotFound, match="no such python"):
-            await Interpreters(Cache(tmp_path / "cache")).query(python)
 
 
 class TestFind:

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from burrowd.protocol.build import package_roots
@@ -51,25 +50,6 @@ class TestDaemonCommands:
         again = env.cli("daemon", "stop")
         assert (again.returncode, again.stdout) == (0, "burrowd is not running\n")
         assert env.cli_json("daemon", "stop") == {"stopped": None}
-
-    def test_the_default_interpreter_is_queried_while_the_daemon_starts(
-        self, env: BurrowEnv, tmp_path: Path
-    ) -> None:
-        runs = tmp_path / "runs"
-        venv = tmp_path / "venv"
-        (venv / "bin").mkdir(parents=True)
-        python = venv / "bin" / "python"
-        python.write_text(f'#!/bin/sh\ndate +%s.%N >> "{runs}"\nexec "{sys.executable}" "$@"\n')
-        python.chmod(0o755)
-        started = env.cli("daemon", "start", env={"VIRTUAL_ENV": str(venv)})
-        assert started.returncode == 0, started.stderr
-        assert wait_until(lambda: not env.cli_json("daemon", "status")["jobs"], 10.0)
-        # Run once: the warm-up at ready took the answer of the query started early ...
-        (ran,) = runs.read_text().split()
-        # ... before the daemon imported its modules, so before it served.
-        serving = next(line for line in env.log_text().splitlines() if " serving " in line)
-        ready = datetime.strptime(serving[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        assert float(ran) < ready
 
     def test_start_then_stop_json(self, env: BurrowEnv) -> None:
         started = env.cli_json("daemon", "start")
