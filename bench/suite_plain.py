@@ -35,7 +35,6 @@ from bench.report import (
     Row,
     SuiteResult,
     Table,
-    all_verdicts,
     faster_than,
     fmt_seconds,
 )
@@ -203,9 +202,14 @@ def run(ctx: Context) -> SuiteResult:
         f"warm <= {WARM_TARGET}x `uv --offline`.",
     ]
     cold = Table(
-        "Cold and first compile",
-        [FIRST, COLD, UV_COLD],
-        [RatioColumn("first/uv", FIRST, UV_COLD), RatioColumn("cold/uv", COLD, UV_COLD)],
+        "Cold, the daemon running",
+        [COLD, UV_COLD],
+        [RatioColumn("burrow/uv", COLD, UV_COLD)],
+    )
+    first = Table(
+        "First compile, starting the daemon",
+        [FIRST, UV_COLD],
+        [RatioColumn("burrow/uv", FIRST, UV_COLD)],
     )
     warm = Table(
         "Warm, plain commands",
@@ -224,11 +228,17 @@ def run(ctx: Context) -> SuiteResult:
             Row(
                 f"`{name}`",
                 c,
-                target=f"first <= {FIRST_TARGET}x, cold <= {COLD_TARGET}x uv",
-                verdict=all_verdicts(
-                    faster_than(c[FIRST], c[UV_COLD], FIRST_TARGET + 1e-9),
-                    faster_than(c[COLD], c[UV_COLD], COLD_TARGET + 1e-9),
-                ),
+                target=f"<= {COLD_TARGET}x uv",
+                verdict=faster_than(c[COLD], c[UV_COLD], COLD_TARGET + 1e-9),
+                note=note,
+            )
+        )
+        first.rows.append(
+            Row(
+                f"`{name}`",
+                c,
+                target=f"<= {FIRST_TARGET}x uv",
+                verdict=faster_than(c[FIRST], c[UV_COLD], FIRST_TARGET + 1e-9),
                 note=note,
             )
         )
@@ -242,7 +252,7 @@ def run(ctx: Context) -> SuiteResult:
             )
         )
         result.problems += res.problems
-    result.tables += [cold, warm]
+    result.tables += [cold, first, warm]
     result.load_end = load_average()
     result.seconds = time.monotonic() - started
     ctx.log(f"{NAME}: done in {fmt_seconds(result.seconds)}")
