@@ -224,24 +224,16 @@ def run(ctx: Context) -> SuiteResult:
         res = runner.run()
         note = runner.pins_note()
         c, w = res.cold, res.warm
-        cold.rows.append(
-            Row(
-                f"`{name}`",
-                c,
-                target=f"<= {COLD_TARGET}x uv",
-                verdict=faster_than(c[COLD], c[UV_COLD], COLD_TARGET + 1e-9),
-                note=note,
+        for table, tool, limit in ((cold, COLD, COLD_TARGET), (first, FIRST, FIRST_TARGET)):
+            table.rows.append(
+                Row(
+                    f"`{name}`",
+                    c,
+                    target=f"<= {limit}x uv",
+                    verdict=faster_than(c[tool], c[UV_COLD], limit + 1e-9),
+                    note=note,
+                )
             )
-        )
-        first.rows.append(
-            Row(
-                f"`{name}`",
-                c,
-                target=f"<= {FIRST_TARGET}x uv",
-                verdict=faster_than(c[FIRST], c[UV_COLD], FIRST_TARGET + 1e-9),
-                note=note,
-            )
-        )
         warm.rows.append(
             Row(
                 f"`{name}`",
