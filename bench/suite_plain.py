@@ -224,14 +224,14 @@ def run(ctx: Context) -> SuiteResult:
         res = runner.run()
         note = runner.pins_note()
         c, w = res.cold, res.warm
-        for table, cells, tool, base, limit in (
-            (cold, c, COLD, UV_COLD, COLD_TARGET),
-            (first, c, FIRST, UV_COLD, FIRST_TARGET),
-            (warm, w, WARM, UV_OFFLINE, WARM_TARGET),
+        for table, kind, cells, tool, base, limit in (
+            (cold, "cold", c, COLD, UV_COLD, COLD_TARGET),
+            (first, "first compile", c, FIRST, UV_COLD, FIRST_TARGET),
+            (warm, "warm", w, WARM, UV_OFFLINE, WARM_TARGET),
         ):
             table.rows.append(
                 Row(
-                    f"`{name}`",
+                    f"`{name}` {kind}",
                     cells,
                     target=f"<= {limit}x {base}",
                     verdict=faster_than(cells[tool], cells[base], limit + 1e-9),
