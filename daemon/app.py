@@ -104,12 +104,13 @@ def tune_gc() -> None:
     collection walks every module, class and function imported at start-up. Freezing the
     start-up objects moves them out of every collection, and a larger young threshold
     collects less often: together they take the collector from about a tenth of a cold
-    resolve to a fortieth (bench/, e-jupyter). Cycles are still collected.
+    resolve to a fortieth (bench/, e-jupyter). Cycles are still collected. The daemon's
+    entry point turns the collector off while it imports; this turns it on.
     """
-    gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+    gc.enable()
 
 
 def tighten_umask() -> int:

@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from burrowd.daemon.app import AlreadyRunning, Daemon, Listener, bind_listener, sd_notify
+from burrowd.daemon.app import (
+    GC_YOUNG_THRESHOLD,
+    AlreadyRunning,
+    Daemon,
+    Listener,
+    bind_listener,
+    sd_notify,
+)
 from burrowd.daemon.config import Config
 from burrowd.daemon.locks import FileLock
 from burrowd.protocol import paths
@@ -250,3 +259,49 @@ class TestDaemonLifecycle:
         await running.finished()
         assert running.daemon.stop_reason == "shutdown requested by a client"
         assert not path.exists()
+
+
+def test_the_collector_is_off_while_the_daemon_imports_and_on_when_it_serves(
+    tmp_path: Path,
+) -> None:
+    # Collecting during the imports is wasted work (about a sixth of start-up); tune_gc()
+    # must turn the collector back on before the daemon serves.
+    probe = """
+import asyncio, builtins, gc, json, runpy, sys
+seen = {}
+real_import = builtins.__import__
+def watch(name, *args, **kwargs):
+    if name == "burrowd.daemon.app" and "importing" not in seen:
+        seen["importing"] = gc.isenabled()
+    return real_import(name, *args, **kwargs)
+def serve(coro):
+    coro.close()
+    seen["serving"] = gc.isenabled()
+    seen["young"] = gc.get_threshold()[0]
+builtins.__import__ = watch
+asyncio.run = serve
+sys.argv = ["burrowd", "--foreground"]
+try:
+    runpy.run_module("burrowd.daemon", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print(json.dumps(seen))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BURROW_")}
+    env.update(
+        BURROW_SOCKET=str(tmp_path / "s.sock"),
+        BURROW_CACHE_DIR=str(tmp_path / "cache"),
+        BURROW_LOG_FILE=str(tmp_path / "d.log"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen == {"importing": False, "serving": True, "young": GC_YOUNG_THRESHOLD}
