@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.installer.environment import Environment
-from tests.daemon.installer.harness import environment, make_venv
+from tests.daemon.installer.harness import Installer, environment, make_venv, open_installer
 
 
 @pytest.fixture
@@ -27,3 +28,10 @@ def venv(tmp_path: Path) -> Path:
 async def env(cache: Cache, venv: Path) -> Environment:
     """Return the environment of ``venv``, as its interpreter reports it."""
     return await environment(cache, venv)
+
+
+@pytest.fixture
+async def installer(tmp_path: Path) -> AsyncIterator[Installer]:
+    """Return the services with no index (``--no-index``) and a fresh venv."""
+    async with open_installer(tmp_path) as inst:
+        yield inst

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,6 @@ from tests.daemon.installer.harness import (
     snapshot,
 )
 from tests.support.plugin import DistFactory
-
-
-@pytest.fixture
-async def installer(tmp_path: Path) -> AsyncIterator[Installer]:
-    async with open_installer(tmp_path) as inst:
-        yield inst
 
 
 def dist_infos(venv: Path) -> dict[str, str]:
@@ -110,6 +104,16 @@ def link_half_of(name: str) -> Callable[..., Any]:
     return partial
 
 
+async def sync_killed_linking(
+    installer: Installer, monkeypatch: pytest.MonkeyPatch, *wheels: Path, **options: Any
+) -> None:
+    """Sync ``wheels``, "killed" halfway through linking alpha; the patch is undone after."""
+    monkeypatch.setattr(LINK, link_half_of("alpha"))
+    with pytest.raises(Killed):
+        await installer.sync(*wheels, **options)
+    monkeypatch.undo()
+
+
 def stop_after_first(*args: Any, **kwargs: Any) -> Any:
     """A ``remove_dist`` that removes one distribution, then is "killed"."""
     remove_dist(*args, **kwargs)
@@ -129,16 +133,13 @@ class TestInterruptedSync:
         old = [big(dist_factory, "alpha", "1.0"), big(dist_factory, "beta", "1.0")]
         new = [big(dist_factory, "alpha", "2.0"), big(dist_factory, "beta", "1.0")]
         await installer.sync(*old)
-        monkeypatch.setattr(LINK, link_half_of("alpha"))
-        with pytest.raises(Killed):
-            await installer.sync(*new)
+        await sync_killed_linking(installer, monkeypatch, *new)
         # As a kill leaves it: alpha 1.0 is gone, half of alpha 2.0 is there, unowned.
         assert dist_infos(installer.venv) == {"beta": "1.0"}
         assert any(p.startswith("unowned: alpha/") for p in owned_everywhere(installer.venv))
         kept = journal_of(installer.venv)
         assert [i.name for i in kept.installs] == ["alpha"]
         assert kept.removals == []  # the removals were done and the journal says so
-        monkeypatch.undo()
 
         # A sync of anything (here: nothing new) finishes the change first.
         result = await installer.sync(*new)
@@ -170,10 +171,7 @@ class TestInterruptedSync:
     ) -> None:
         wheel = big(dist_factory, "alpha", "1.0")
         await installer.sync(wheel)
-        monkeypatch.setattr(LINK, link_half_of("alpha"))
-        with pytest.raises(Killed):
-            await installer.sync(wheel, reinstall=True)
-        monkeypatch.undo()
+        await sync_killed_linking(installer, monkeypatch, wheel, reinstall=True)
         await installer.sync(wheel)
         assert dist_infos(installer.venv) == {"alpha": "1.0"}
         assert owned_everywhere(installer.venv) == []
@@ -185,10 +183,7 @@ class TestInterruptedSync:
         new = big(dist_factory, "alpha", "2.0")
         async with open_installer(tmp_path) as first:
             await first.sync(old)
-            monkeypatch.setattr(LINK, link_half_of("alpha"))
-            with pytest.raises(Killed):
-                await first.sync(new)
-            monkeypatch.undo()
+            await sync_killed_linking(first, monkeypatch, new)
             venv = first.venv
             registry = first.services.journals.root
             assert len(os.listdir(registry)) == 1
@@ -219,10 +214,7 @@ class TestReplayProblems:
         self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         alpha = big(dist_factory, "alpha", "1.0")
-        monkeypatch.setattr(LINK, link_half_of("alpha"))
-        with pytest.raises(Killed):
-            await installer.sync(alpha)
-        monkeypatch.undo()
+        await sync_killed_linking(installer, monkeypatch, alpha)
         archive = Path(journal_of(installer.venv).installs[0].archive)
         (archive / ".burrow-archive").unlink()  # no longer a whole cache entry
         # The environment is not stuck: the change is finished without it, and says so.
@@ -282,10 +274,7 @@ class TestReplayProblems:
         self, installer: Installer, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         alpha = big(dist_factory, "alpha", "1.0")
-        monkeypatch.setattr(LINK, link_half_of("alpha"))
-        with pytest.raises(Killed):
-            await installer.sync(alpha)
-        monkeypatch.undo()
+        await sync_killed_linking(installer, monkeypatch, alpha)
         before = snapshot(installer.venv)
         result = await installer.sync(alpha, dry_run=True)
         assert any("waits to be finished" in w for w in result.warnings), result.warnings
@@ -317,10 +306,7 @@ async def killed_install(
 ) -> Path:
     """Install alpha into a venv under ``root`` and "kill" it halfway; return the venv."""
     async with open_installer(root) as first:
-        monkeypatch.setattr(LINK, link_half_of("alpha"))
-        with pytest.raises(Killed):
-            await first.sync(big(dist_factory, "alpha", "1.0"))
-        monkeypatch.undo()
+        await sync_killed_linking(first, monkeypatch, big(dist_factory, "alpha", "1.0"))
         return first.venv
 
 

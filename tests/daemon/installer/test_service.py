@@ -52,13 +52,6 @@ from tests.support.plugin import DistFactory
 
 
 @pytest.fixture
-async def installer(tmp_path: Path) -> AsyncIterator[Installer]:
-    """Return the services with no index (``--no-index``) and a fresh venv."""
-    async with open_installer(tmp_path) as inst:
-        yield inst
-
-
-@pytest.fixture
 async def indexed(tmp_path: Path, fake_index_async: FakeIndex) -> AsyncIterator[Installer]:
     """Return the services using the fake index, and a fresh venv."""
     async with open_installer(tmp_path, fake_index_async) as inst:
