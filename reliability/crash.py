@@ -49,6 +49,7 @@ __all__ = [
     "CrashStats",
     "Finding",
     "KillOutcome",
+    "Scenario",
     "crash_builds",
     "crash_fill",
     "crash_sync",
@@ -222,6 +223,8 @@ class Budget:
 
 
 Log = Callable[[str], None]
+#: One crash scenario: kill the daemon at random points of some work, check, repair, repeat.
+Scenario = Callable[[World, random.Random, Budget, Log], CrashStats]
 
 
 def _restart(w: World) -> None:

@@ -58,35 +58,30 @@ class TestChecks:
             assert any("which is not whole" in p for p in found)
 
 
-def test_killed_syncs_leave_old_or_new_and_are_repaired(tmp_path: Path) -> None:
+def _killed(tmp_path: Path, scenario: crash.Scenario, kills: int) -> crash.CrashStats:
+    """Run ``kills`` iterations of a crash scenario; every repair must have worked."""
     with world(tmp_path / "w") as w:
-        budget = crash.Budget(3, 120, focus=1.0)
-        stats = crash.crash_sync(w, random.Random(SEED), budget, _quiet)
-    assert stats.iterations == 3
+        stats = scenario(w, random.Random(SEED), crash.Budget(kills, 120, focus=1.0), _quiet)
+    assert stats.iterations == kills
+    assert stats.repairs_ok == kills
+    assert _problems(stats, "repair") == []
+    return stats
+
+
+def test_killed_syncs_leave_old_or_new_and_are_repaired(tmp_path: Path) -> None:
+    stats = _killed(tmp_path, crash.crash_sync, 3)
     assert _problems(stats, "cache") == []
     assert _problems(stats, "environment") == []
-    assert _problems(stats, "repair") == []
-    assert stats.repairs_ok == 3
 
 
 def test_killed_cache_fills_leave_no_half_entry(tmp_path: Path) -> None:
-    with world(tmp_path / "w") as w:
-        budget = crash.Budget(3, 120, focus=1.0)
-        stats = crash.crash_fill(w, random.Random(SEED), budget, _quiet)
-    assert stats.iterations == 3
+    stats = _killed(tmp_path, crash.crash_fill, 3)
     assert _problems(stats, "cache") == []
-    assert _problems(stats, "repair") == []
-    assert stats.repairs_ok == 3
 
 
 def test_killed_build_leaves_no_built_wheel(tmp_path: Path) -> None:
-    with world(tmp_path / "w") as w:
-        budget = crash.Budget(1, 120, focus=1.0)
-        stats = crash.crash_builds(w, random.Random(SEED), budget, _quiet)
-    assert stats.iterations == 1
+    stats = _killed(tmp_path, crash.crash_builds, 1)
     assert _problems(stats, "cache") == []
-    assert _problems(stats, "repair") == []
-    assert stats.repairs_ok == 1
 
 
 def test_temp_files_of_a_killed_fill_are_gone_after_the_next_request(tmp_path: Path) -> None:
