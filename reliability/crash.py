@@ -227,6 +227,20 @@ Log = Callable[[str], None]
 Scenario = Callable[[World, random.Random, Budget, Log], CrashStats]
 
 
+def _uninterrupted(
+    w: World, method: str, params: msgspec.Struct, reset: Callable[[], None], *, runs: int
+) -> tuple[KillOutcome, float]:
+    """Run the request ``runs`` times to its end, ``reset`` before each; return the last
+    run and how long it took (the scale of the random kill delays)."""
+    outcome, total = KillOutcome("", 0.0, True, []), 0.0
+    for _ in range(runs):
+        reset()
+        started = time.monotonic()
+        outcome = request_and_kill(w, method, params, None)
+        total = time.monotonic() - started
+    return outcome, total
+
+
 def _restart(w: World) -> None:
     w.start()
     if not w.settle():
@@ -269,12 +283,7 @@ def crash_sync(w: World, rng: random.Random, budget: Budget, log: Log) -> CrashS
         shutil.copytree(template, venv, symlinks=True)
 
     # Two timing runs: the first downloads the new wheels, the second is what iterations see.
-    timing = KillOutcome("", 0.0, True, [])
-    for _ in range(2):
-        restore()
-        started = time.monotonic()
-        timing = request_and_kill(w, "sync", params, None)
-        total = time.monotonic() - started
+    timing, total = _uninterrupted(w, "sync", params, restore, runs=2)
     window = _window(timing.timeline, {"uninstalling", "installing"}, total)
     log(
         f"sync: an uninterrupted sync takes {total:.2f} s; it changes the venv from "
@@ -328,10 +337,7 @@ def crash_fill(w: World, rng: random.Random, budget: Budget, log: Log) -> CrashS
     def empty() -> None:
         w.cli_ok("cache", "clean", "-q")
 
-    empty()
-    started = time.monotonic()
-    timing = request_and_kill(w, "prefetch", params, None)
-    total = time.monotonic() - started
+    timing, total = _uninterrupted(w, "prefetch", params, empty, runs=1)
     window = _window(timing.timeline, {"downloading"}, total)
     log(f"fill: an uninterrupted fill of {len(every)} wheels takes {total:.2f} s")
     while budget.more(stats.iterations):
@@ -381,12 +387,7 @@ def crash_builds(w: World, rng: random.Random, budget: Budget, log: Log) -> Cras
         w.cli_ok("cache", "clean", name, "-q")
 
     # The first build also makes the isolated build environment; time the second.
-    total = 0.0
-    for _ in range(2):
-        forget()
-        started = time.monotonic()
-        request_and_kill(w, "prefetch", params, None)
-        total = time.monotonic() - started
+    _, total = _uninterrupted(w, "prefetch", params, forget, runs=2)
     log(f"build: an uninterrupted build takes {total:.2f} s")
     while budget.more(stats.iterations):
         i = stats.iterations
