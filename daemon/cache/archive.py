@@ -417,22 +417,11 @@ def _extract(
                 if parent and parent not in made:
                     _make_dirs(dest, parent, made)
                 digest = _write_member(zf, view, info, out, expected[0] if expected else None)
-            except (
-                zipfile.BadZipFile,
-                EOFError,
-                zlib.error,
-                ValueError,
-                NotImplementedError,
-                RuntimeError,  # an encrypted member
-            ) as exc:
-                raise InvalidDistribution(filename, f"member {name!r} is corrupt ({exc})") from exc
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
-                    # A member named like a directory of another member (or the reverse).
-                    raise InvalidDistribution(
-                        filename, f"member {name!r} clashes with another member's path"
-                    ) from exc
-                raise
+            except _MEMBER_FAILURES as exc:
+                failure = _member_failure(filename, name, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             if mode & 0o111:
                 os.chmod(out, 0o755)
             if expected is not None and digest != expected[1]:
@@ -609,6 +598,29 @@ def _check_written(filename: str, dest: Path, limits: UnpackLimits) -> None:
                     )
 
 
+#: What writing one archive member can raise (``RuntimeError``: an encrypted member).
+_MEMBER_FAILURES: Final = (
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+)
+
+
+def _member_failure(filename: str, name: str, exc: Exception) -> Exception:
+    """Return the error to raise for a member that could not be written: a clear
+    :class:`InvalidDistribution` for a broken archive, else ``exc`` itself (a full disk)."""
+    if not isinstance(exc, OSError):
+        return InvalidDistribution(filename, f"member {name!r} is corrupt ({exc})")
+    if exc.errno in (errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+        # A member named like a directory of another member (or the reverse).
+        return InvalidDistribution(filename, f"member {name!r} clashes with another member's path")
+    return exc
+
+
 def _unpack_zip_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimits) -> None:
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
@@ -639,15 +651,10 @@ def _unpack_zip_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimit
                 if parent and parent not in made:
                     _make_dirs(dest, parent, made)
                 _stream_member(zf, info, os.path.join(dest, name), None)
-            except (RuntimeError, NotImplementedError, ValueError, zipfile.BadZipFile) as exc:
-                raise InvalidDistribution(
-                    filename, f"member {info.filename!r} is corrupt ({exc})"
-                ) from exc
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
-                    raise InvalidDistribution(
-                        filename, f"member {info.filename!r} clashes with another member's path"
-                    ) from exc
-                raise
+            except _MEMBER_FAILURES as exc:
+                failure = _member_failure(filename, info.filename, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             total += info.file_size
             _check_size(filename, total, limits, info.filename, declared=False)
