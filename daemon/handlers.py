@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -219,22 +218,14 @@ class Handlers:
     async def _exclusively(
         self, ctx: RequestContext, phase: str, work: Callable[..., R], *args: object
     ) -> R:
-        """Run ``work`` in a worker thread while holding the cache root lock exclusively."""
-        warmer = self.services.warmer
-        # Warming holds the cache's shared lock: it stops until the work is done.
-        suspended: contextlib.AbstractAsyncContextManager[None] = (
-            warmer.suspended() if warmer is not None else contextlib.nullcontext()
-        )
-        async with suspended:
-            # Copies stored in the background land first, so a clean removes them too.
-            await self.services.index.drain()
+        """Run ``work`` in a worker thread while holding the cache alone."""
+
+        def waiting() -> None:
             ctx.progress("waiting for the cache lock", force=True)
-            async with self.services.cache.exclusive():
-                ctx.progress(phase, force=True)
-                try:
-                    return await asyncio.to_thread(work, *args)
-                finally:
-                    self.services.cache_size.invalidate()
+
+        async with self.services.exclusive(waiting):
+            ctx.progress(phase, force=True)
+            return await asyncio.to_thread(work, *args)
 
     # -- packages ---------------------------------------------------------------------------
 

@@ -108,6 +108,26 @@ class Services:
             ErrorInfo(at=time.time(), source=source, code=code, message=summary(message))
         )
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self, waiting: Callable[[], None] = lambda: None) -> AsyncIterator[Cache]:
+        """Hold the cache alone (``cache clean``, ``cache prune``); ``waiting()`` is called
+        before the wait for its lock.
+
+        Warming holds the cache's shared lock, so it is suspended until the block ends, and
+        the copies stored in the background land first, so a clean removes them too.
+        """
+        suspended: contextlib.AbstractAsyncContextManager[None] = (
+            self.warmer.suspended() if self.warmer is not None else contextlib.nullcontext()
+        )
+        async with suspended:
+            await self.index.drain()
+            waiting()
+            async with self.cache.exclusive() as cache:
+                try:
+                    yield cache
+                finally:
+                    self.cache_size.invalidate()
+
     def flight_maps(self) -> list[OnceMap[Any, Any]]:
         """Return every single-flight map, for ``status``."""
         return [
