@@ -524,6 +524,8 @@ class TestWarmPath:
         release(index, "app==1.0", "lib")
         release(index, "lib==1.0")
         await compiler.compile("app")
+        # A daemon that stops drains its background cache writes first.
+        await compiler.services.index.drain()
         index.reset_hits()
         async with open_compiler(tmp_path, index) as restarted:
             result = await restarted.compile("app")
