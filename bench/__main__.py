@@ -5,8 +5,10 @@ Suites (``--only`` picks some): ``client-startup`` (issue 2), ``cache-fill`` (is
 runs with the minimum beside it, competitors run interleaved in one run, and ratios are ratios of
 medians: the machine is shared and noisy, so absolute times only mean something side by side.
 The report lands in ``bench/results/<UTC timestamp>.md`` and ``bench/results/latest.md`` and is
-printed; progress goes to stderr. The exit status is 0 even when a target is missed or a tool
-failed (those are findings, listed under "Problems"); 2 for a usage or setup error.
+printed; progress goes to stderr. burrow is measured from a wheel of the working tree installed
+into a venv of its own (``--install editable``: the project venv's editable install). The exit
+status is 0 even when a target is missed or a tool failed (those are findings, listed under
+"Problems"); 2 for a usage or setup error (also when that install fails).
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from bench.tools import (
     DEFAULT_OUT_DIR,
     DEFAULT_SETS_DIR,
     EXCLUDE_NEWER,
+    INSTALLS,
+    InstallError,
     Machine,
     MissingTool,
     Tools,
-    compile_bytecode,
     format_load,
     load_average,
     make_temp_root,
+    prepare_burrow,
 )
 
 SUITES: dict[str, Callable[[Context], SuiteResult]] = {
@@ -114,6 +118,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-tmp", action="store_true", help="keep the temporary root (caches, outputs, logs)"
     )
+    parser.add_argument(
+        "--install",
+        choices=INSTALLS,
+        default=INSTALLS[0],
+        help="the burrow under test: a wheel of the working tree installed into a venv of its "
+        "own with compiled .pyc files (default), or the project venv's editable install",
+    )
     args = parser.parse_args(argv)
     for name in ("runs", "cold_runs", "startup_runs", "fill_runs", "sync_runs", "build_runs"):
         value = getattr(args, name)
@@ -169,6 +180,7 @@ def render_report(
     seconds: float,
     options: Options,
     tools: Tools,
+    versions: dict[str, str],
     machine: Machine,
     load_start: tuple[float, float, float],
     load_end: tuple[float, float, float],
@@ -189,7 +201,8 @@ def render_report(
         f"- Load average (1, 5, 15 min) at start: {format_load(load_start)}; at end: "
         f"{format_load(load_end)}. Each suite below states its own.",
         f"- Code: burrowd at {machine.revision}.",
-        "- Tools: " + "; ".join(f"{name} `{ver}`" for name, ver in tools.versions().items()),
+        f"- Install measured: {tools.install}.",
+        "- Tools: " + "; ".join(f"{name} `{ver}`" for name, ver in versions.items()),
         "- Each cell is the median of the successful runs with the minimum in brackets; a "
         "ratio is the ratio of two medians (< 1.0: burrow is faster). Runs of competing tools "
         "are interleaved (A, B, C, B, C, A, ...: the order rotates each round) within one run.",
@@ -255,7 +268,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingTool as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    compile_bytecode()
     root = make_temp_root()
     ctx = Context(tools=tools, root=root, sets_dir=args.sets_dir.resolve(), options=options)
     missing = _check_sets(ctx, suites)
@@ -266,8 +278,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
-    load_start = load_average()
     machine = Machine.describe()
+    ctx.log(f"installing burrow: {args.install}")
+    try:
+        tools = ctx.tools = prepare_burrow(tools, args.install, root, machine.revision)
+    except InstallError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
+        return 2
+    ctx.log(f"burrow under test: {tools.burrow}")
+    versions = tools.versions()  # before the run: the wheel venv goes with the temp root
+    load_start = load_average()
     results: list[SuiteResult] = []
     crashed = ""
     ctx.log(f"temp root {root}; suites {', '.join(suites)}; load {format_load(load_start)}")
@@ -294,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds=time.monotonic() - t0,
         options=options,
         tools=tools,
+        versions=versions,
         machine=machine,
         load_start=load_start,
         load_end=load_average(),

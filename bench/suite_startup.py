@@ -4,15 +4,17 @@ Against a warm daemon (started, then asked once), time whole processes:
 
 * ``burrow daemon status``: start the client, connect, one RPC, render, exit;
 * ``burrow --version``: start the client and exit, no daemon contact (the import floor);
-* ``.venv/bin/python -c pass``: the same interpreter binary that runs ``burrow``;
+* ``python -c pass`` of the venv ``burrow`` is installed in (by default the venv the bench
+  installs burrow's wheel into; ``--install editable``: ``.venv``): the interpreter that runs
+  ``burrow``;
 * the system ``python3 -c pass`` (``/usr/bin/python3``; a pyenv shim on PATH would time bash).
 
 They run interleaved: with hyperfine (``-N``, no shell) each round is one hyperfine call with
 ``--runs 1`` per command, in an order that rotates each round, and the first round does
 ``--warmup 3``; without hyperfine, ``time.perf_counter`` around each process. The target is the
-difference of the medians ``burrow daemon status`` minus ``.venv/bin/python -c pass`` <= 30 ms.
-``python -X importtime -c "import burrowd.client.cli"`` (median of 5 runs per module) shows what
-the client's imports cost.
+difference of the medians ``burrow daemon status`` minus that ``python -c pass`` <= 30 ms.
+``python -X importtime -c "import burrowd.client.cli"`` on the same interpreter (median of 5 runs
+per module) shows what the client's imports cost.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _importtime(ctx: Context) -> tuple[str, list[Outcome]]:
     self_us: dict[str, list[int]] = defaultdict(list)
     depth: dict[str, int] = {}
     failures: list[Outcome] = []
-    argv = [str(ctx.tools.python), "-X", "importtime", "-c", "import burrowd.client.cli"]
+    argv = [str(ctx.tools.burrow_python), "-X", "importtime", "-c", "import burrowd.client.cli"]
     for _ in range(IMPORTTIME_RUNS):
         outcome = run_timed(argv, env=clean_env(), cwd=ctx.root, timeout=60)
         if not outcome.ok:
@@ -157,9 +159,10 @@ def run(ctx: Context) -> SuiteResult:
         f"rotating by one command each round; {WARMUP} warm-up runs per command first. Timer: "
         f"{timer}.",
         "The daemon is warm: started with a fresh cache, then asked `daemon status` once.",
-        "burrowd's `.pyc` files are written first and `PYTHONDONTWRITEBYTECODE` is unset, "
-        "as for a package installed from a wheel (this machine sets it, which makes every "
-        "start compile the sources again).",
+        f"burrow: {ctx.tools.install}. `PYTHONDONTWRITEBYTECODE` is unset (this machine sets "
+        "it, which makes every start compile sources that have no `.pyc` yet).",
+        f"venv python = `{ctx.tools.burrow_python}`, the interpreter `burrow` runs on (and the "
+        "daemon it starts): its start-up cost is what `burrow` adds to.",
         "`burrow --version` imports the client and exits without contacting the daemon: "
         "the floor of any burrow command.",
         f"Target: median(`burrow daemon status`) - median(venv `python -c pass`) <= "
@@ -173,7 +176,7 @@ def run(ctx: Context) -> SuiteResult:
         commands: dict[str, list[str]] = {
             "status": [str(ctx.tools.burrow), "daemon", "status"],
             "version": [str(ctx.tools.burrow), "--version"],
-            VENV_PY: [str(ctx.tools.python), "-c", "pass"],
+            VENV_PY: [str(ctx.tools.burrow_python), "-c", "pass"],
         }
         if ctx.tools.system_python is not None:
             commands[SYS_PY] = [str(ctx.tools.system_python), "-c", "pass"]
