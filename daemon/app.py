@@ -21,8 +21,9 @@ import socket
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from burrowd.daemon.config import Config
 from burrowd.daemon.errors import DaemonError
@@ -67,8 +68,7 @@ class SocketBusy(AlreadyRunning):
     """Something serves the socket without holding the lock: nothing a client can use."""
 
 
-@dataclass(eq=False)
-class Listener:
+class Listener(Struct, eq=False, dict=True):
     """A listening socket and the instance lock that entitles us to it."""
 
     sock: socket.socket

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from burrowd.protocol import paths
 
@@ -66,8 +68,7 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnpackLimits:
+class UnpackLimits(Struct, frozen=True, kw_only=True):
     """How much one wheel or sdist may unpack to; 0 means no limit.
 
     Both are checked against what the archive declares before anything is written, and
@@ -89,8 +90,7 @@ class UnpackLimits:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Config:
+class Config(Struct, frozen=True, kw_only=True):
     """Everything the daemon needs to know before it serves."""
 
     socket_path: Path
@@ -142,4 +142,4 @@ class Config:
 
     def with_changes(self, **changes: object) -> Config:
         """Return a copy with some fields replaced."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)

@@ -7,9 +7,10 @@ each side sees the other only through the protocol here, as uv's ``uv-types`` do
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     from burrowd.daemon.builder.source import Source
@@ -19,8 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["BuiltWheel", "SourceBuilder"]
 
 
-@dataclass(frozen=True, slots=True)
-class BuiltWheel:
+class BuiltWheel(Struct, frozen=True):
     """A wheel built from a source, kept in ``built-wheels-v0``."""
 
     path: Path

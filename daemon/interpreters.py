@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from msgspec import Struct
 from packaging import tags
 from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -139,8 +140,7 @@ _encoder: Final = msgspec.msgpack.Encoder()
 # -- platforms ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Platform:
+class Platform(Struct, frozen=True):
     """An operating system, architecture and libc to build tags and markers for."""
 
     os: str  # "linux" | "macos" | "windows"
@@ -294,7 +294,11 @@ def _host_platform(info: InterpreterInfo) -> Platform:
 
 @dataclass(frozen=True)
 class Target:
-    """What a resolution is for: markers, tags and the Python version of one environment."""
+    """What a resolution is for: markers, tags and the Python version of one environment.
+
+    A dataclass, unlike the daemon's other records (msgspec structs, which cost a fortieth
+    to define at start-up): its markers and memo stay out of its hash and equality.
+    """
 
     interpreter: InterpreterInfo
     python_version: Version
@@ -425,8 +429,7 @@ def _specifier(text: str) -> SpecifierSet | None:
 # -- discovery ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PythonRequest:
+class PythonRequest(Struct, frozen=True):
     """Which interpreter the client means, and the client's environment to look in."""
 
     python: str | None = None

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
+from msgspec import Struct
+from msgspec.structs import replace
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
@@ -85,8 +86,7 @@ def pinned_version(req: Requirement) -> Version | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Located:
+class Located(Struct, frozen=True):
     """The wheel a requirement names for the target, before it is fetched."""
 
     file: IndexFile
@@ -102,8 +102,7 @@ class Located:
     origin: Source | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FetchedWheel:
+class FetchedWheel(Struct, frozen=True):
     """A wheel unpacked in the cache."""
 
     located: Located

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from msgspec import Struct
 from packaging.utils import canonicalize_name
 
 from burrowd.daemon.errors import InvalidRequirement
@@ -41,16 +41,14 @@ def command_line_entries(requirements: list[str], cwd: Path) -> list[Requirement
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class BuildSettings:
+class BuildSettings(Struct, frozen=True):
     """Whether and how a request may build sources (``--no-build``, ``--no-build-isolation``)."""
 
     allowed: bool = True
     isolation: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class PackageRequest:
+class PackageRequest(Struct, frozen=True):
     """The indexes, freshness rules and target of one request."""
 
     settings: IndexSettings
@@ -60,8 +58,7 @@ class PackageRequest:
     build: BuildSettings = BuildSettings()
 
 
-@dataclass(slots=True)
-class RequirementInputs:
+class RequirementInputs(Struct):
     """Requirements read from the command line and requirements files, with their options."""
 
     entries: list[RequirementEntry]

@@ -23,8 +23,9 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
-from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
+
+from msgspec import Struct, field
 
 __all__ = [
     "Foreground",
@@ -180,8 +181,7 @@ class Foreground:
                 waiter.set_result(None)
 
 
-@dataclass(eq=False, slots=True)
-class _Waiter:
+class _Waiter(Struct, eq=False):
     future: asyncio.Future[None]
     priority: Priority
     #: Whether the slot was granted to background work (it counts against the share).
@@ -290,16 +290,14 @@ class PrioritySemaphore:
         self.release()
 
 
-@dataclass(eq=False, slots=True)
-class _Flight(Generic[V]):
+class _Flight(Struct, Generic[V], eq=False):
     task: asyncio.Task[V]
     priority: Priority
     started: float
     waiters: list[Priority] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class FlightInfo:
+class FlightInfo(Struct, frozen=True):
     """One piece of shared work in flight, for ``status``."""
 
     kind: str
@@ -416,8 +414,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-@dataclass
-class Limits:
+class Limits(Struct, dict=True):
     """Semaphores for each kind of work."""
 
     #: Concurrent HTTP requests to indexes and file hosts (a third for warming).

@@ -12,9 +12,10 @@ import concurrent.futures
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from msgspec import Struct, field
 
 from burrowd.daemon.builder.builder import Builder
 from burrowd.daemon.cache.maintenance import SizeMeter
@@ -55,8 +56,7 @@ class _NoLifecycle:
         return None
 
 
-@dataclass(eq=False)
-class Services:
+class Services(Struct, eq=False, dict=True):
     """Everything a handler composes."""
 
     config: Config

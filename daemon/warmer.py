@@ -24,11 +24,11 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
+from msgspec import Struct, field
 from packaging.utils import canonicalize_name
 
 from burrowd.daemon.candidates import parse_version
@@ -77,8 +77,7 @@ def watchable(path: Path) -> bool:
     return path.name == "pyproject.toml" or path.suffix in (".in", ".txt")
 
 
-@dataclass(slots=True)
-class _Outcome:
+class _Outcome(Struct):
     """What one warming found."""
 
     kind: m.WatchKindName
@@ -93,8 +92,7 @@ class _Outcome:
     baseline: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(eq=False)
-class _Watch:
+class _Watch(Struct, eq=False, dict=True):
     """A watch and what warming it did, in memory."""
 
     stored: StoredWatch
@@ -711,8 +709,7 @@ class Warmer:
                 log.warning("cannot save the watch list %s: %s", self._list.path, exc)
 
 
-@dataclass(slots=True)
-class _WatchedInputs:
+class _WatchedInputs(Struct):
     """A watched file as read: whether it is all pins, and every file it depends on."""
 
     pinned: bool

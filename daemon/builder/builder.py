@@ -23,12 +23,13 @@ import os
 import time
 import zipfile
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import pyproject_hooks
+from msgspec import Struct
+from msgspec.structs import replace
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -102,7 +103,8 @@ class BuildEnvironments:
         path = services.cache.path(Bucket.BUILD_ENVIRONMENTS, key)
         if not (path / READY).exists():
             await self._flights.run(
-                key, lambda: self._create(path, pins, replace(request, target=target), source)
+                key,
+                lambda: self._create(path, pins, replace(request, target=target), source),
             )
         return str(path / "bin" / "python"), str(path / "bin")
 
@@ -386,7 +388,7 @@ class Builder:
                 headers["If-Modified-Since"] = record.last_modified
         reply = await self.services.http.get(source.url, headers, ok=frozenset({200, 304}))
         if reply.status == 304 and record is not None and kept is not None:
-            updated = msgspec.structs.replace(record, checked=time.time())
+            updated = replace(record, checked=time.time())
             await asyncio.to_thread(_write_url_record, self.cache, record_path, updated)
             return replace(source, sha256=record.sha256, path=kept)
         sha256 = hashlib.sha256(reply.body).hexdigest()
@@ -604,8 +606,7 @@ class Builder:
         return run
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
+class _Run(Struct, frozen=True):
     """How one build calls its backend: interpreter, PATH's first directory, tree, log."""
 
     python: str

@@ -21,12 +21,12 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+from msgspec import Struct
 
 from burrowd.daemon.cache.layout import Bucket, url_digest
 from burrowd.daemon.cache.store import Cache, remove_tree
@@ -43,8 +43,7 @@ READY: Final = ".burrow-checkout"
 _FULL_SHA: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
-@dataclass(frozen=True, slots=True)
-class GitReference:
+class GitReference(Struct, frozen=True):
     """A parsed ``git+`` URL: the repository to fetch, the ref, the subdirectory."""
 
     #: The URL as written, without ``@ref`` and fragment (``git+https://host/repo``).

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import pyproject_hooks
+from msgspec import Struct, field
 
 from burrowd.daemon.errors import BuildFailed, InvalidDistribution
 
@@ -34,8 +34,7 @@ HOOK_TIMEOUT: Final = 3600.0
 _TAIL_LINES: Final = 40
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
+class Backend(Struct, frozen=True):
     """How a source tree is built."""
 
     name: str
@@ -81,8 +80,7 @@ def read_backend(tree: Path, source: str) -> Backend:
     return Backend(backend, tuple(path) if path is not None else None, tuple(requires))
 
 
-@dataclass(slots=True)
-class BuildLog:
+class BuildLog(Struct):
     """Everything the backends of one build printed."""
 
     lines: list[str] = field(default_factory=list)

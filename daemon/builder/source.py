@@ -11,11 +11,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
 
+from msgspec import Struct
+from msgspec.structs import replace
 from packaging.utils import canonicalize_name
 
 from burrowd.daemon.builder.git import parse_git_url
@@ -52,8 +53,7 @@ class SourceKind(enum.Enum):
     GIT = "git"  # a git repository at a commit
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(Struct, frozen=True):
     """One buildable source.
 
     :param name: the canonical project name the requirement gives.

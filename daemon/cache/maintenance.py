@@ -13,10 +13,10 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+from msgspec import Struct, field
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from burrowd.daemon.cache.archive import read_manifest
@@ -142,8 +142,7 @@ def _referenced_archives(cache: Cache) -> set[str]:
     return out
 
 
-@dataclass
-class CleanReport:
+class CleanReport(Struct, dict=True):
     """What ``clean`` removed."""
 
     entries: int = 0
@@ -234,8 +233,7 @@ def _project_of(pointer: Path, wheels: Path) -> str:
         return rel[2] if len(rel) > 3 else ""
 
 
-@dataclass
-class PruneReport:
+class PruneReport(Struct, dict=True):
     """What ``prune`` removed, by kind."""
 
     removed: dict[str, int] = field(default_factory=dict)

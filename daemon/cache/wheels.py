@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import msgspec
+from msgspec import Struct
 
 from burrowd.daemon.cache.archive import read_manifest
 from burrowd.daemon.cache.layout import Bucket, digest, url_digest
@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 _ZIP_MAGIC: Final = b"PK\x03\x04"
 
 
-@dataclass(frozen=True, slots=True)
-class WheelKey:
+class WheelKey(Struct, frozen=True):
     """Where a wheel came from: an index (with its project), a URL, or a local path."""
 
     kind: str  # "index" | "url" | "path"

@@ -18,13 +18,13 @@ import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import msgspec
+from msgspec import Struct, field
 from packaging.utils import NormalizedName, canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest, unpack_wheel, wheel_metadata_bytes
@@ -114,8 +114,7 @@ def local_path(url: str) -> Path:
     return Path(url2pathname(unquote(urlsplit(url).path)))
 
 
-@dataclass(frozen=True, slots=True)
-class IndexSettings:
+class IndexSettings(Struct, frozen=True):
     """Where to look for distributions, for one request."""
 
     index_urls: tuple[str, ...] = (DEFAULT_INDEX,)
@@ -155,8 +154,7 @@ class IndexSettings:
         return [redact(u) for u in (*self.index_urls, *self.find_links)]
 
 
-@dataclass(slots=True)
-class Freshness:
+class Freshness(Struct):
     """Per-request freshness rules: ``--refresh``, ``--refresh-package``, ``--offline``."""
 
     refresh_all: bool = False
@@ -185,8 +183,7 @@ class Freshness:
         return self.refresh_all or name in self.refresh_packages
 
 
-@dataclass(frozen=True, slots=True)
-class ProjectFiles:
+class ProjectFiles(Struct, frozen=True):
     """The files of a project found for one request, with the index each came from.
 
     Kept as the pages' own lists (one per location, in search order) rather than one list

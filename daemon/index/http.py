@@ -27,12 +27,13 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from importlib.abc import Loader
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from msgspec import Struct
 
 if TYPE_CHECKING:
     import aiohttp
@@ -188,8 +189,7 @@ def _host(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Struct, frozen=True):
     """A fully read HTTP response."""
 
     status: int
@@ -213,8 +213,7 @@ def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: b
     return value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
+class RetryPolicy(Struct, frozen=True, kw_only=True):
     """How often, and how patiently, a failing request is tried again.
 
     :param retries: attempts after the first one (so ``retries + 1`` in all).

@@ -14,8 +14,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Final
+
+from msgspec import Struct
 
 from burrowd.daemon.cache.archive import find_dist_info
 from burrowd.daemon.errors import InvalidDistribution
@@ -38,15 +39,13 @@ class RangeNotSupported(Exception):
     """The server cannot serve ranges of this file (and did not send it whole)."""
 
 
-@dataclass(frozen=True, slots=True)
-class FullBody:
+class FullBody(Struct, frozen=True):
     """The server sent the whole wheel instead of a range."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(Struct, frozen=True):
     name: str
     method: int
     crc: int

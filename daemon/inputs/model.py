@@ -7,9 +7,9 @@ them, the resolver and the ``compile`` output consume them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from msgspec import Struct, field
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -23,21 +23,28 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(Struct, frozen=True):
     """Where a requirement came from, for ``# via -r file (line N)`` annotations and errors.
 
     ``file`` is the absolute path of the file, or ``None`` for the command line or an RPC
     request. ``display`` is the same path as the user wrote it (``requirements.in``,
-    ``requirements/base.in``); it does not take part in equality, so two origins of the
-    same line compare equal however the file was named.
+    ``requirements/base.in``); it does not take part in equality (nor does ``project``), so
+    two origins of the same line compare equal however the file was named.
     """
 
     file: str | None
     line: int | None
-    display: str | None = field(default=None, compare=False)
+    display: str | None = None
     #: The project a ``pyproject.toml`` declares: pip-compile writes ``# via NAME (FILE)``.
-    project: str | None = field(default=None, compare=False)
+    project: str | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Origin):
+            return NotImplemented
+        return self.file == other.file and self.line == other.line
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line))
 
     def __str__(self) -> str:
         """Return ``requirements.in:3`` style text, or ``command line``."""
@@ -47,8 +54,7 @@ class Origin:
         return shown if self.line is None else f"{shown}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
-class RequirementEntry:
+class RequirementEntry(Struct, frozen=True):
     """One requirement or constraint, with the per-line options that travel with it.
 
     ``requirement.url`` holds the normalized URL of a direct reference: a ``file://`` URL
@@ -99,8 +105,7 @@ def apply_binary_option(value: str, target: set[str], other: set[str]) -> None:
         target.add(canonical)
 
 
-@dataclass(slots=True)
-class IndexOptions:
+class IndexOptions(Struct):
     """Index and format options collected from requirements files (and the command line).
 
     Nested files share one instance and update it in reading order, as pip's finder does.
@@ -156,8 +161,7 @@ def fold_format_control(
         apply_binary_option(value, target, other)
 
 
-@dataclass(slots=True)
-class ParsedRequirements:
+class ParsedRequirements(Struct):
     """Everything read from one requirements file and the files it includes."""
 
     requirements: list[RequirementEntry] = field(default_factory=list)

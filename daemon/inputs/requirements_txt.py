@@ -32,11 +32,11 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+from msgspec import Struct, field
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -223,8 +223,7 @@ def parse_requirement_text(
     return _build_entry(stripped, where, editable=editable)
 
 
-@dataclass(frozen=True, slots=True)
-class _Where:
+class _Where(Struct, frozen=True):
     """The line being parsed, for error messages and relative paths."""
 
     origin: Origin
@@ -238,16 +237,14 @@ class _Where:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Include:
+class _Include(Struct, frozen=True):
     """A ``-r``/``-c`` line, remembered to report loops and unreadable files."""
 
     key: str
     display: str
 
 
-@dataclass(slots=True)
-class _LineOptions:
+class _LineOptions(Struct):
     """The options of one logical line, in the order written."""
 
     file_options: list[tuple[str, str | None, str]] = field(default_factory=list)

@@ -16,10 +16,10 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
 
+from msgspec import Struct, field
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
@@ -88,8 +88,7 @@ class ProgressSink(Protocol):
     ) -> None: ...
 
 
-@dataclass(slots=True)
-class Ready:
+class Ready(Struct):
     """A planned install whose wheel is unpacked in the cache."""
 
     name: str
@@ -102,8 +101,7 @@ class Ready:
     extra_metadata: dict[str, bytes] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(Struct):
     """What carrying out a plan did."""
 
     installed: list[PackageChange] = field(default_factory=list)

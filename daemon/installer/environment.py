@@ -20,9 +20,10 @@ import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from msgspec import Struct
 
 from burrowd.daemon.errors import EnvironmentRefused, InterpreterNotFound
 from burrowd.daemon.interpreters import InterpreterInfo, Interpreters, PythonRequest
@@ -86,8 +87,7 @@ def _read_pyvenv_cfg(prefix: Path) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Environment:
+class Environment(Struct, frozen=True):
     """Where a target interpreter installs things, and how it may be changed."""
 
     info: InterpreterInfo

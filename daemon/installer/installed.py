@@ -14,11 +14,11 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
 import msgspec
+from msgspec import Struct
 from packaging.utils import NormalizedName, canonicalize_name
 
 from burrowd.daemon.metadata import CoreMetadata, parse_metadata
@@ -98,8 +98,7 @@ def read_direct_url(dist_info: Path) -> DirectUrl | None:
         return None
 
 
-@dataclass(slots=True)
-class InstalledDist:
+class InstalledDist(Struct):
     """One installed distribution."""
 
     name: NormalizedName
@@ -108,7 +107,7 @@ class InstalledDist:
     path: Path
     kind: Literal["dist-info", "egg-info"] = "dist-info"
     direct_url: DirectUrl | None = None
-    _metadata: CoreMetadata | None = field(default=None, repr=False)
+    _metadata: CoreMetadata | None = None
 
     @property
     def site(self) -> Path:

@@ -28,11 +28,11 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import msgspec
+from msgspec import Struct, field
 from packaging.utils import canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest
@@ -154,8 +154,7 @@ def read(path: Path) -> Journal | None:
         return None
 
 
-@dataclass(slots=True)
-class Replayed:
+class Replayed(Struct):
     """What replaying a journal did."""
 
     pid: int

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
+from msgspec import Struct, field
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
@@ -34,8 +34,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Wanted:
+class Wanted(Struct, frozen=True):
     """One distribution a request wants in the environment."""
 
     name: NormalizedName
@@ -57,8 +56,7 @@ class Wanted:
     revision: str | None = None
 
 
-@dataclass(slots=True)
-class Step:
+class Step(Struct):
     """One decision of a plan."""
 
     name: NormalizedName
@@ -75,8 +73,7 @@ class Step:
         return self.installed[0].version if self.installed else None
 
 
-@dataclass(slots=True)
-class Plan:
+class Plan(Struct):
     """Installs (new and reinstalls), removals and what stays."""
 
     install: list[Step] = field(default_factory=list)

@@ -17,9 +17,10 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from msgspec import Struct, field
 
 from burrowd.daemon.errors import EnvironmentRefused
 from burrowd.daemon.installer.environment import Environment, remove_environment_tree
@@ -39,8 +40,7 @@ __all__ = [
 TRASH_DIR: Final = ".burrow-trash"
 
 
-@dataclass(slots=True)
-class Removal:
+class Removal(Struct):
     """What removing one distribution did."""
 
     files: int = 0

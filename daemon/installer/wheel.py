@@ -28,10 +28,10 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, NamedTuple
 
+from msgspec import Struct, field
 from packaging.utils import NormalizedName, canonicalize_name
 
 from burrowd.daemon.cache.archive import read_manifest, unsafe_member
@@ -118,8 +118,7 @@ class Placement(NamedTuple):
     size: str
 
 
-@dataclass(slots=True)
-class Script:
+class Script(Struct):
     """One file written (not linked): an entry point launcher or a rewritten script."""
 
     dest: str
@@ -127,8 +126,7 @@ class Script:
     content: bytes
 
 
-@dataclass(slots=True)
-class WheelLayout:
+class WheelLayout(Struct):
     """Where every file of one wheel goes in one environment."""
 
     name: NormalizedName
@@ -284,8 +282,7 @@ def _root_is_purelib(archive: Path, dist_info: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
+class _Parsed(Struct, frozen=True):
     """What an unpacked wheel says about itself, whatever the environment (memoized)."""
 
     filename: str

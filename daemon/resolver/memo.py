@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
+
+from msgspec import Struct
 
 __all__ = ["MEMO_SIZE", "Memo", "ResolutionMemo"]
 
@@ -31,8 +32,7 @@ MEMO_SIZE: Final = 16
 PageKey = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Memo(Generic[T, P]):
+class Memo(Struct, Generic[T, P], frozen=True):
     """A resolution, with the pages it used as it saw them."""
 
     value: T

@@ -8,7 +8,8 @@ the requirement files and lines.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from burrowd.daemon.index.client import DIRECT
 from burrowd.daemon.resolver.resolve import Resolution
@@ -16,8 +17,7 @@ from burrowd.daemon.resolver.resolve import Resolution
 __all__ = ["OutputOptions", "format_resolution"]
 
 
-@dataclass(frozen=True, slots=True)
-class OutputOptions:
+class OutputOptions(Struct, frozen=True):
     """How to write the file."""
 
     command: str = "burrow compile"

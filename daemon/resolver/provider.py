@@ -19,12 +19,12 @@ import enum
 import logging
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import unquote
 
+from msgspec import Struct, field
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
 from packaging.requirements import Requirement
 from packaging.utils import (
@@ -78,8 +78,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Pkg:
+class Pkg(Struct, frozen=True):
     """A package as the solver sees it: a project, or a project with one extra."""
 
     name: str
@@ -116,8 +115,7 @@ class ResolutionMode(enum.Enum):
     LOWEST_DIRECT = "lowest-direct"
 
 
-@dataclass(slots=True)
-class ResolveOptions:
+class ResolveOptions(Struct):
     """Policy of one resolution."""
 
     prerelease: PrereleaseMode = PrereleaseMode.IF_NECESSARY_OR_EXPLICIT
@@ -149,8 +147,7 @@ class ResolveOptions:
         return "any"
 
 
-@dataclass(frozen=True, slots=True)
-class _Req:
+class _Req(Struct, frozen=True):
     """A parsed ``Requires-Dist`` entry with what filtering it needs, computed once."""
 
     req: Requirement
@@ -174,8 +171,7 @@ def _specifier_set(spec: str) -> VersionSet:
     return VersionSet.from_specifiers(spec)
 
 
-@dataclass(slots=True)
-class _Choice:
+class _Choice(Struct):
     """Which file the provider chose for a version (the one whose metadata counts)."""
 
     file: IndexFile

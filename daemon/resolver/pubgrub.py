@@ -27,9 +27,9 @@ import enum
 import heapq
 from bisect import bisect_left
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar
 
+from msgspec import Struct
 from packaging.version import Version
 
 from burrowd.daemon.resolver.ranges import VersionSet
@@ -53,16 +53,14 @@ __all__ = [
 P = TypeVar("P", bound=Hashable)
 
 
-@dataclass(frozen=True, slots=True)
-class ChooseVersion(Generic[P]):
+class ChooseVersion(Struct, Generic[P], frozen=True):
     """Ask for the best acceptable version of ``package`` in ``allowed``."""
 
     package: P
     allowed: VersionSet
 
 
-@dataclass(frozen=True, slots=True)
-class NoVersion:
+class NoVersion(Struct, frozen=True):
     """Answer a :class:`ChooseVersion`: no acceptable version exists in the allowed set.
 
     ``reason`` is shown in the explanation, e.g. ``only pre-releases match; pass
@@ -72,16 +70,14 @@ class NoVersion:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class GetDependencies(Generic[P]):
+class GetDependencies(Struct, Generic[P], frozen=True):
     """Ask for the dependencies of ``package`` at ``version``."""
 
     package: P
     version: Version
 
 
-@dataclass(frozen=True, slots=True)
-class Unavailable:
+class Unavailable(Struct, frozen=True):
     """Answer a :class:`GetDependencies`: this version cannot be used, for ``reason``."""
 
     reason: str

@@ -8,8 +8,7 @@ solver's explanation and its derivation tree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from msgspec import Struct, field
 from packaging.version import Version
 
 from burrowd.daemon.errors import ResolutionImpossible
@@ -23,8 +22,7 @@ from burrowd.daemon.scheduler import pace
 __all__ = ["Pin", "Resolution", "Via", "run_resolver"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Via:
+class Via(Struct, frozen=True, order=True):
     """Why a package is in the resolution: a requirement line or another package."""
 
     kind: str  # "requirement" | "constraint" | "override" | "package" | "project"
@@ -34,8 +32,7 @@ class Via:
     line: int | None = None
 
 
-@dataclass(slots=True)
-class Pin:
+class Pin(Struct):
     """One resolved package."""
 
     name: str
@@ -51,8 +48,7 @@ class Pin:
     editable: bool = False
 
 
-@dataclass(slots=True)
-class Resolution:
+class Resolution(Struct):
     """The resolved packages, by canonical name, in name order."""
 
     pins: dict[str, Pin]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import hashlib
 import logging
@@ -23,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec.structs
+from msgspec import Struct
 from packaging.requirements import InvalidRequirement as InvalidRequirementError
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -121,7 +122,7 @@ def _read_inputs(params: m.ResolveParams) -> _Inputs:
             # reader only knows the absolute path, which differs between checkouts).
             project = project_name(path)
             out.requirements += [
-                dataclasses.replace(
+                msgspec.structs.replace(
                     e, origin=Origin(e.origin.file, e.origin.line, name, project=project)
                 )
                 for e in entries
@@ -284,8 +285,7 @@ def _write_atomic(path: Path, text: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
-@dataclasses.dataclass(slots=True)
-class Resolved:
+class Resolved(Struct):
     """A resolution with what produced it, for ``compile`` and ``install``."""
 
     request: PackageRequest
@@ -355,7 +355,7 @@ async def resolve_pins(
         hit = await services.resolutions.get(key, read_page)
         if hit is not None:
             kept: Resolved = hit.value
-            return dataclasses.replace(
+            return msgspec.structs.replace(
                 kept, request=request, index=index, inputs=inputs, warnings=input_warnings
             )
     # Built in a worker: it reads local project directories (pyproject.toml, PKG-INFO)

@@ -7,12 +7,12 @@ index stands in for the legacy backend. ``stack.builds`` counts the backend runs
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import sys
 from pathlib import Path
 
 import msgspec
+import msgspec.structs
 import pytest
 from pytest_aiohttp import AiohttpServer
 
@@ -418,7 +418,7 @@ class TestUrlSources:
         assert stack.builds == 1
 
         # After it: a conditional request, a 304, the same revision, no build.
-        stack.services.config = dataclasses.replace(stack.services.config, index_ttl=0.0)
+        stack.services.config = msgspec.structs.replace(stack.services.config, index_ttl=0.0)
         etag = origin.etag
         await sync_again()
         assert origin.requests[1:] == [(etag, 304)]
@@ -462,7 +462,7 @@ class TestUrlSources:
         requirement = f"urlpkg @ {fake_index_async.url_for(entry)}"
         await stack.sync(requirement)
         assert stack.builds == 1
-        stack.services.config = dataclasses.replace(stack.services.config, index_ttl=0.0)
+        stack.services.config = msgspec.structs.replace(stack.services.config, index_ttl=0.0)
         fake_index_async.reset_hits()
         await stack.installer.uninstall("urlpkg")
         await stack.sync(requirement)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import os
 import subprocess
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import msgspec.structs
 import pytest
 
 from burrowd.daemon.cache.store import Cache
@@ -96,7 +96,7 @@ class TestRemoval:
     ) -> None:
         scripts = tmp_path / "scripts"
         scripts.mkdir()
-        split = dataclasses.replace(env, scripts=scripts)
+        split = msgspec.structs.replace(env, scripts=scripts)
         spec = DistSpec("tool", "1.0", entry_points={"console_scripts": {"tool-cli": "tool:x"}})
         install_wheel(cache, split, dist_factory.wheel(spec))
         assert os.listdir(scripts) == ["tool-cli"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import stat
@@ -147,7 +146,7 @@ class TestPlacement:
         self, tmp_path: Path, cache: Cache, env: Environment, tag: str, root: str
     ) -> None:
         # The venv's purelib and platlib are one directory: give platlib its own.
-        split = dataclasses.replace(env, platlib=tmp_path / "platlib")
+        split = msgspec.structs.replace(env, platlib=tmp_path / "platlib")
         wheel = raw_wheel(
             tmp_path / "wheels",
             "mixed",
@@ -348,7 +347,7 @@ class TestEntryPoints:
     async def test_an_old_target_gets_the_classic_launcher(
         self, tmp_path: Path, cache: Cache, env: Environment
     ) -> None:
-        old = dataclasses.replace(env, info=msgspec.structs.replace(env.info, version="3.8.18"))
+        old = msgspec.structs.replace(env, info=msgspec.structs.replace(env.info, version="3.8.18"))
         wheel = raw_wheel(
             tmp_path / "wheels",
             "pip",
