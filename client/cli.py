@@ -1046,6 +1046,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = _chosen(argv)
+    if chosen is None and argv is not None and "--version" in argv:
+        return parser  # argparse prints the version and exits before it looks for a command
     if chosen is not None and not any(
         chosen in ((leaf.group, leaf.name), (leaf.group, None)) for leaf in _LEAVES
     ):
@@ -1111,7 +1113,14 @@ def run() -> NoReturn:
     milliseconds that nothing needs: there is no state left to clean up once the output is
     flushed. (Tests and embedders call :func:`main` instead.)
     """
-    code = main()
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's --version, --help and usage errors
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            sys.stderr.write(f"{exc.code}\n")
+            code = EXIT_FAILED
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -1,0 +1,24 @@
+"""The argument parser is built only as far as the command line needs."""
+
+from __future__ import annotations
+
+import argparse
+
+from burrowd.client.cli import build_parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices)
+
+
+def test_a_command_builds_only_its_own_parser() -> None:
+    assert _commands(build_parser(["daemon", "status"])) == {"daemon"}
+
+
+def test_version_builds_no_command_parser() -> None:
+    assert _commands(build_parser(["--version"])) == set()
+
+
+def test_no_command_builds_them_all_for_the_usage_message() -> None:
+    assert {"compile", "sync", "daemon", "cache"} <= _commands(build_parser([]))
