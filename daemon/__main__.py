@@ -23,7 +23,7 @@ import logging.handlers
 import os
 from collections.abc import Sequence
 
-from burrowd.daemon.app import AlreadyRunning, Daemon, SocketBusy, bind_listener, tune_gc
+from burrowd.daemon import pyquery
 from burrowd.daemon.config import Config, ConfigError
 from burrowd.protocol import __version__
 from burrowd.protocol.paths import SocketPathError
@@ -83,6 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"burrowd: {exc}", file=sys.stderr)
         _write_ready(ready_fd, f"ERROR={exc}")
         return 1
+    # Before the imports below (most of the start-up): the first request will want this.
+    pyquery.start_early(config.cache_dir)
+    from burrowd.daemon.app import (  # noqa: PLC0415
+        AlreadyRunning,
+        Daemon,
+        SocketBusy,
+        bind_listener,
+        tune_gc,
+    )
+
     if args.foreground:
         config = config.with_changes(log_to_stderr=True)
     if args.idle_timeout is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from msgspec import Struct
 
+from burrowd.daemon import pyquery
 from burrowd.daemon.config import Config
 from burrowd.daemon.errors import DaemonError
 from burrowd.daemon.handlers import Handlers
@@ -364,6 +365,7 @@ class Daemon:
                     watchdog.cancel()
                     warm.cancel()
                     await asyncio.gather(watchdog, warm, return_exceptions=True)
+                    pyquery.discard_early()  # a query started at start-up nobody asked for
                     self.begin_shutdown(self.stop_reason or "stopping")
                     # Warming is background work: it stops at once, requests finish.
                     await warmer.close()

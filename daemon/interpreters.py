@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
+from burrowd.daemon.pyquery import QUERY, default_candidates, on_path, take_early
 from burrowd.daemon.scheduler import OnceMap
 
 __all__ = [
@@ -50,56 +51,6 @@ QUERY_TIMEOUT: Final = 20.0
 #: Seconds a failed query is remembered: a pyenv shim starts working when its version is
 #: installed, without the shim file changing.
 FAILURE_TTL: Final = 60.0
-
-# Runs inside the target interpreter (any CPython 3.7+ or PyPy): standard library only.
-_QUERY: Final = r"""
-import json, os, platform, sys, sysconfig
-def fmt(info):
-    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
-    if info.releaselevel != "final":
-        v += info.releaselevel[0] + str(info.serial)
-    return v
-libc = None
-if hasattr(os, "confstr"):
-    try:
-        libc = os.confstr("CS_GNU_LIBC_VERSION")
-    except (ValueError, OSError):
-        libc = None
-managed = False
-try:
-    managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
-except Exception:
-    pass
-print(json.dumps({
-    "executable": sys.executable,
-    "prefix": sys.prefix,
-    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
-    "version": fmt(sys.version_info),
-    "implementation": sys.implementation.name,
-    "implementation_version": fmt(sys.implementation.version),
-    "abiflags": getattr(sys, "abiflags", ""),
-    "soabi": sysconfig.get_config_var("SOABI") or "",
-    "platform": sysconfig.get_platform(),
-    "libc": libc,
-    "pointer_bits": 64 if sys.maxsize > 2**32 else 32,
-    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    "externally_managed": managed,
-    "paths": sysconfig.get_paths(),
-    "markers": {
-        "implementation_name": sys.implementation.name,
-        "implementation_version": fmt(sys.implementation.version),
-        "os_name": os.name,
-        "platform_machine": platform.machine(),
-        "platform_python_implementation": platform.python_implementation(),
-        "platform_release": platform.release(),
-        "platform_system": platform.system(),
-        "platform_version": platform.version(),
-        "python_full_version": platform.python_version(),
-        "python_version": ".".join(platform.python_version_tuple()[:2]),
-        "sys_platform": sys.platform,
-    },
-}))
-"""
 
 
 class InterpreterInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -481,18 +432,9 @@ class Interpreters:
             else:
                 names = [value]
             for name in names:
-                yield from _on_path(name, req.path, req.cwd)
+                yield from on_path(name, req.path, req.cwd)
             return
-        if req.virtual_env and not req.system:
-            yield Path(req.virtual_env) / "bin" / "python"
-        here = Path(req.cwd)
-        for d in () if req.system else (here, *here.parents):
-            venv = d / ".venv" / "bin" / "python"
-            if venv.exists():
-                yield venv
-                break
-        for name in ("python3", "python"):
-            yield from _on_path(name, req.path, req.cwd)
+        yield from default_candidates(req.cwd, req.virtual_env, req.path, system=req.system)
 
     def target(
         self,
@@ -597,25 +539,21 @@ class Interpreters:
         return info
 
     async def _run_query(self, exe: Path) -> InterpreterInfo:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                str(exe),
-                "-I",
-                "-c",
-                _QUERY,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise InterpreterNotFound(str(exe), f"cannot run it: {exc.strerror}") from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), QUERY_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
-        if proc.returncode != 0:
+        early = take_early(str(exe))
+        if early is not None:
+            # Started by ``burrowd`` before its imports: only its answer is left to read.
+            try:
+                out, err = await asyncio.to_thread(early.communicate, timeout=QUERY_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                early.kill()
+                await asyncio.to_thread(early.wait)
+                raise InterpreterNotFound(
+                    str(exe), f"no answer within {QUERY_TIMEOUT:g}s"
+                ) from None
+            returncode = early.returncode
+        else:
+            out, err, returncode = await _spawn_query(exe)
+        if returncode != 0:
             raise InterpreterNotFound(str(exe), f"the query failed: {_failure_line(err)}")
         try:
             raw = json.loads(out)
@@ -624,16 +562,26 @@ class Interpreters:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
 
 
-def _on_path(name: str, path: str, cwd: str) -> Iterator[Path]:
-    """Yield every executable called ``name`` on ``path`` (the process's PATH if empty).
-
-    Every one, not only the first as ``which`` gives: the first may be a shim that fails.
-    An empty or relative entry is the client's working directory, as for its shell.
-    """
-    for directory in (path or os.environ.get("PATH", os.defpath)).split(os.pathsep):
-        hit = shutil.which(name, path=os.path.join(cwd, directory))
-        if hit is not None:
-            yield Path(hit)
+async def _spawn_query(exe: Path) -> tuple[bytes, bytes, int | None]:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            str(exe),
+            "-I",
+            "-c",
+            QUERY,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise InterpreterNotFound(str(exe), f"cannot run it: {exc.strerror}") from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), QUERY_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
+    return out, err, proc.returncode
 
 
 def _failure_line(stderr: bytes) -> str:

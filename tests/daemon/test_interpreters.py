@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from packaging.tags import Tag
 from packaging.version import Version
 
+from burrowd.daemon import pyquery
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
@@ -348,3 +350,65 @@ class TestPythonPlatform:
             assert target.describe() == "CPython 3.9.1 on linux x86_64 (glibc 2.28)"
         musl = Target.build(host, python_platform="x86_64-unknown-linux-musl")
         assert musl.describe().endswith("on linux x86_64 (musl 1.2)")
+
+
+class TestEarlyQuery:
+    """``burrowd`` starts the default interpreter's query before its own imports."""
+
+    @pytest.fixture(autouse=True)
+    def _no_leftovers(self) -> Iterator[None]:
+        yield
+        pyquery.discard_early()
+
+    def _shim(self, tmp_path: Path, body: str) -> tuple[Path, Path]:
+        runs = tmp_path / "runs"
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        _wrapper(bin_dir / "python3", f'echo run >> "{runs}"\n{body}')
+        return bin_dir, runs
+
+    async def test_the_request_reads_the_early_answer_and_runs_nothing_again(
+        self, tmp_path: Path
+    ) -> None:
+        bin_dir, runs = self._shim(tmp_path, f'exec "{sys.executable}" "$@"')
+        cache = Cache(tmp_path / "cache")
+        env = {"PATH": str(bin_dir)}
+        exe = pyquery.start_early(cache.root, env, cwd=str(tmp_path))
+        assert exe == str(bin_dir / "python3")
+        request = PythonRequest(cwd=str(tmp_path), path=str(bin_dir))
+        info = await Interpreters(cache).find(request)
+        assert info.executable == sys.executable
+        assert runs.read_text().count("run") == 1
+        assert pyquery.take_early(exe) is None  # taken once
+        # Stored as any answer is: the next daemon starts no early query at all.
+        assert pyquery.start_early(cache.root, env, cwd=str(tmp_path)) is None
+        assert await Interpreters(cache).find(request) == info
+        assert runs.read_text().count("run") == 1
+
+    async def test_an_early_failure_is_reported_by_the_request(self, tmp_path: Path) -> None:
+        bin_dir, runs = self._shim(
+            tmp_path, 'echo "pyenv: python3: command not found" >&2\nexit 127'
+        )
+        cache = Cache(tmp_path / "cache")
+        assert pyquery.start_early(cache.root, {"PATH": str(bin_dir)}, cwd=str(tmp_path))
+        with pytest.raises(InterpreterNotFound, match="command not found"):
+            await Interpreters(cache).query(bin_dir / "python3")
+        assert runs.read_text().count("run") == 1
+
+    def test_the_same_candidate_as_a_request_without_python(self, tmp_path: Path) -> None:
+        # A .venv above the working directory comes before PATH, as for the request.
+        project = tmp_path / "project" / "sub"
+        project.mkdir(parents=True)
+        (tmp_path / "project" / ".venv" / "bin").mkdir(parents=True)
+        venv_python = _wrapper(tmp_path / "project" / ".venv" / "bin" / "python", "exit 0")
+        bin_dir, _ = self._shim(tmp_path, "exit 0")
+        env = {"PATH": str(bin_dir)}
+        exe = pyquery.start_early(tmp_path / "cache", env, cwd=str(project))
+        assert exe == str(venv_python)
+        candidates = Interpreters._all_candidates(
+            PythonRequest(cwd=str(project), path=str(bin_dir))
+        )
+        assert next(candidates) == venv_python
+        env["VIRTUAL_ENV"] = str(tmp_path / "active")
+        pyquery.discard_early()
+        assert pyquery.start_early(tmp_path / "cache", env, cwd=str(project)) == str(venv_python)
