@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Final, TypeVar
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
 import msgspec
 from msgspec import Struct, field
@@ -111,7 +110,7 @@ def is_local(url: str) -> bool:
 
 def local_path(url: str) -> Path:
     """Return the filesystem path of a ``file://`` URL."""
-    return Path(url2pathname(unquote(urlsplit(url).path)))
+    return Path(unquote(urlsplit(url).path))
 
 
 class IndexSettings(Struct, frozen=True):

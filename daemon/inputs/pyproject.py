@@ -14,8 +14,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
@@ -284,7 +283,7 @@ class _Reader:
                     line=line,
                     text=text,
                 )
-            local = url2pathname(parts.path)
+            local = unquote(parts.path)
             if not os.path.isabs(local):
                 raise self.error(
                     f"file URL {url!r} is relative; pyproject.toml requirements need an "

@@ -34,7 +34,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
 from msgspec import Struct, field
 from packaging.requirements import InvalidRequirement as PackagingInvalidRequirement
@@ -786,7 +785,7 @@ def _file_url_path(url: str, where: _Where) -> str:
             f"file URL {url} names the host {parts.netloc!r}; only local file:///path "
             "URLs are supported"
         )
-    return os.path.normpath(os.path.join(where.base_dir, url2pathname(parts.path)))
+    return os.path.normpath(os.path.join(where.base_dir, unquote(parts.path)))
 
 
 def _drop_egg(url: str) -> str:

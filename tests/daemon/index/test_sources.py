@@ -12,7 +12,7 @@ import pytest
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import NetworkError, PackageNotFound
-from burrowd.daemon.index.client import Freshness, IndexClient, IndexSettings
+from burrowd.daemon.index.client import Freshness, IndexClient, IndexSettings, local_path
 from burrowd.daemon.index.models import IndexFile
 from tests.daemon.cache.harness import Stack, archive_problems, cache_files
 from tests.support.dists import DistSpec
@@ -345,3 +345,17 @@ class TestCredentials:
             assert secret not in message
             assert secret not in repr(info.value.data)
             assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("file:///srv/wheels/pkg-1.0-py3-none-any.whl", "/srv/wheels/pkg-1.0-py3-none-any.whl"),
+        ("file:///srv/my%20wheels/simple/", "/srv/my wheels/simple"),
+        # Decoded once: a literal "%20" in a directory name is spelled %2520.
+        ("file:///srv/a%2520b/x.whl", "/srv/a%20b/x.whl"),
+        ("file://localhost/srv/x.whl", "/srv/x.whl"),
+    ],
+)
+def test_a_file_url_names_its_path(url: str, path: str) -> None:
+    assert local_path(url) == Path(path)
