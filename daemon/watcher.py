@@ -21,10 +21,12 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
-import watchfiles
+
+if TYPE_CHECKING:
+    import watchfiles
 
 from burrowd.protocol.messages import WatchAddParams
 
@@ -211,6 +213,8 @@ class FileWatcher:
         def wanted(_change: watchfiles.Change, path: str) -> bool:
             # A watched directory's own event too: its removal ends its kernel watch.
             return Path(path) in self._files or Path(path) in dirs
+
+        import watchfiles  # noqa: PLC0415  (only a daemon with watches pays its import)
 
         try:
             batches = watchfiles.awatch(
