@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -1184,8 +1183,11 @@ class TestRoundTrip:
         assert again.options == parsed.options
 
 
-class TestSpeed:
-    def test_large_hashed_file_parses_quickly(self, tmp_path: Path) -> None:
+class TestLargeLockFile:
+    def test_a_large_hashed_lock_file_keeps_every_pin_and_hash(self, tmp_path: Path) -> None:
+        # pip-compile --generate-hashes output: continuation lines, two hashes and a comment
+        # per pin, version segments of any size. (How fast it parses is the benchmarks'
+        # business: every warm compile in bench/ parses its inputs.)
         lines = []
         for index in range(125):
             lines += [
@@ -1195,11 +1197,15 @@ class TestSpeed:
                 "    # via -r requirements.in",
             ]
         _write(tmp_path / "requirements.txt", "\n".join(lines) + "\n")
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter()
-            parsed = parse_requirements_file("requirements.txt", cwd=tmp_path)
-            best = min(best, time.perf_counter() - started)
+        parsed = parse_requirements_file("requirements.txt", cwd=tmp_path)
         assert len(parsed.requirements) == 125
-        # A few ms on a laptop; the bound leaves room for a loaded CI machine.
-        assert best < 0.1
+        for index, entry in enumerate(parsed.requirements):
+            assert entry.requirement.name == f"package-{index}"
+            assert str(entry.requirement.specifier) == f"==1.{index}.20230628214621"
+            # (index 0 lists one hash twice: kept once)
+            assert set(entry.hashes) == {
+                f"sha256:{_hash(str(index))}",
+                f"sha256:{_hash(str(-index))}",
+            }
+            assert len(entry.hashes) == (1 if index == 0 else 2)
+            assert entry.origin.line == 4 * index + 1
