@@ -325,6 +325,10 @@ class Daemon:
             log.info("no default interpreter to warm up: %s", exc)
         except OSError as exc:  # e.g. the cache is not writable: the request will say so
             log.warning("warming up the default interpreter failed: %s", exc)
+        finally:
+            # The query started before the imports, if this did not take it (it failed
+            # first, or the cache had the answer by now): nothing else will.
+            await asyncio.to_thread(pyquery.discard_early)
 
     async def run(self) -> None:
         """Serve until asked to stop, then finish requests and clean up."""
@@ -365,7 +369,7 @@ class Daemon:
                     watchdog.cancel()
                     warm.cancel()
                     await asyncio.gather(watchdog, warm, return_exceptions=True)
-                    pyquery.discard_early()  # a query started at start-up nobody asked for
+                    await asyncio.to_thread(pyquery.discard_early)
                     self.begin_shutdown(self.stop_reason or "stopping")
                     # Warming is background work: it stops at once, requests finish.
                     await warmer.close()

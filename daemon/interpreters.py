@@ -33,7 +33,7 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
-from burrowd.daemon.pyquery import QUERY, default_candidates, on_path, take_early
+from burrowd.daemon.pyquery import QUERY, default_candidates, kill_early, on_path, take_early
 from burrowd.daemon.scheduler import OnceMap
 
 __all__ = [
@@ -532,24 +532,27 @@ class Interpreters:
             ):
                 self._memory[key] = (st.st_mtime_ns, st.st_size, cached.info)
                 return cached.info
-        info = await self._run_query(exe)
+        info = await self._run_query(exe, st)
         self._memory[key] = (st.st_mtime_ns, st.st_size, info)
         record = _Cached(st.st_mtime_ns, st.st_size, info)
         await asyncio.to_thread(self.cache.write_file, path, _encoder.encode(record), fsync=False)
         return info
 
-    async def _run_query(self, exe: Path) -> InterpreterInfo:
-        early = take_early(str(exe))
+    async def _run_query(self, exe: Path, st: os.stat_result) -> InterpreterInfo:
+        early = take_early(str(exe), st.st_mtime_ns, st.st_size)
         if early is not None:
             # Started by ``burrowd`` before its imports: only its answer is left to read.
             try:
                 out, err = await asyncio.to_thread(early.communicate, timeout=QUERY_TIMEOUT)
             except subprocess.TimeoutExpired:
-                early.kill()
-                await asyncio.to_thread(early.wait)
+                kill_early(early)
+                await asyncio.to_thread(early.communicate)
                 raise InterpreterNotFound(
                     str(exe), f"no answer within {QUERY_TIMEOUT:g}s"
                 ) from None
+            except BaseException:
+                kill_early(early)  # cancelled: the worker's communicate() then reaps it
+                raise
             returncode = early.returncode
         else:
             out, err, returncode = await _spawn_query(exe)

@@ -11,8 +11,10 @@ standard library and the cache layout (for the cache entry that makes the query 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +26,7 @@ __all__ = [
     "QUERY",
     "default_candidates",
     "discard_early",
+    "kill_early",
     "on_path",
     "start_early",
     "take_early",
@@ -79,8 +82,24 @@ print(json.dumps({
 }))
 """
 
+#: How long :func:`discard_early` waits for a killed query to be gone.
+REAP_TIMEOUT: Final = 1.0
+
+
+class _Early:
+    """A query started before the daemon could ask, and the executable's stat then."""
+
+    __slots__ = ("proc", "stat")
+
+    def __init__(self, proc: subprocess.Popen[bytes], stat: tuple[int, int]) -> None:
+        self.proc = proc
+        self.stat = stat
+
+
 #: Queries started before the daemon could ask, by absolute executable path.
-_early: dict[str, subprocess.Popen[bytes]] = {}
+_early: dict[str, _Early] = {}
+#: Early queries killed unread, still to be reaped.
+_killed: list[subprocess.Popen[bytes]] = []
 
 
 def on_path(name: str, path: str, cwd: str) -> Iterator[Path]:
@@ -141,26 +160,46 @@ def start_early(
         exe = os.path.abspath(candidate)
         if cache_entry(cache_dir, exe).exists():
             return None  # the daemon validates that entry by the executable's mtime
-        _early[exe] = subprocess.Popen(
+        st = os.stat(exe)
+        proc = subprocess.Popen(
             [exe, "-I", "-c", QUERY],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Its own process group: a shim's children are stopped with it (kill_early).
+            start_new_session=True,
         )
+        _early[exe] = _Early(proc, (st.st_mtime_ns, st.st_size))
     except OSError:
         return None
     return exe
 
 
-def take_early(executable: str) -> subprocess.Popen[bytes] | None:
-    """Return (once) the early query of ``executable``, running or done, if one was started."""
-    return _early.pop(executable, None)
+def take_early(executable: str, mtime_ns: int, size: int) -> subprocess.Popen[bytes] | None:
+    """Return (once) the early query of ``executable``, running or done, if one was started
+    on the same file: one replaced since (an upgrade) is stopped and ``None`` returned."""
+    early = _early.pop(executable, None)
+    if early is None:
+        return None
+    if early.stat != (mtime_ns, size):
+        kill_early(early.proc)
+        _killed.append(early.proc)
+        return None
+    return early.proc
+
+
+def kill_early(proc: subprocess.Popen[bytes]) -> None:
+    """Stop an early query and whatever it started (a shim's subprocesses); never blocks."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def discard_early() -> None:
-    """Stop and reap the early queries nobody took (when the daemon stops)."""
+    """Stop and reap the early queries nobody took (blocking: run it in a worker thread)."""
     while _early:
-        _, proc = _early.popitem()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+        _, early = _early.popitem()
+        kill_early(early.proc)
+        _killed.append(early.proc)
+    while _killed:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _killed.pop().communicate(timeout=REAP_TIMEOUT)

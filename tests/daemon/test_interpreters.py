@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -379,7 +382,8 @@ class TestEarlyQuery:
         info = await Interpreters(cache).find(request)
         assert info.executable == sys.executable
         assert runs.read_text().count("run") == 1
-        assert pyquery.take_early(exe) is None  # taken once
+        st = os.stat(exe)
+        assert pyquery.take_early(exe, st.st_mtime_ns, st.st_size) is None  # taken once
         # Stored as any answer is: the next daemon starts no early query at all.
         assert pyquery.start_early(cache.root, env, cwd=str(tmp_path)) is None
         assert await Interpreters(cache).find(request) == info
@@ -412,3 +416,77 @@ class TestEarlyQuery:
         env["VIRTUAL_ENV"] = str(tmp_path / "active")
         pyquery.discard_early()
         assert pyquery.start_early(tmp_path / "cache", env, cwd=str(project)) == str(venv_python)
+
+    async def test_an_interpreter_replaced_meanwhile_is_queried_again(self, tmp_path: Path) -> None:
+        # An upgrade between the early start and the request: the old answer is not used.
+        bin_dir, _ = self._shim(tmp_path, "echo 'the old interpreter'")
+        python = bin_dir / "python3"
+        cache = Cache(tmp_path / "cache")
+        assert pyquery.start_early(cache.root, {"PATH": str(bin_dir)}, cwd=str(tmp_path))
+        _wrapper(python, f'exec "{sys.executable}" "$@"')  # a new file: size and mtime
+        info = await Interpreters(cache).query(python)
+        assert info.executable == sys.executable
+        stored = cache.path(Bucket.INTERPRETER, f"{digest(str(python))}.msgpack")
+        assert stored.is_file()
+
+    async def test_a_cancelled_query_stops_the_early_process_and_what_it_started(
+        self, tmp_path: Path
+    ) -> None:
+        # A shim that never answers, with a child of its own (as pyenv's bash has). A
+        # stopping daemon cancels the queries still running after its grace period.
+        pids = tmp_path / "pids"
+        bin_dir, _ = self._shim(tmp_path, f'sleep 600 &\necho $! >> "{pids}"\nsleep 600')
+        python = bin_dir / "python3"
+        cache = Cache(tmp_path / "cache")
+        assert pyquery.start_early(cache.root, {"PATH": str(bin_dir)}, cwd=str(tmp_path))
+        proc = pyquery._early[str(python)].proc
+        interpreters = Interpreters(cache)
+        query = asyncio.ensure_future(interpreters.query(python))
+        await asyncio.to_thread(_started_child, pids)
+        await interpreters._queries.wait_all(0.1)
+        with pytest.raises(asyncio.CancelledError):
+            await query
+        assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
+        child = int(pids.read_text())
+        for _ in range(100):  # the grandchild went with its process group
+            if not _alive(child):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(child)
+
+    def test_discarding_reaps_an_untaken_query_and_its_children(self, tmp_path: Path) -> None:
+        pids = tmp_path / "pids"
+        bin_dir, _ = self._shim(tmp_path, f'sleep 600 &\necho $! >> "{pids}"\nsleep 600')
+        cache = Cache(tmp_path / "cache")
+        exe = pyquery.start_early(cache.root, {"PATH": str(bin_dir)}, cwd=str(tmp_path))
+        assert exe is not None
+        proc = pyquery._early[exe].proc
+        _started_child(pids)
+        pyquery.discard_early()
+        assert proc.returncode == -signal.SIGKILL  # reaped: no zombie left
+        assert not pyquery._early
+        assert not pyquery._killed
+        child = int(pids.read_text())
+        for _ in range(100):
+            if not _alive(child):
+                break
+            time.sleep(0.05)
+        assert not _alive(child)
+
+
+def _started_child(pids: Path) -> None:
+    """Wait until the shim has written its child's pid."""
+    for _ in range(200):
+        if pids.exists() and pids.read_text().strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the shim never started its child")
+
+
+def _alive(pid: int) -> bool:
+    """Return whether ``pid`` runs (a zombie, reaped by nobody here, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
