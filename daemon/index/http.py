@@ -13,7 +13,6 @@ what failed, how many attempts were made and what to do. Anything else fails at 
 
 from __future__ import annotations
 
-import _ssl
 import asyncio
 import contextlib
 import email.utils
@@ -65,12 +64,6 @@ def _lazy(name: str, wrap: Callable[[Loader], Loader] | None = None) -> ModuleTy
     return module
 
 
-def _store_unless_unverified(context: ssl.SSLContext) -> None:
-    """``set_default_verify_paths``, skipped for a context that verifies nothing."""
-    if context.verify_mode != ssl.CERT_NONE:
-        _ssl._SSLContext.set_default_verify_paths(context)
-
-
 class _AiohttpLoader(Loader):
     """Executes aiohttp with a lighter unverified TLS context.
 
@@ -90,13 +83,28 @@ class _AiohttpLoader(Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        # ssl.SSLContext is a Python class: an attribute set on it shadows the C method
-        # until it is deleted again.
-        ssl.SSLContext.set_default_verify_paths = _store_unless_unverified  # type: ignore[assignment]
+        # ssl.SSLContext is a Python class: an attribute set on it shadows the C method (or
+        # whatever an ``ssl`` patcher such as truststore put there) until it is put back.
+        cls = ssl.SSLContext
+        own = vars(cls).get("set_default_verify_paths")
+        load = cls.set_default_verify_paths
+
+        def store_unless_unverified(context: ssl.SSLContext) -> None:
+            if context.verify_mode != ssl.CERT_NONE:
+                load(context)
+
+        cls.set_default_verify_paths = store_unless_unverified  # type: ignore[method-assign,assignment]
         try:
             self.inner.exec_module(module)
         finally:
-            del ssl.SSLContext.set_default_verify_paths
+            if own is None:
+                del cls.set_default_verify_paths
+            else:
+                cls.set_default_verify_paths = own  # type: ignore[method-assign]
+
+    def __getattr__(self, name: str) -> object:
+        # The wrapped loader's other methods (``get_source``, ``is_package``...).
+        return getattr(self.inner, name)
 
 
 if TYPE_CHECKING:
