@@ -1046,7 +1046,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = _chosen(argv)
-    if chosen is None and argv is not None and "--version" in argv:
+    if (
+        chosen is None
+        and argv is not None
+        and "--version" in argv
+        and not {"-h", "--help"} & {*argv}
+    ):
         return parser  # argparse prints the version and exits before it looks for a command
     if chosen is not None and not any(
         chosen in ((leaf.group, leaf.name), (leaf.group, None)) for leaf in _LEAVES

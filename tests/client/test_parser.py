@@ -22,3 +22,7 @@ def test_version_builds_no_command_parser() -> None:
 
 def test_no_command_builds_them_all_for_the_usage_message() -> None:
     assert {"compile", "sync", "daemon", "cache"} <= _commands(build_parser([]))
+
+
+def test_help_with_version_still_lists_the_commands() -> None:
+    assert "compile" in _commands(build_parser(["-h", "--version"]))
