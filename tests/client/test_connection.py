@@ -238,3 +238,54 @@ class TestHelpers:
             os.close(read_fd)
             if write_fd >= 0:
                 os.close(write_fd)
+
+
+class TestLineReader:
+    """The transport reads newline-delimited messages straight from the socket."""
+
+    @pytest.fixture
+    def pair(self) -> Iterator[tuple[socket.socket, socket.socket]]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            yield ours, theirs
+
+    def test_lines_that_arrive_together_or_in_pieces(
+        self, pair: tuple[socket.socket, socket.socket]
+    ) -> None:
+        ours, theirs = pair
+        reader = connection._LineReader(ours)
+        theirs.sendall(b'{"a": 1}\n{"b": 2}\n{"c"')
+        assert reader.readline() == b'{"a": 1}\n'
+        assert reader.readline() == b'{"b": 2}\n'
+        theirs.sendall(b": 3}\n")
+        assert reader.readline() == b'{"c": 3}\n'
+
+    def test_a_line_longer_than_one_read(self, pair: tuple[socket.socket, socket.socket]) -> None:
+        ours, theirs = pair
+        big = b'{"x": "' + b"y" * (3 * connection.RECV_SIZE) + b'"}\n'
+        sender = threading.Thread(target=theirs.sendall, args=(big + b"{}\n",))
+        sender.start()
+        reader = connection._LineReader(ours)
+        assert reader.readline() == big
+        assert reader.readline() == b"{}\n"
+        sender.join()
+
+    def test_end_of_stream(self, pair: tuple[socket.socket, socket.socket]) -> None:
+        ours, theirs = pair
+        reader = connection._LineReader(ours)
+        theirs.sendall(b"{}\npartial")
+        theirs.shutdown(socket.SHUT_WR)
+        assert reader.readline() == b"{}\n"
+        assert reader.readline() == b"partial"
+        assert reader.readline() == b""
+
+    def test_a_timeout_keeps_what_arrived(self, pair: tuple[socket.socket, socket.socket]) -> None:
+        ours, theirs = pair
+        reader = connection._LineReader(ours)
+        theirs.sendall(b'{"half": ')
+        ours.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            reader.readline()
+        ours.settimeout(None)
+        theirs.sendall(b"true}\n")
+        assert reader.readline() == b'{"half": true}\n'
