@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from burrowd.client.cli import build_parser
 
 
@@ -26,3 +28,12 @@ def test_no_command_builds_them_all_for_the_usage_message() -> None:
 
 def test_help_with_version_still_lists_the_commands() -> None:
     assert "compile" in _commands(build_parser(["-h", "--version"]))
+
+
+def test_help_fits_the_width_columns_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    text = build_parser(["compile"]).format_help()
+    assert max(len(line) for line in text.splitlines()) <= 58
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = build_parser(["compile"]).format_help()
+    assert max(len(line) for line in wide.splitlines()) > 60
