@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ import msgspec
 if TYPE_CHECKING:
     import watchfiles
 
+from burrowd.daemon.inputs.requirements_txt import variable_names
 from burrowd.protocol.messages import WatchAddParams
 
 __all__ = ["FileWatcher", "StoredWatch", "WatchList", "referenced_variables"]
@@ -41,8 +41,6 @@ MAX_BURST_MS: Final = 1600
 #: Seconds after a restart by which the new watcher has surely started (then files are
 #: compared with their last reported state once more).
 RESTART_SETTLE: Final = 0.2
-
-_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
 class StoredWatch(msgspec.Struct, kw_only=True):
@@ -68,8 +66,12 @@ _decoder: Final = msgspec.json.Decoder(WatchFile)
 
 
 def referenced_variables(texts: Iterable[str], variables: dict[str, str]) -> dict[str, str]:
-    """Return the variables of ``variables`` that ``${NAME}`` references in ``texts`` name."""
-    names = {m.group(1) for text in texts for m in _VARIABLE.finditer(text)}
+    """Return the variables of ``variables`` that ``${NAME}`` references in ``texts`` name.
+
+    Only those the requirements parser expands (``${UPPER_CASE}``, as pip does): the watch
+    list stores nothing else of the client's environment.
+    """
+    names = {name for text in texts for name in variable_names(text)}
     return {k: v for k, v in variables.items() if k in names}
 
 

@@ -57,12 +57,14 @@ __all__ = [
     "logical_lines",
     "parse_requirement_text",
     "parse_requirements_file",
+    "variable_names",
 ]
 
 canonical_name = canonicalize_name
 """Re-export of ``packaging.utils.canonicalize_name`` (PEP 503 normalization)."""
 
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
+#: pip's rule: only upper-case names, digits and underscores are expanded.
 _ENV_VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _OPTION_START_RE = re.compile(r"(?:^|\s)-")
 _TOKEN_RE = re.compile(r"\S+")
@@ -171,6 +173,11 @@ _SUPPORTED_LIST = (
     "--prefer-binary, --require-hashes, --use-feature, and after a requirement --hash "
     "and -C/--config-settings"
 )
+
+
+def variable_names(text: str) -> set[str]:
+    """Return the names of the ``${VARIABLES}`` that parsing ``text`` would expand."""
+    return {m.group(1) for m in _ENV_VAR_RE.finditer(text)}
 
 
 def parse_requirements_file(

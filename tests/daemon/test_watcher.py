@@ -52,7 +52,12 @@ class TestReferencedVariables:
             pytest.param(["-r ${BASE}/base.txt", "--extra-index-url ${EXTRA}"], {}, id="unset"),
             pytest.param(["$TOKEN and $(TOKEN) and {TOKEN}"], {}, id="not-braced"),
             pytest.param(["${TOKEN-x} ${ TOKEN }"], {}, id="not-a-name"),
-            pytest.param(["a ${USER}", "b ${lower_1}"], {"USER": "me", "lower_1": "x"}, id="texts"),
+            pytest.param(
+                ["a ${USER}", "b ${TOKEN}"], {"USER": "me", "TOKEN": "s3cret"}, id="texts"
+            ),
+            # pip expands only upper-case names, so the parser never reads ${lower_1}: it is
+            # not stored with the watch.
+            pytest.param(["b ${lower_1} ${USER}"], {"USER": "me"}, id="lower-case-unused"),
             pytest.param([], {}, id="no-texts"),
         ],
     )
