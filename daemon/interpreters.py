@@ -30,10 +30,16 @@ from packaging.markers import Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
-from burrowd.daemon.pyquery import QUERY, default_candidates, kill_early, on_path, take_early
+from burrowd.daemon.pyquery import (
+    QUERY,
+    cache_entry,
+    default_candidates,
+    kill_early,
+    on_path,
+    take_early,
+)
 from burrowd.daemon.scheduler import OnceMap
 
 __all__ = [
@@ -519,7 +525,7 @@ class Interpreters:
             raise
 
     async def _load(self, exe: Path, key: str, st: os.stat_result) -> InterpreterInfo:
-        path = self.cache.path(Bucket.INTERPRETER, f"{digest(key)}.msgpack")
+        path = cache_entry(self.cache.root, key)  # where the early query looks too
         data = await asyncio.to_thread(Cache.read_file, path)
         if data is not None:
             try:

@@ -24,6 +24,7 @@ from burrowd.daemon.cache.layout import Bucket, digest
 
 __all__ = [
     "QUERY",
+    "cache_entry",
     "default_candidates",
     "discard_early",
     "kill_early",
