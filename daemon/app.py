@@ -369,6 +369,7 @@ class Daemon:
                     watchdog.cancel()
                     warm.cancel()
                     await asyncio.gather(watchdog, warm, return_exceptions=True)
+                    # Also here: a warm-up cancelled before it ran never reached its finally.
                     await asyncio.to_thread(pyquery.discard_early)
                     self.begin_shutdown(self.stop_reason or "stopping")
                     # Warming is background work: it stops at once, requests finish.
