@@ -14,6 +14,7 @@ what failed, how many attempts were made and what to do. Anything else fails at 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import email.utils
 import errno
@@ -24,6 +25,7 @@ import os
 import random
 import ssl
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib.abc import Loader
@@ -44,11 +46,10 @@ from burrowd.daemon.scheduler import Limits
 def _lazy(name: str, wrap: Callable[[Loader], Loader] | None = None) -> ModuleType:
     """Return module ``name``, executed on its first attribute access, not now.
 
-    aiohttp costs about 75 ms to import (its connector builds a TLS context, loading the
-    CA bundle): the daemon answers ``status`` before that, and :meth:`Http.preload` loads it
-    on the event loop's thread right after start-up (a lazy module must be loaded by one
-    thread: Python 3.11's ``LazyLoader`` is not thread-safe). ``wrap`` may wrap the module's
-    own loader, to run code around its execution.
+    aiohttp costs about 55 ms to import: the daemon answers ``status`` before that, and
+    :meth:`Http.preload` loads it on the event loop's thread right after start-up (a lazy
+    module must be loaded by one thread: Python 3.11's ``LazyLoader`` is not thread-safe).
+    ``wrap`` may wrap the module's own loader, to run code around its execution.
     """
     found = sys.modules.get(name)
     if found is not None:
@@ -65,15 +66,16 @@ def _lazy(name: str, wrap: Callable[[Loader], Loader] | None = None) -> ModuleTy
 
 
 class _AiohttpLoader(Loader):
-    """Executes aiohttp with a lighter unverified TLS context.
+    """Executes aiohttp without reading the CA store.
 
-    aiohttp builds two default contexts when imported: a verified one (which ``ssl=True``
-    uses) and one with ``CERT_NONE`` that loads the CA store all the same. A context that
-    verifies nothing has no use for trust anchors, and loading them costs about 20 ms of
-    every daemon's start (Debian's bundle of 144 certificates; the load holds the GIL, so no
-    thread can hide it): aiohttp's import went from about 100 to 75 ms. So while it executes,
-    ``SSLContext.set_default_verify_paths`` does nothing for a ``CERT_NONE`` context; the
-    verified context loads the store exactly as before.
+    aiohttp builds two default contexts when imported, and both load the system's trust
+    anchors (Debian's bundle of 144 certificates: about 20 ms each, on the thread that
+    imports it, which is the event loop's). The daemon uses neither: its connector has its
+    own verified context (:func:`verified_context`), built in a worker thread while aiohttp
+    executes here (OpenSSL parses the bundle with the GIL released). So while aiohttp
+    executes, ``SSLContext.set_default_verify_paths`` does nothing: its own defaults hold no
+    trust anchor, and its verified one would refuse every server (it fails closed).
+    aiohttp's import went from about 100 to 55 ms.
     """
 
     def __init__(self, inner: Loader) -> None:
@@ -87,13 +89,11 @@ class _AiohttpLoader(Loader):
         # whatever an ``ssl`` patcher such as truststore put there) until it is put back.
         cls = ssl.SSLContext
         own = vars(cls).get("set_default_verify_paths")
-        load = cls.set_default_verify_paths
 
-        def store_unless_unverified(context: ssl.SSLContext) -> None:
-            if context.verify_mode != ssl.CERT_NONE:
-                load(context)
+        def no_store(context: ssl.SSLContext) -> None:
+            pass
 
-        cls.set_default_verify_paths = store_unless_unverified  # type: ignore[method-assign,assignment]
+        cls.set_default_verify_paths = no_store  # type: ignore[method-assign,assignment]
         try:
             self.inner.exec_module(module)
         finally:
@@ -116,6 +116,7 @@ else:
     yarl = _lazy("yarl")
 
 __all__ = [
+    "ALPN",
     "Http",
     "Reply",
     "RetriesExhausted",
@@ -123,6 +124,7 @@ __all__ = [
     "TransientError",
     "redact",
     "split_credentials",
+    "verified_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,21 @@ DEFAULT_HTTP_TIMEOUT: Final = 60.0
 CONNECT_TIMEOUT: Final = 30.0
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT: Final = "burrowd/0.1 (+https://github.com/burrowd)"
+#: What the TLS handshake offers (ALPN): the client speaks HTTP/1.1, as aiohttp's own contexts.
+ALPN: Final = ("http/1.1",)
+
+
+def verified_context() -> ssl.SSLContext:
+    """Return the TLS context every HTTPS request uses: it verifies the server against the
+    system's trust anchors (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` honoured, as by pip and
+    uv) and its host name.
+
+    Loading the anchors takes about 25 ms, with the GIL released: :class:`Http` runs this
+    in a worker thread while the event loop's thread loads aiohttp.
+    """
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(ALPN)
+    return context
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -380,6 +397,7 @@ class Http:
         self.limits = limits
         self.policy = RetryPolicy.from_env() if policy is None else policy
         self._session: aiohttp.ClientSession | None = None
+        self._tls: concurrent.futures.Future[ssl.SSLContext] | None = None
         self._closed = False
         self._credentials: dict[str, tuple[str, str]] = {}
         self._proxies: dict[tuple[str, str], tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
@@ -390,19 +408,44 @@ class Http:
 
     async def open(self) -> None:
         """Allow requests again; the session is made on first use (aiohttp loads then,
-        or at :meth:`preload`)."""
+        or at :meth:`preload`). The TLS context starts loading now, in a worker thread."""
         self._closed = False
+        self._tls_context()
 
     def preload(self) -> None:
         """Load aiohttp now (on the event loop's thread), before a request needs it."""
+        self._tls_context()
         _ = aiohttp.ClientSession
+
+    def _tls_context(self) -> concurrent.futures.Future[ssl.SSLContext]:
+        """Return the verified TLS context, started (once) in a worker thread.
+
+        A thread of its own, not the loop's executor: a first request would otherwise find
+        the executor's threads busy reading the cache, and wait for them.
+        """
+        if self._tls is None:
+            done: concurrent.futures.Future[ssl.SSLContext] = concurrent.futures.Future()
+
+            def build() -> None:
+                try:
+                    done.set_result(verified_context())
+                except BaseException as exc:  # handed to the first request, which says so
+                    done.set_exception(exc)
+
+            threading.Thread(target=build, name="burrowd-tls", daemon=True).start()
+            self._tls = done
+        return self._tls
 
     def _open(self) -> aiohttp.ClientSession:
         """Create the session (inside the running event loop)."""
-        # ssl=True: aiohttp's own verified default context, built when it is imported;
-        # a second one would load the CA bundle again (tens of ms of daemon start-up).
+        # Started before aiohttp was loaded, it is ready by now (or in a few ms).
+        context = self._tls_context().result()
         connector = aiohttp.TCPConnector(
-            limit=128, limit_per_host=64, ttl_dns_cache=300, ssl=True, enable_cleanup_closed=False
+            limit=128,
+            limit_per_host=64,
+            ttl_dns_cache=300,
+            ssl=context,
+            enable_cleanup_closed=False,
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -426,6 +469,10 @@ class Http:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._tls is not None:
+            # A thread still inside OpenSSL when the interpreter finalizes crashes it.
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._tls)
 
     @property
     def session(self) -> aiohttp.ClientSession:
