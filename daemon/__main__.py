@@ -16,10 +16,7 @@ if __name__ == "__main__":
     gc.disable()
 
 import argparse
-import asyncio
 import contextlib
-import logging
-import logging.handlers
 import os
 from collections.abc import Sequence
 
@@ -38,6 +35,8 @@ LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
 def _setup_logging(config: Config, verbose: bool) -> None:
+    import logging.handlers  # noqa: PLC0415  (see main)
+
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     handler: logging.Handler
@@ -83,8 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"burrowd: {exc}", file=sys.stderr)
         _write_ready(ready_fd, f"ERROR={exc}")
         return 1
-    # Before the imports below (most of the start-up): the first request will want this.
+    # Before the imports below (most of the start-up, asyncio's alone about 30 ms): the
+    # first request will want this, and behind a pyenv shim it takes longer than they do.
     pyquery.start_early(config.cache_dir)
+    import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
     from burrowd.daemon.app import (  # noqa: PLC0415
         AlreadyRunning,
         Daemon,
