@@ -1,4 +1,5 @@
-"""The ``burrow`` command-line client: standard library, msgspec and the protocol only."""
+"""The ``burrow`` command-line client: standard library, msgspec and the protocol only.
 
-# The protocol package loads msgspec the lean way; it must come before any msgspec import.
-import burrowd.protocol  # noqa: F401
+The package imports nothing itself: ``burrow`` starts in :mod:`burrowd.client.launch`, which
+may start the daemon before the client loads.
+"""

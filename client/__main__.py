@@ -1,5 +1,5 @@
 """``python -m burrowd.client``: the same as ``burrow``."""
 
-from burrowd.client.cli import run
+from burrowd.client.launch import run
 
 run()

@@ -1,30 +1,30 @@
 """A blocking JSON-RPC connection to the daemon, and starting the daemon when none answers.
 
 Everything here is standard library and msgspec: this module runs on every ``burrow`` command
-before any work starts. The daemon is spawned with ``posix_spawn`` (new session, stdin from
-``/dev/null``, output to the log file) and a pipe on which it writes ``READY=1`` once it
-serves, the message it also sends to systemd.
+before any work starts. Starting the daemon is :mod:`burrowd.client.launch`'s, which may have
+begun before this module loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import select
 import sys
 import time
-
-# The C socket type without socket.py: that module's Python layer (an enum for every
-# constant, makefile, sendfile, and the selectors module it imports) is about 2.5 ms of
-# every command, and a Unix stream socket with a line reader needs none of it.
-from _socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM
 from _socket import socket as Socket
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import msgspec
 
+from burrowd.client.launch import (
+    START_TIMEOUT,
+    DaemonUnavailable,
+    Starting,
+    connect,
+    log_tail,
+    take_early,
+)
 from burrowd.protocol import __version__, jsonrpc, paths
 from burrowd.protocol.build import build_id
 from burrowd.protocol.errors import ErrorObject, RpcError
@@ -44,6 +44,7 @@ __all__ = [
     "SocketTransport",
     "Transport",
     "connect",
+    "log_tail",
     "open_transport",
     "spawn_daemon",
 ]
@@ -53,17 +54,10 @@ ProgressCallback = Callable[[ProgressParams], None]
 #: Receives each notification; returning ``False`` stops :meth:`Transport.listen`.
 NotificationCallback = Callable[[jsonrpc.Envelope], "bool | None"]
 
-#: Seconds to wait for a spawned daemon to report READY=1.
-START_TIMEOUT: Final = 10.0
 #: Seconds to wait for an old daemon to give up its socket.
 STOP_TIMEOUT: Final = 35.0
-LOG_TAIL_LINES: Final = 20
 #: Bytes asked of the socket per read (a compile's result is one line of up to megabytes).
 RECV_SIZE: Final = 256 * 1024
-
-
-class DaemonUnavailable(Exception):
-    """No daemon answers and none could be started."""
 
 
 class Transport:
@@ -228,102 +222,16 @@ class InProcessTransport(Transport):
         return jsonrpc.decode_single(self._serve_one(jsonrpc.encode(request), deliver))
 
 
-def connect(path: str | os.PathLike[str]) -> Socket | None:
-    """Connect to the daemon's socket; return ``None`` when nothing listens there."""
-    sock = Socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)
-    try:
-        sock.connect(os.fspath(path))
-    except OSError as exc:
-        sock.close()
-        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
-            return None
-        raise DaemonUnavailable(f"cannot connect to burrowd at {path}: {exc.strerror}") from exc
-    return sock
-
-
-def log_tail(log_file: str | os.PathLike[str], lines: int = LOG_TAIL_LINES) -> str:
-    """Return the last ``lines`` lines of the daemon log."""
-    try:
-        with open(log_file, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
-
-
 def spawn_daemon(env: Mapping[str, str] | None = None) -> None:
     """Start a detached daemon and wait until it serves (or another one already does).
 
     Raise :class:`DaemonUnavailable` with the tail of the daemon log if it dies first.
     """
-    environ = dict(os.environ if env is None else env)
-    log_file = paths.log_file(environ)
-    os.makedirs(os.path.dirname(log_file), mode=0o700, exist_ok=True)
-    read_fd, write_fd = os.pipe()
-    os.set_inheritable(write_fd, True)
     try:
-        pid = os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "burrowd.daemon", "--ready-fd", str(write_fd)],
-            environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (
-                    os.POSIX_SPAWN_OPEN,
-                    1,
-                    log_file,
-                    os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                    0o600,
-                ),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(write_fd)
-    try:
-        message = _wait_ready(read_fd, START_TIMEOUT)
-    finally:
-        os.close(read_fd)
-    if message in ("READY=1", "ALREADY_RUNNING=1"):
-        _reap(pid)
-        return
-    _reap(pid)
-    tail = log_tail(log_file)
-    reason = message.removeprefix("ERROR=") if message else "it exited before it was ready"
-    if message is None:
-        reason = f"it did not report READY=1 within {START_TIMEOUT:g}s"
-    raise DaemonUnavailable(
-        f"could not start burrowd: {reason}\n--- last lines of {log_file} ---\n{tail}"
-    )
-
-
-def _reap(pid: int) -> None:
-    """Collect the spawned daemon if it already exited, so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _wait_ready(fd: int, timeout: float) -> str | None:
-    """Return the first line the daemon writes to the pipe, ``""`` at EOF, ``None`` on timeout."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            return None
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return buf.decode(errors="replace").strip()
-        buf += chunk
-        if b"\n" in buf:
-            return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+        starting = Starting(env)
+    except OSError as exc:
+        raise DaemonUnavailable(f"could not start burrowd: {exc}") from exc
+    starting.wait()
 
 
 def _connect_retrying(path: str, timeout: float) -> Socket | None:
@@ -393,15 +301,21 @@ def open_transport(
     except paths.SocketPathError as exc:
         raise DaemonUnavailable(str(exc)) from exc
     restarted = False
+    # What ``burrow`` did before the client loaded: connected, or started a daemon.
+    early = take_early(path)
     while True:
-        sock = connect(path)
+        sock = early if isinstance(early, Socket) else connect(path)
         if sock is None:
             if not start:
                 raise DaemonUnavailable(f"burrowd is not running (no socket at {path})")
-            spawn_daemon()
+            if isinstance(early, Starting):
+                early.wait()
+            else:
+                spawn_daemon()
             sock = _connect_retrying(path, START_TIMEOUT)
             if sock is None:
                 raise DaemonUnavailable(f"burrowd started but does not answer on {path}")
+        early = None
         transport = SocketTransport(sock, path)
         try:
             result = _handshake(transport)

@@ -13,8 +13,13 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Mapping
-from typing import Final
+
+# ``burrow`` reads these paths before it loads anything else, to start the daemon early
+# (burrowd.client.launch): ``typing`` (and the ``re`` it imports) would come first.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Final
 
 __all__ = [
     "APP",

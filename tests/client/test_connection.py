@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from burrowd.client import connection
+from burrowd.client import connection, launch
 from burrowd.client.connection import DaemonUnavailable, SocketTransport
 from burrowd.protocol.errors import ErrorCode, RpcError
 from burrowd.protocol.messages import ProgressParams, StatusParams, StatusResult
@@ -233,7 +233,7 @@ class TestHelpers:
             if close:
                 os.close(write_fd)
                 write_fd = -1
-            assert connection._wait_ready(read_fd, 0.1) == expected
+            assert launch._wait_ready(read_fd, 0.1) == expected
         finally:
             os.close(read_fd)
             if write_fd >= 0:
