@@ -56,3 +56,45 @@ def test_aiohttp_loads_late_and_reads_no_ca_store_the_daemons_context_does() -> 
     assert seen["patch_left"] is False
     assert seen["later_store"] == seen["expected_store"]
     assert seen["later_bare"] == seen["expected_store"]
+
+
+RACE = """
+import importlib.machinery, json, ssl, threading, types
+from burrowd.daemon.index import http
+
+class Inner(importlib.machinery.SourceFileLoader):
+    # Stands for aiohttp's own loader: while it executes, another thread builds the
+    # daemon's context (as the worker thread does when aiohttp loads at the same time).
+    def __init__(self):
+        pass
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        built = []
+        worker = threading.Thread(target=lambda: built.append(http.verified_context()))
+        worker.start()
+        worker.join()
+        module.other_thread = built[0].cert_store_stats()["x509_ca"]
+        module.this_thread = ssl.create_default_context().cert_store_stats()["x509_ca"]
+
+module = types.ModuleType("fake_aiohttp")
+http._AiohttpLoader(Inner()).exec_module(module)
+print(json.dumps({
+    "other_thread": module.other_thread,
+    "this_thread": module.this_thread,
+    "expected": ssl.create_default_context().cert_store_stats()["x509_ca"],
+}))
+"""
+
+
+def test_a_context_built_in_another_thread_while_aiohttp_loads_has_the_whole_store() -> None:
+    # The shortcut patches the shared ssl.SSLContext class: it must only ever apply to the
+    # thread that executes aiohttp (a race here left the daemon's context without anchors).
+    done = subprocess.run(
+        [sys.executable, "-c", RACE], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["expected"] > 0
+    assert seen["other_thread"] == seen["expected"]
+    assert seen["this_thread"] == 0
