@@ -192,37 +192,48 @@ class ProjectCandidates:
         versions: dict[Version, VersionCandidates] = {}
 
         def slot(raw: str) -> VersionCandidates | None:
-            if raw in by_string:
-                return by_string[raw]
             version = parse_version(raw)
-            if version is None:
-                by_string[raw] = None
-                return None
-            vc = versions.get(version)
-            if vc is None:
-                vc = versions[version] = VersionCandidates(version, target)
+            vc = None
+            if version is not None:
+                vc = versions.get(version)
+                if vc is None:
+                    vc = versions[version] = VersionCandidates(version, target)
             by_string[raw] = vc
             return vc
 
+        # The hot loop of a cold resolve (tens of thousands of files): wheel_parts() and the
+        # name check are inlined, and each distinct name in a filename is judged once.
+        same_name: dict[str, bool] = {wheel_prefix: True}
         for page_files, loc in files.parts:
             for f in page_files:
                 filename = f.filename
                 if filename.endswith(".whl"):
-                    parts = wheel_parts(filename)
-                    if parts is None:
+                    parts = filename[:-4].split("-")
+                    if len(parts) == 5:
+                        wname, raw, py, abi, plat = parts
+                    elif len(parts) == 6:  # with a build tag
+                        wname, raw, _, py, abi, plat = parts
+                    else:
                         continue
-                    wname = parts[0]
-                    if wname != wheel_prefix and canonicalize_name(wname) != name:
+                    ok = same_name.get(wname)
+                    if ok is None:
+                        ok = same_name[wname] = canonicalize_name(wname) == name
+                    if not ok:
                         continue
-                    vc = slot(parts[1])
+                    vc = by_string[raw] if raw in by_string else slot(raw)
                     if vc is not None:
-                        vc._raw_wheels.append((f, loc, (parts[2], parts[3], parts[4])))
+                        vc._raw_wheels.append((f, loc, (py, abi, plat)))
                 elif filename.endswith(SDIST_SUFFIXES):
                     stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
                     sname, sep, raw = stem.rpartition("-")
-                    if not sep or canonicalize_name(sname) != name:
+                    if not sep:
                         continue
-                    vc = slot(raw)
+                    ok = same_name.get(sname)
+                    if ok is None:
+                        ok = same_name[sname] = canonicalize_name(sname) == name
+                    if not ok:
+                        continue
+                    vc = by_string[raw] if raw in by_string else slot(raw)
                     if vc is not None:
                         vc.sdists.append((f, loc))
         return cls(name, versions, files)
