@@ -204,38 +204,39 @@ class ProjectCandidates:
         # The hot loop of a cold resolve (tens of thousands of files): wheel_parts() and the
         # name check are inlined, and each distinct name in a filename is judged once.
         same_name: dict[str, bool] = {wheel_prefix: True}
+        tags: tuple[str, str, str] | None
         for page_files, loc in files.parts:
             for f in page_files:
                 filename = f.filename
                 if filename.endswith(".whl"):
                     parts = filename[:-4].split("-")
                     if len(parts) == 5:
-                        wname, raw, py, abi, plat = parts
+                        fname, raw, py, abi, plat = parts
                     elif len(parts) == 6:  # with a build tag
-                        wname, raw, _, py, abi, plat = parts
+                        fname, raw, _, py, abi, plat = parts
                     else:
                         continue
-                    ok = same_name.get(wname)
-                    if ok is None:
-                        ok = same_name[wname] = canonicalize_name(wname) == name
-                    if not ok:
-                        continue
-                    vc = by_string[raw] if raw in by_string else slot(raw)
-                    if vc is not None:
-                        vc._raw_wheels.append((f, loc, (py, abi, plat)))
+                    tags = (py, abi, plat)
                 elif filename.endswith(SDIST_SUFFIXES):
                     stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
-                    sname, sep, raw = stem.rpartition("-")
+                    fname, sep, raw = stem.rpartition("-")
                     if not sep:
                         continue
-                    ok = same_name.get(sname)
-                    if ok is None:
-                        ok = same_name[sname] = canonicalize_name(sname) == name
-                    if not ok:
-                        continue
-                    vc = by_string[raw] if raw in by_string else slot(raw)
-                    if vc is not None:
-                        vc.sdists.append((f, loc))
+                    tags = None
+                else:
+                    continue
+                ok = same_name.get(fname)
+                if ok is None:
+                    ok = same_name[fname] = canonicalize_name(fname) == name
+                if not ok:
+                    continue
+                vc = by_string[raw] if raw in by_string else slot(raw)
+                if vc is None:
+                    continue
+                if tags is None:
+                    vc.sdists.append((f, loc))
+                else:
+                    vc._raw_wheels.append((f, loc, tags))
         return cls(name, versions, files)
 
 

@@ -32,6 +32,18 @@ def _early() -> tuple[str, Socket | launch.Starting] | None:
     return launch._early
 
 
+def _status(env: BurrowEnv) -> StatusResult:
+    """Ask ``status`` through :func:`open_transport`, in ``env``, as a command's first request."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.environ().items():
+            mp.setenv(key, value)
+        transport = open_transport()
+        try:
+            return transport.call("status", StatusParams(), StatusResult)
+        finally:
+            transport.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_early_left() -> Iterator[None]:
     yield
@@ -122,14 +134,7 @@ class TestEarlyStart:
         assert early is not None
         starting = early[1]
         assert isinstance(starting, launch.Starting)
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in env.environ().items():
-                mp.setenv(key, value)
-            transport = open_transport()
-            try:
-                status = transport.call("status", StatusParams(), StatusResult)
-            finally:
-                transport.close()
+        status = _status(env)
         assert _early() is None  # taken
         assert status.pid == starting.pid
         assert env.pids() == [starting.pid]
@@ -142,15 +147,8 @@ class TestEarlyStart:
         early = _early()
         assert early is not None
         assert isinstance(early[1], Socket)  # connected, nothing spawned
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in env.environ().items():
-                mp.setenv(key, value)
-            transport = open_transport()
-            try:
-                status = transport.call("status", StatusParams(), StatusResult)
-                assert status.pid == daemon.pid
-            finally:
-                transport.close()
+        assert _status(env).pid == daemon.pid
+        assert _early() is None  # taken
         assert env.pids() == [daemon.pid]
 
     @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 PROBE = """
 import json, ssl, sys
@@ -33,12 +34,18 @@ print(json.dumps({
 """
 
 
-def test_aiohttp_loads_late_and_reads_no_ca_store_the_daemons_context_does() -> None:
+def _run(code: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter (aiohttp not loaded yet); return its JSON line."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE], check=False, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return seen
+
+
+def test_aiohttp_loads_late_and_reads_no_ca_store_the_daemons_context_does() -> None:
+    seen = _run(PROBE)
     assert seen["loaded_before"] is False
     assert seen["expected_store"] > 0  # the system has trust anchors, else this proves nothing
     # aiohttp's default contexts load nothing: its verified one refuses every server (it
@@ -90,11 +97,7 @@ print(json.dumps({
 def test_a_context_built_in_another_thread_while_aiohttp_loads_has_the_whole_store() -> None:
     # The shortcut patches the shared ssl.SSLContext class: it must only ever apply to the
     # thread that executes aiohttp (a race here left the daemon's context without anchors).
-    done = subprocess.run(
-        [sys.executable, "-c", RACE], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen = _run(RACE)
     assert seen["expected"] > 0
     assert seen["other_thread"] == seen["expected"]
     assert seen["this_thread"] == 0
