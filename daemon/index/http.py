@@ -152,6 +152,8 @@ DEFAULT_HTTP_TIMEOUT: Final = 60.0
 CONNECT_TIMEOUT: Final = 30.0
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT: Final = "burrowd/0.1 (+https://github.com/burrowd)"
+#: Seconds :meth:`Http.close` waits for the TLS context still being built.
+TLS_LOAD_GRACE: Final = 5.0
 #: What the TLS handshake offers (ALPN): the client speaks HTTP/1.1, as aiohttp's own contexts.
 ALPN: Final = ("http/1.1",)
 
@@ -476,9 +478,11 @@ class Http:
             await self._session.close()
             self._session = None
         if self._tls is not None:
-            # A thread still inside OpenSSL when the interpreter finalizes crashes it.
+            # A thread still inside OpenSSL when the interpreter finalizes crashes it; the
+            # load takes tens of milliseconds, and a trust store that hangs (a dead network
+            # mount in SSL_CERT_DIR) must not hang the shutdown.
             with contextlib.suppress(Exception):
-                await asyncio.wrap_future(self._tls)
+                await asyncio.wait_for(asyncio.wrap_future(self._tls), TLS_LOAD_GRACE)
 
     @property
     def session(self) -> aiohttp.ClientSession:
