@@ -10,8 +10,10 @@ threads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -31,6 +33,8 @@ __all__ = ["LEGACY_BACKEND", "Backend", "BuildLog", "call_hook", "read_backend"]
 LEGACY_BACKEND: Final = "setuptools.build_meta:__legacy__"
 LEGACY_REQUIRES: Final = ("setuptools>=40.8.0",)
 HOOK_TIMEOUT: Final = 3600.0
+#: Seconds to collect the output of a hook whose session was killed.
+KILLED_GRACE: Final = 5.0
 _TAIL_LINES: Final = 40
 
 
@@ -131,20 +135,11 @@ def _runner(log: BuildLog, environ: Mapping[str, str], timeout: float) -> Any:
     ) -> None:
         env = {**environ, **(extra_environ or {})}
         try:
-            done = subprocess.run(
-                _dies_with_parent(cmd),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
+            returncode, printed = _run_in_own_session(_dies_with_parent(cmd), cwd, env, timeout)
         except subprocess.TimeoutExpired as exc:
             log.add((exc.output or b"").decode("utf-8", "replace"))
             raise _HookFailed(-1) from exc
-        log.add(done.stdout.decode("utf-8", "replace"))
+        log.add(printed.decode("utf-8", "replace"))
         # pyproject-hooks would re-emit the backend's warnings in this process: they go to
         # the log instead (the last argument is the hook's exchange directory).
         output = Path(cmd[-1]) / "output.json"
@@ -157,10 +152,43 @@ def _runner(log: BuildLog, environ: Mapping[str, str], timeout: float) -> Any:
                 if isinstance(w, dict):
                     log.add(f"warning: {w.get('message', '')}")
             output.write_text(json.dumps(data), encoding="utf-8")
-        if done.returncode != 0:
-            raise _HookFailed(done.returncode)
+        if returncode != 0:
+            raise _HookFailed(returncode)
 
     return run
+
+
+def _run_in_own_session(
+    cmd: Sequence[str], cwd: str | None, env: Mapping[str, str], timeout: float
+) -> tuple[int, bytes]:
+    """Run ``cmd``; return its status and output. Past ``timeout`` (or on any error while
+    waiting) kill its whole session, not only the hook: the compilers and tools a backend
+    started would otherwise go on, holding the output pipe open and the build's files.
+    """
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        # What it printed goes to the build log. A process that left the session may still
+        # hold the pipe: do not wait for it long.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            printed, _ = proc.communicate(timeout=KILLED_GRACE)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                exc.output = printed
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, out
 
 
 def hook_environment(bin_dir: str | None) -> dict[str, str]:
