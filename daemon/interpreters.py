@@ -33,11 +33,11 @@ from packaging.version import InvalidVersion, Version
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.errors import InterpreterNotFound
 from burrowd.daemon.pyquery import (
-    QUERY,
     cache_entry,
     default_candidates,
-    kill_early,
+    kill_query,
     on_path,
+    spawn_query,
     take_early,
 )
 from burrowd.daemon.scheduler import OnceMap
@@ -545,52 +545,30 @@ class Interpreters:
         return info
 
     async def _run_query(self, exe: Path, st: os.stat_result) -> InterpreterInfo:
-        early = take_early(str(exe), st.st_mtime_ns, st.st_size)
-        if early is not None:
-            # Started by ``burrowd`` before its imports: only its answer is left to read.
+        # Started by ``burrowd`` before its imports (only its answer is left to read), or
+        # now: either way one process group, read in a worker thread, stopped whole.
+        proc = take_early(str(exe), st.st_mtime_ns, st.st_size)
+        if proc is None:
             try:
-                out, err = await asyncio.to_thread(early.communicate, timeout=QUERY_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                kill_early(early)
-                await asyncio.to_thread(early.communicate)
-                raise InterpreterNotFound(
-                    str(exe), f"no answer within {QUERY_TIMEOUT:g}s"
-                ) from None
-            except BaseException:
-                kill_early(early)  # cancelled: the worker's communicate() then reaps it
-                raise
-            returncode = early.returncode
-        else:
-            out, err, returncode = await _spawn_query(exe)
-        if returncode != 0:
+                proc = spawn_query(str(exe))
+            except OSError as exc:
+                raise InterpreterNotFound(str(exe), f"cannot run it: {exc.strerror}") from exc
+        try:
+            out, err = await asyncio.to_thread(proc.communicate, timeout=QUERY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            kill_query(proc)
+            await asyncio.to_thread(proc.communicate)
+            raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
+        except BaseException:
+            kill_query(proc)  # cancelled: the worker's communicate() then reaps it
+            raise
+        if proc.returncode != 0:
             raise InterpreterNotFound(str(exe), f"the query failed: {_failure_line(err)}")
         try:
             raw = json.loads(out)
             return msgspec.convert(raw, InterpreterInfo)
         except (ValueError, msgspec.ValidationError) as exc:
             raise InterpreterNotFound(str(exe), f"unexpected answer to the query: {exc}") from exc
-
-
-async def _spawn_query(exe: Path) -> tuple[bytes, bytes, int | None]:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            str(exe),
-            "-I",
-            "-c",
-            QUERY,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise InterpreterNotFound(str(exe), f"cannot run it: {exc.strerror}") from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), QUERY_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise InterpreterNotFound(str(exe), f"no answer within {QUERY_TIMEOUT:g}s") from None
-    return out, err, proc.returncode
 
 
 def _failure_line(stderr: bytes) -> str:

@@ -27,8 +27,9 @@ __all__ = [
     "cache_entry",
     "default_candidates",
     "discard_early",
-    "kill_early",
+    "kill_query",
     "on_path",
+    "spawn_query",
     "start_early",
     "take_early",
 ]
@@ -162,18 +163,25 @@ def start_early(
         if cache_entry(cache_dir, exe).exists():
             return None  # the daemon validates that entry by the executable's mtime
         st = os.stat(exe)
-        proc = subprocess.Popen(
-            [exe, "-I", "-c", QUERY],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            # Its own process group: a shim's children are stopped with it (kill_early).
-            start_new_session=True,
-        )
-        _early[exe] = _Early(proc, (st.st_mtime_ns, st.st_size))
+        _early[exe] = _Early(spawn_query(exe), (st.st_mtime_ns, st.st_size))
     except OSError:
         return None
     return exe
+
+
+def spawn_query(executable: str) -> subprocess.Popen[bytes]:
+    """Start querying ``executable`` (early or not); raise :class:`OSError` if it cannot run.
+
+    In a process group of its own: a shim's children are stopped with it (:func:`kill_query`).
+    The caller reads the answer with ``communicate()`` in a worker thread.
+    """
+    return subprocess.Popen(
+        [executable, "-I", "-c", QUERY],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def take_early(executable: str, mtime_ns: int, size: int) -> subprocess.Popen[bytes] | None:
@@ -183,14 +191,14 @@ def take_early(executable: str, mtime_ns: int, size: int) -> subprocess.Popen[by
     if early is None:
         return None
     if early.stat != (mtime_ns, size):
-        kill_early(early.proc)
+        kill_query(early.proc)
         _killed.append(early.proc)
         return None
     return early.proc
 
 
-def kill_early(proc: subprocess.Popen[bytes]) -> None:
-    """Stop an early query and whatever it started (a shim's subprocesses); never blocks."""
+def kill_query(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a query and whatever it started (a shim's subprocesses); never blocks."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 
@@ -199,7 +207,7 @@ def discard_early() -> None:
     """Stop and reap the early queries nobody took (blocking: run it in a worker thread)."""
     while _early:
         _, early = _early.popitem()
-        kill_early(early.proc)
+        kill_query(early.proc)
         _killed.append(early.proc)
     while _killed:
         with contextlib.suppress(subprocess.TimeoutExpired):

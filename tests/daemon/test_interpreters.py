@@ -454,6 +454,23 @@ class TestEarlyQuery:
             await asyncio.sleep(0.05)
         assert not _alive(child)
 
+    async def test_a_query_not_started_early_is_stopped_whole_too(self, tmp_path: Path) -> None:
+        # The same process group and the same stop for a query the request starts itself.
+        pids = tmp_path / "pids"
+        bin_dir, _ = self._shim(tmp_path, f'sleep 600 &\necho $! >> "{pids}"\nsleep 600')
+        interpreters = Interpreters(Cache(tmp_path / "cache"))
+        query = asyncio.ensure_future(interpreters.query(bin_dir / "python3"))
+        await asyncio.to_thread(_started_child, pids)
+        await interpreters._queries.wait_all(0.1)
+        with pytest.raises(asyncio.CancelledError):
+            await query
+        child = int(pids.read_text())
+        for _ in range(100):  # the grandchild went with its process group
+            if not _alive(child):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(child)
+
     def test_discarding_reaps_an_untaken_query_and_its_children(self, tmp_path: Path) -> None:
         pids = tmp_path / "pids"
         bin_dir, _ = self._shim(tmp_path, f'sleep 600 &\necho $! >> "{pids}"\nsleep 600')
