@@ -448,11 +448,7 @@ class TestEarlyQuery:
             await query
         assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
         child = int(pids.read_text())
-        for _ in range(100):  # the grandchild went with its process group
-            if not _alive(child):
-                break
-            await asyncio.sleep(0.05)
-        assert not _alive(child)
+        assert await asyncio.to_thread(_gone, child)  # went with its process group
 
     async def test_a_query_not_started_early_is_stopped_whole_too(self, tmp_path: Path) -> None:
         # The same process group and the same stop for a query the request starts itself.
@@ -465,11 +461,7 @@ class TestEarlyQuery:
         with pytest.raises(asyncio.CancelledError):
             await query
         child = int(pids.read_text())
-        for _ in range(100):  # the grandchild went with its process group
-            if not _alive(child):
-                break
-            await asyncio.sleep(0.05)
-        assert not _alive(child)
+        assert await asyncio.to_thread(_gone, child)  # went with its process group
 
     def test_discarding_reaps_an_untaken_query_and_its_children(self, tmp_path: Path) -> None:
         pids = tmp_path / "pids"
@@ -484,11 +476,7 @@ class TestEarlyQuery:
         assert not pyquery._early
         assert not pyquery._killed
         child = int(pids.read_text())
-        for _ in range(100):
-            if not _alive(child):
-                break
-            time.sleep(0.05)
-        assert not _alive(child)
+        assert _gone(child)
 
 
 def _started_child(pids: Path) -> None:
@@ -498,6 +486,15 @@ def _started_child(pids: Path) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the shim never started its child")
+
+
+def _gone(pid: int) -> bool:
+    """Wait up to 5 s for ``pid`` to end; return whether it did."""
+    for _ in range(100):
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
