@@ -4,7 +4,9 @@ A popular project lists tens of thousands of files, and the resolver usually loo
 or two versions of it, so the work is split: files are grouped by the version string in
 their name with plain string operations (one pass, no parsing), each distinct version
 string is parsed once (and memoized across projects and requests), and the tags of a
-version's wheels are ranked against the target only when that version is looked at.
+version's wheels are ranked against the target, and its files built from the page's
+entries (:class:`~burrowd.daemon.index.parse.PageFiles`), only when that version is looked
+at.
 The resolver and ``prefetch`` both pick files from here, so "which file of foo 1.2 would
 be installed" has one answer.
 """
@@ -18,11 +20,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.index.client import ProjectFiles
 from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.index.parse import PageFiles
 from burrowd.daemon.interpreters import Target
 
 __all__ = [
@@ -37,8 +39,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SDIST_SUFFIXES: Final = (".tar.gz", ".zip")
-#: Projects with more files than this are grouped in a worker thread.
+#: Projects with more files than this still to group are grouped in a worker thread.
 _THREAD_THRESHOLD: Final = 2000
 _VERSIONS: dict[str, Version | None] = {}
 _VERSIONS_MAX: Final = 500_000
@@ -84,28 +85,35 @@ def tag_rank(pys: str, abis: str, plats: str, priorities: Mapping[str, int]) -> 
 
 
 class VersionCandidates:
-    """The files of one version of a project; wheels are ranked on first use."""
+    """The files of one version of a project; each is built, and wheels ranked, on first use."""
 
-    __slots__ = ("_raw_wheels", "_target", "_wheels", "other_wheels", "sdists", "version")
+    __slots__ = ("_other", "_parts", "_sdists", "_target", "_unranked", "_wheels", "version")
 
     def __init__(self, version: Version, target: Target) -> None:
         self.version = version
         self._target = target
-        self._raw_wheels: list[tuple[IndexFile, str, tuple[str, str, str]]] = []
+        #: (listing, location, positions in the listing) per version string and page.
+        self._parts: list[tuple[PageFiles, str, list[int]]] = []
         self._wheels: list[tuple[int, IndexFile, str]] | None = None
-        #: Wheels none of whose tags the target supports (filled on first use).
-        self.other_wheels: list[IndexFile] = []
-        self.sdists: list[tuple[IndexFile, str]] = []
+        self._unranked: list[tuple[PageFiles, int]] = []
+        self._other: list[IndexFile] | None = None
+        self._sdists: list[tuple[IndexFile, str]] | None = None
 
     def _rank(self) -> list[tuple[int, IndexFile, str]]:
         priorities = self._target.tag_strings
         ranked: list[tuple[int, IndexFile, str]] = []
-        for f, loc, (pys, abis, plats) in self._raw_wheels:
-            best = tag_rank(pys, abis, plats, priorities)
-            if best is not None:
-                ranked.append((best, f, loc))
-            else:
-                self.other_wheels.append(f)
+        for listing, loc, positions in self._parts:
+            names = listing.filenames
+            for i in positions:
+                parts = wheel_parts(names[i]) if names[i].endswith(".whl") else None
+                if parts is None:
+                    continue
+                best = tag_rank(parts[2], parts[3], parts[4], priorities)
+                if best is None:
+                    # Built only if asked for (a project may have a hundred wheels a version).
+                    self._unranked.append((listing, i))
+                elif (f := listing.get(i)) is not None:
+                    ranked.append((best, f, loc))
         ranked.sort(key=lambda w: w[0])
         return ranked
 
@@ -115,6 +123,34 @@ class VersionCandidates:
         if self._wheels is None:
             self._wheels = self._rank()
         return self._wheels
+
+    @property
+    def other_wheels(self) -> list[IndexFile]:
+        """Return the wheels none of whose tags the target supports."""
+        if self._other is None:
+            self.wheels  # noqa: B018 - ranking sorts them out
+            self._other = [f for page, i in self._unranked if (f := page.get(i)) is not None]
+        return self._other
+
+    @property
+    def sdists(self) -> list[tuple[IndexFile, str]]:
+        """Return the source distributions with their locations."""
+        if self._sdists is None:
+            self._sdists = self._located(sdists=True)
+        return self._sdists
+
+    def _located(self, *, sdists: bool) -> list[tuple[IndexFile, str]]:
+        """Return the built sdists (or wheels), in page order."""
+        out: list[tuple[IndexFile, str]] = []
+        for listing, loc, positions in self._parts:
+            names = listing.filenames
+            for i in positions:
+                wheel = names[i].endswith(".whl")
+                if wheel == sdists or (wheel and wheel_parts(names[i]) is None):
+                    continue
+                if (f := listing.get(i)) is not None:
+                    out.append((f, loc))
+        return out
 
     def usable(self, *, allow_yanked: bool) -> list[tuple[IndexFile, str]]:
         """Return the files that could be installed, best first (wheels, then sdists)."""
@@ -137,7 +173,7 @@ class VersionCandidates:
 
     def all_located(self) -> list[tuple[IndexFile, str]]:
         """Return every file of this version with the location it was found at."""
-        return [(f, loc) for f, loc, _ in self._raw_wheels] + self.sdists
+        return self._located(sdists=False) + self.sdists
 
     @property
     def yanked(self) -> bool:
@@ -185,58 +221,22 @@ class ProjectCandidates:
 
     @classmethod
     def build(cls, files: ProjectFiles, target: Target) -> ProjectCandidates:
-        """Group ``files`` by version (ranking wheels for ``target`` lazily)."""
-        name = files.name
-        wheel_prefix = name.replace("-", "_")
-        by_string: dict[str, VersionCandidates | None] = {}
-        versions: dict[Version, VersionCandidates] = {}
+        """Group ``files`` by version (ranking wheels for ``target`` lazily).
 
-        def slot(raw: str) -> VersionCandidates | None:
-            version = parse_version(raw)
-            vc = None
-            if version is not None:
+        Per version string, not per file: each listing groups its files once
+        (:meth:`PageFiles.groups`, done where the page was parsed, off the event loop).
+        """
+        name = files.name
+        versions: dict[Version, VersionCandidates] = {}
+        for listing, loc in files.parts:
+            for raw, positions in listing.groups(name).items():
+                version = parse_version(raw)
+                if version is None:
+                    continue
                 vc = versions.get(version)
                 if vc is None:
                     vc = versions[version] = VersionCandidates(version, target)
-            by_string[raw] = vc
-            return vc
-
-        # The hot loop of a cold resolve (tens of thousands of files): wheel_parts() and the
-        # name check are inlined, and each distinct name in a filename is judged once.
-        same_name: dict[str, bool] = {wheel_prefix: True}
-        tags: tuple[str, str, str] | None
-        for page_files, loc in files.parts:
-            for f in page_files:
-                filename = f.filename
-                if filename.endswith(".whl"):
-                    parts = filename[:-4].split("-")
-                    if len(parts) == 5:
-                        fname, raw, py, abi, plat = parts
-                    elif len(parts) == 6:  # with a build tag
-                        fname, raw, _, py, abi, plat = parts
-                    else:
-                        continue
-                    tags = (py, abi, plat)
-                elif filename.endswith(SDIST_SUFFIXES):
-                    stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
-                    fname, sep, raw = stem.rpartition("-")
-                    if not sep:
-                        continue
-                    tags = None
-                else:
-                    continue
-                ok = same_name.get(fname)
-                if ok is None:
-                    ok = same_name[fname] = canonicalize_name(fname) == name
-                if not ok:
-                    continue
-                vc = by_string[raw] if raw in by_string else slot(raw)
-                if vc is None:
-                    continue
-                if tags is None:
-                    vc.sdists.append((f, loc))
-                else:
-                    vc._raw_wheels.append((f, loc, tags))
+                vc._parts.append((listing, loc, positions))
         return cls(name, versions, files)
 
 
@@ -257,12 +257,14 @@ class CandidateCache:
         """Return :meth:`get`'s answer, grouping a large project in a worker thread.
 
         Grouping tens of thousands of filenames takes tens of milliseconds, which the
-        event loop must not spend (``status`` answers within 50 ms during a resolve).
+        event loop must not spend (``status`` answers within 50 ms during a resolve). Index
+        pages come grouped from their parse; find-links listings may not.
         """
         hit = self._memo.get((id(files), id(target)))
         if hit is not None:
             return hit[1]
-        if len(files) < _THREAD_THRESHOLD:
+        ungrouped = sum(len(lst) for lst, _ in files.parts if not lst.grouped(files.name))
+        if ungrouped < _THREAD_THRESHOLD:
             return self.get(files, target)
         built = await asyncio.to_thread(ProjectCandidates.build, files, target)
         return self._store(files, target, built)

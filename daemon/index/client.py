@@ -50,6 +50,7 @@ from burrowd.daemon.index import http_cache, lazywheel
 from burrowd.daemon.index.http import Http, TransientError, redact
 from burrowd.daemon.index.models import CachedPage, CachePolicy, IndexFile, ProjectPage
 from burrowd.daemon.index.parse import (
+    PageFiles,
     filename_project,
     parse_html_page,
     parse_json_page,
@@ -185,19 +186,20 @@ class Freshness(Struct):
 class ProjectFiles(Struct, frozen=True):
     """The files of a project found for one request, with the index each came from.
 
-    Kept as the pages' own lists (one per location, in search order) rather than one list
-    of (file, location) pairs: a popular project lists tens of thousands of files, and
-    pairing each of them again for every request is measurable in a cold resolve.
+    Kept as the pages' own listings (one per location, in search order) rather than one
+    list of (file, location) pairs: a popular project lists tens of thousands of files, and
+    pairing (or even building) each of them for every request is measurable in a cold
+    resolve.
     """
 
     name: NormalizedName
-    parts: list[tuple[list[IndexFile], str]]
+    parts: list[tuple[PageFiles, str]]
     searched: list[str]
 
     @property
     def files(self) -> list[tuple[IndexFile, str]]:
-        """Return every file with its location, in search order."""
-        return [(f, loc) for files, loc in self.parts for f in files]
+        """Return every file with its location, in search order (building each)."""
+        return [(f, loc) for files, loc in self.parts for f in files.all()]
 
     def __len__(self) -> int:
         return sum(len(files) for files, _ in self.parts)
@@ -213,7 +215,7 @@ class IndexClient:
         self.ttl = ttl
         self._pages: OrderedDict[tuple[str, str], CachedPage] = OrderedDict()
         self._project_files: OrderedDict[
-            tuple[str, tuple[tuple[int, str], ...]], tuple[list[list[IndexFile]], ProjectFiles]
+            tuple[str, tuple[tuple[int, str], ...]], tuple[list[PageFiles], ProjectFiles]
         ] = OrderedDict()
         self._metadata: OrderedDict[str, CoreMetadata] = OrderedDict()
         self._page_flights: OnceMap[tuple[str, str, bool], CachedPage] = OnceMap(
@@ -376,10 +378,13 @@ class IndexClient:
         if data is None:
             return None
         try:
-            return _page_decoder.decode(data)
+            entry = _page_decoder.decode(data)
+            if entry.page is not None:
+                entry.page.listing  # noqa: B018 - read its filenames here, off the event loop
         except msgspec.DecodeError:
             log.warning("ignoring an unreadable cached page for %s", name)
             return None
+        return entry
 
     async def _fetch_page(self, location: str, name: str, stored: CachedPage | None) -> CachedPage:
         url = f"{location}{name}/"
@@ -402,7 +407,9 @@ class IndexClient:
         def parse() -> ProjectPage:
             if is_json:
                 return parse_json_page(body, page_url, location)
-            return parse_html_page(body, page_url, location, name)
+            page = parse_html_page(body, page_url, location, name)
+            page.listing  # noqa: B018 - group its files here, off the event loop
+            return page
 
         try:
             # A small page parses faster than a hop to a worker thread and back.
@@ -469,13 +476,13 @@ class IndexClient:
         Raise :class:`PackageNotFound` when no location has the project.
         """
         cname = canonicalize_name(name)
-        parts: list[tuple[list[IndexFile], str]] = []
+        parts: list[tuple[PageFiles, str]] = []
         searched: list[str] = []
         for location in settings.index_urls:
             searched.append(redact(location))
             page = await self.page(location, cname, fresh)
             if page is not None:
-                parts.append((page.files, location))
+                parts.append((page.listing, location))
                 break
         if settings.find_links:
             results = await asyncio.gather(
@@ -484,7 +491,7 @@ class IndexClient:
             for loc, found_files in zip(settings.find_links, results, strict=True):
                 searched.append(redact(loc))
                 if found_files:
-                    parts.append((found_files, loc))
+                    parts.append((PageFiles.of(found_files), loc))
         if not parts:
             raise PackageNotFound(name, searched)
         # Same pages (by identity) -> the same ProjectFiles object, so everything memoized

@@ -11,14 +11,18 @@ through one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
+
+if TYPE_CHECKING:
+    from burrowd.daemon.index.parse import PageFiles
 
 __all__ = [
     "CachePolicy",
     "CachedPage",
     "IndexFile",
     "JsonFile",
-    "JsonProjectPage",
     "ProjectPage",
 ]
 
@@ -49,12 +53,38 @@ class IndexFile(msgspec.Struct, frozen=True, array_like=True, gc=False):
         return self.hashes.get("sha256")
 
 
-class ProjectPage(msgspec.Struct, frozen=True, array_like=True):
-    """All files of one project on one index (or find-links location)."""
+class ProjectPage(msgspec.Struct, frozen=True, array_like=True, dict=True):
+    """All files of one project on one index (or find-links location).
+
+    A PEP 691 page keeps its body (``json``, with the URL it came from for relative links)
+    and is read one file at a time: a popular project lists tens of thousands of files and
+    a resolution looks at a version or two, so building every :class:`IndexFile` up front
+    cost more than anything else between a large page's arrival and the next request.
+    :attr:`listing` has every filename at once and each file when asked. Pages read whole
+    (HTML, find-links, directories) keep their files in ``parsed``.
+    """
 
     name: str
     index_url: str
-    files: list[IndexFile]
+    parsed: list[IndexFile]
+    json: bytes | None = None
+    json_url: str = ""
+
+    @property
+    def listing(self) -> PageFiles:
+        """Return this page's files by position (built once; thread-safe to call)."""
+        listing: PageFiles | None = self.__dict__.get("_listing")
+        if listing is None:
+            # parse.py builds listings and imports this module: import it when first needed.
+            from burrowd.daemon.index.parse import page_listing  # noqa: PLC0415
+
+            listing = self.__dict__["_listing"] = page_listing(self)
+        return listing
+
+    @property
+    def files(self) -> list[IndexFile]:
+        """Return every file of the page (building each; the resolver uses :attr:`listing`)."""
+        return self.listing.all()
 
 
 class CachePolicy(msgspec.Struct, frozen=True, array_like=True):
@@ -104,10 +134,3 @@ class JsonFile(msgspec.Struct, frozen=True, rename="kebab", gc=False):
     size: int | None = None
     core_metadata: bool | dict[str, str] | None = None
     dist_info_metadata: bool | dict[str, str] | None = None
-
-
-class JsonProjectPage(msgspec.Struct, frozen=True):
-    """A PEP 691 project page (only the fields burrowd uses)."""
-
-    name: str
-    files: list[JsonFile]

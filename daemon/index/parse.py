@@ -8,6 +8,7 @@ pages with thousands of files (which private mirrors without JSON serve).
 from __future__ import annotations
 
 import html
+import logging
 import os
 import re
 from pathlib import Path
@@ -23,16 +24,21 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from burrowd.daemon.index.models import IndexFile, JsonProjectPage, ProjectPage
+from burrowd.daemon.index.models import IndexFile, JsonFile, ProjectPage
 
 __all__ = [
     "DIST_SUFFIXES",
+    "SDIST_SUFFIXES",
+    "PageFiles",
     "filename_project",
+    "page_listing",
     "parse_html_page",
     "parse_json_page",
     "scan_directory",
     "split_hash",
 ]
+
+log = logging.getLogger(__name__)
 
 DIST_SUFFIXES: Final = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar")
 
@@ -41,7 +47,6 @@ _ATTR: Final = re.compile(
     rb"""([a-zA-Z_:][-a-zA-Z0-9_:.]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?"""
 )
 _BASE: Final = re.compile(rb"<base\s[^>]*href\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
-_json_decoder: Final = msgspec.json.Decoder(JsonProjectPage)
 
 
 def split_hash(url: str) -> tuple[str, dict[str, str]]:
@@ -94,47 +99,205 @@ def _lower_keys(d: dict[str, str]) -> dict[str, str]:
     return d
 
 
+class _RawJsonPage(msgspec.Struct, frozen=True):
+    """A PEP 691 page with each file entry left as its JSON text."""
+
+    name: str
+    files: list[msgspec.Raw]
+
+
+class _Filename(msgspec.Struct, frozen=True, gc=False):
+    filename: str
+
+
+SDIST_SUFFIXES: Final = (".tar.gz", ".zip")
+
+_raw_page_decoder: Final = msgspec.json.Decoder(_RawJsonPage)
+_filename_decoder: Final = msgspec.json.Decoder(_Filename)
+_file_decoder: Final = msgspec.json.Decoder(JsonFile)
+
+
+class PageFiles:
+    """The files of one page by position: every filename at once, each file when asked.
+
+    For a PEP 691 page the file entries stay JSON text until :meth:`get` builds one (then
+    it is kept): grouping a project by version needs only the names, and a resolution then
+    looks at the files of a version or two. An entry that names a file but cannot be read
+    as one is skipped with a warning, as pip skips a link it cannot use; the rest of the
+    page stays usable. Concurrent :meth:`get` calls of one entry build equal files, so
+    worker threads may share a listing.
+    """
+
+    __slots__ = ("_broken", "_files", "_groups", "_raws", "_url", "filenames")
+
+    def __init__(
+        self,
+        filenames: list[str],
+        files: list[IndexFile | None],
+        raws: list[msgspec.Raw] | None = None,
+        url: str = "",
+    ) -> None:
+        #: The filename of each entry, in page order.
+        self.filenames = filenames
+        self._files = files
+        self._raws = raws
+        self._url = url
+        self._broken: set[int] = set()
+        self._groups: tuple[str, dict[str, list[int]]] | None = None
+
+    @classmethod
+    def of(cls, files: list[IndexFile]) -> PageFiles:
+        """Return the listing of files already built."""
+        return cls([f.filename for f in files], list(files))
+
+    @classmethod
+    def from_json(cls, raw: _RawJsonPage, page_url: str) -> PageFiles:
+        """Return the listing of a PEP 691 page; only the filenames are read now."""
+        decode = _filename_decoder.decode
+        filenames = [decode(entry).filename for entry in raw.files]
+        return cls(filenames, [None] * len(filenames), raw.files, page_url)
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def get(self, i: int) -> IndexFile | None:
+        """Return entry ``i`` (built on first use), ``None`` if it cannot be read."""
+        f = self._files[i]
+        if f is not None or self._raws is None or i in self._broken:
+            return f
+        try:
+            f = _index_file(_file_decoder.decode(self._raws[i]), self._url)
+        except msgspec.DecodeError as exc:
+            self._broken.add(i)
+            log.warning(
+                "skipping %s on the page %s: its entry cannot be read (%s)",
+                self.filenames[i],
+                self._url,
+                exc,
+            )
+            return None
+        self._files[i] = f
+        return f
+
+    def built(self) -> int:
+        """Return how many entries have been built so far."""
+        return len(self._files) - self._files.count(None)
+
+    def all(self) -> list[IndexFile]:
+        """Return every readable file, in page order."""
+        return [f for i in range(len(self.filenames)) if (f := self.get(i)) is not None]
+
+    def grouped(self, name: str) -> bool:
+        """Return whether :meth:`groups` for ``name`` is ready (no work left)."""
+        return self._groups is not None and self._groups[0] == name
+
+    def groups(self, name: str) -> dict[str, list[int]]:
+        """Return the positions of project ``name``'s distributions by the version string
+        in their filenames (other files, and other projects', are left out).
+
+        Built once per name with plain string operations, then kept, so every target and
+        request shares it. This is the hot loop of a cold resolve (a popular project lists
+        tens of thousands of files): it keeps only positions, since a tuple per file costs
+        as much again (the cycle collector tracks tuples), and a wheel's tags are split
+        when its version is looked at.
+        """
+        cached = self._groups
+        if cached is not None and cached[0] == name:
+            return cached[1]
+        groups: dict[str, list[int]] = {}
+        # Each distinct name in a filename is judged once.
+        same_name: dict[str, bool] = {name.replace("-", "_"): True}
+        for i, filename in enumerate(self.filenames):
+            if filename.endswith(".whl"):
+                parts = filename.split("-", 2)
+                if len(parts) != 3:
+                    continue
+                fname = parts[0]
+                raw = parts[1]
+            elif filename.endswith(SDIST_SUFFIXES):
+                stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
+                fname, sep, raw = stem.rpartition("-")
+                if not sep:
+                    continue
+            else:
+                continue
+            ok = same_name.get(fname)
+            if ok is None:
+                ok = same_name[fname] = canonicalize_name(fname) == name
+            if not ok:
+                continue
+            found = groups.get(raw)
+            if found is None:
+                groups[raw] = [i]
+            else:
+                found.append(i)
+        self._groups = (name, groups)
+        return groups
+
+
+def _index_file(f: JsonFile, page_url: str) -> IndexFile:
+    """Return the :class:`IndexFile` of a PEP 691 file entry.
+
+    The common case (an absolute URL without a fragment, hashes already lowercase, nothing
+    yanked, no metadata file) takes a short path: ``urljoin`` alone costs microseconds.
+    """
+    url = f.url
+    if url.startswith(("https://", "http://")) and "#" not in url:
+        hashes = _lower_keys(f.hashes)
+    else:
+        url, fragment_hashes = split_hash(urljoin(page_url, url))
+        hashes = _lower_keys(f.hashes) or fragment_hashes
+    meta = f.core_metadata if f.core_metadata is not None else f.dist_info_metadata
+    core: dict[str, str] | None
+    if meta is None or meta is False:
+        core = None
+    elif meta is True:
+        core = {}
+    else:
+        assert isinstance(meta, dict)
+        core = _lower_keys(meta)
+    yanked = f.yanked
+    return IndexFile(
+        f.filename,
+        url,
+        hashes,
+        f.requires_python or None,
+        None if yanked is False else ("" if yanked is True else str(yanked)),
+        f.upload_time,
+        f.size,
+        core,
+    )
+
+
 def parse_json_page(data: bytes, page_url: str, index_url: str) -> ProjectPage:
     """Parse a PEP 691 JSON project page; relative URLs resolve against ``page_url``.
 
-    A popular project's page lists tens of thousands of files, so the common case (an
-    absolute URL without a fragment, hashes already lowercase, nothing yanked, no
-    metadata file) takes a short path: ``urljoin`` alone would cost several microseconds
-    a file.
+    Only the page's name and its filenames are read now (raising
+    :class:`msgspec.DecodeError` for a page without them), and grouped by version; see
+    :class:`PageFiles`.
     """
-    raw = _json_decoder.decode(data)
-    files: list[IndexFile] = []
-    append = files.append
-    for f in raw.files:
-        url = f.url
-        if url.startswith(("https://", "http://")) and "#" not in url:
-            hashes = _lower_keys(f.hashes)
-        else:
-            url, fragment_hashes = split_hash(urljoin(page_url, url))
-            hashes = _lower_keys(f.hashes) or fragment_hashes
-        meta = f.core_metadata if f.core_metadata is not None else f.dist_info_metadata
-        core: dict[str, str] | None
-        if meta is None or meta is False:
-            core = None
-        elif meta is True:
-            core = {}
-        else:
-            assert isinstance(meta, dict)
-            core = _lower_keys(meta)
-        yanked = f.yanked
-        append(
-            IndexFile(
-                f.filename,
-                url,
-                hashes,
-                f.requires_python or None,
-                None if yanked is False else ("" if yanked is True else str(yanked)),
-                f.upload_time,
-                f.size,
-                core,
-            )
-        )
-    return ProjectPage(name=canonicalize_name(raw.name), index_url=index_url, files=files)
+    raw = _raw_page_decoder.decode(data)
+    page = ProjectPage(
+        name=canonicalize_name(raw.name),
+        index_url=index_url,
+        parsed=[],
+        json=bytes(data),
+        json_url=page_url,
+    )
+    listing = page.__dict__["_listing"] = PageFiles.from_json(raw, page_url)
+    listing.groups(page.name)
+    return page
+
+
+def page_listing(page: ProjectPage) -> PageFiles:
+    """Return the listing of ``page`` (a stored JSON page is read again from its body)."""
+    if page.json is None:
+        listing = PageFiles.of(page.parsed)
+    else:
+        listing = PageFiles.from_json(_raw_page_decoder.decode(page.json), page.json_url)
+    if page.name:  # not a find-links page of many projects
+        listing.groups(page.name)
+    return listing
 
 
 def _attrs(raw: bytes) -> dict[str, str]:
@@ -189,7 +352,7 @@ def parse_html_page(
                 core_metadata=_metadata_attr(core),
             )
         )
-    return ProjectPage(name=project, index_url=index_url, files=files)
+    return ProjectPage(name=project, index_url=index_url, parsed=files)
 
 
 def scan_directory(directory: Path, project: str, index_url: str) -> ProjectPage:
@@ -214,4 +377,4 @@ def scan_directory(directory: Path, project: str, index_url: str) -> ProjectPage
             )
         )
     files.sort(key=lambda f: f.filename)
-    return ProjectPage(name=project, index_url=index_url, files=files)
+    return ProjectPage(name=project, index_url=index_url, parsed=files)

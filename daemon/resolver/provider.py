@@ -38,12 +38,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.builder.source import Source, direct_source, pinned_url, sdist_source
-from burrowd.daemon.candidates import (
-    SDIST_SUFFIXES,
-    CandidateCache,
-    ProjectCandidates,
-    uploaded_by,
-)
+from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, uploaded_by
 from burrowd.daemon.errors import (
     BuildRequired,
     DaemonError,
@@ -55,7 +50,7 @@ from burrowd.daemon.errors import (
 from burrowd.daemon.index.client import DIRECT, IndexClient
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
-from burrowd.daemon.index.parse import split_hash
+from burrowd.daemon.index.parse import SDIST_SUFFIXES, split_hash
 from burrowd.daemon.index.sdist import tree_metadata
 from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.interfaces import SourceBuilder
@@ -659,7 +654,7 @@ class Provider:
             )
             if warning not in self.warnings:
                 self.warnings.append(warning)
-        if vc.yanked and exact:
+        if exact and vc.yanked:
             why = f" ({vc.yank_reason})" if vc.yank_reason else ""
             warning = f"{name}=={version} is yanked{why}; using it because it is pinned with =="
             if warning not in self.warnings:

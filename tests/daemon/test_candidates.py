@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -9,6 +11,7 @@ from packaging.version import Version
 from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
 from burrowd.daemon.index.client import ProjectFiles
 from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.index.parse import PageFiles, parse_json_page
 from burrowd.daemon.interpreters import InterpreterInfo, Target
 from tests.daemon.cache.harness import host_interpreter
 
@@ -37,7 +40,7 @@ def _file(
 
 
 def _project(*files: IndexFile, name: str = "foo") -> ProjectFiles:
-    return ProjectFiles(canonicalize_name(name), [(list(files), INDEX)], [INDEX])
+    return ProjectFiles(canonicalize_name(name), [(PageFiles.of(list(files)), INDEX)], [INDEX])
 
 
 def _best(host: InterpreterInfo, filenames: list[str], target: dict[str, str]) -> str | None:
@@ -172,6 +175,42 @@ class TestTagRanking:
             "foo-1.0.tar.gz",
         ]
         assert one.wheels[0][0] < one.wheels[1][0]
+
+
+class TestBuiltOnDemand:
+    async def test_only_the_files_of_the_version_looked_at_are_built(
+        self, host: InterpreterInfo
+    ) -> None:
+        target = Target.build(host, **LINUX_311)
+        names = [
+            f"foo-{v}-{tags}.whl"
+            for v in ("1.0", "2.0")
+            for tags in (
+                "py3-none-any",
+                "cp311-cp311-manylinux_2_17_x86_64",
+                "cp312-cp312-manylinux_2_17_x86_64",
+            )
+        ]
+        names += ["foo-1.0.tar.gz", "foo-2.0.tar.gz", "foo-2.0-py3-none.whl"]  # last: no ABI
+        body = json.dumps(
+            {"name": "foo", "files": [{"filename": n, "url": f"https://f/{n}"} for n in names]}
+        ).encode()
+        listing = parse_json_page(body, INDEX + "foo/", INDEX).listing
+        files = ProjectFiles(canonicalize_name("foo"), [(listing, INDEX)], [INDEX])
+        built = ProjectCandidates.build(files, target)
+        assert built.ordered == [Version("2.0"), Version("1.0")]
+        assert listing.built() == 0
+        two = built.versions[Version("2.0")]
+        best = two.best(target, allow_yanked=False)
+        assert best is not None
+        assert best[0].filename == "foo-2.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+        assert listing.built() == 3  # the two wheels this target can install, the sdist
+        assert [f.filename for f in two.other_wheels] == [
+            "foo-2.0-cp312-cp312-manylinux_2_17_x86_64.whl"
+        ]
+        assert listing.built() == 4
+        assert [f.filename for f in two.all_files()] == [*names[3:6], "foo-2.0.tar.gz"]
+        assert listing.built() == 4  # nothing of 1.0, and not the malformed name
 
 
 class TestYankedAndRequiresPython:

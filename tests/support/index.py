@@ -318,6 +318,8 @@ class FakeIndex:
         self.absolute_urls = True  # False: pages link files with relative URLs
         self.pep700 = True  # False: no upload-time, size, versions (API 1.0, as old mirrors)
         self.file_hashes = True  # False: pages give no file hashes (as some mirrors)
+        #: Raw PEP 691 file entries appended to a project's JSON page (malformed ones).
+        self.extra_json_entries: dict[str, list[dict[str, object]]] = {}
         self._lock = threading.RLock()
         self._files: dict[str, IndexedFile] = {}
         self._display_names: dict[str, str] = {}
@@ -543,6 +545,7 @@ class FakeIndex:
                 item["size"] = entry.size
                 item["upload-time"] = _iso(entry.upload_time)
             files.append(item)
+        files += self.extra_json_entries.get(project, [])
         doc: dict[str, object] = {
             "meta": {"api-version": self._api_version(), "_last-serial": self._serial},
             "name": project,

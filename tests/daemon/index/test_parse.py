@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from burrowd.daemon.index.models import CachedPage, CachePolicy, IndexFile, ProjectPage
 from burrowd.daemon.index.parse import (
     filename_project,
     parse_html_page,
@@ -147,6 +150,103 @@ class TestJson:
         assert second.hashes == {"sha256": "cc"}  # from the fragment when "hashes" is empty
         assert second.yanked == ""
         assert second.core_metadata == {}
+
+
+def _entry(filename: str, **fields: object) -> dict[str, object]:
+    return {"filename": filename, "url": f"https://files/{filename}", **fields}
+
+
+def _json_page(*entries: dict[str, object], name: str = "foo") -> bytes:
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": entries}).encode()
+
+
+class TestJsonOnDemand:
+    def test_filenames_at_once_files_when_asked(self) -> None:
+        body = _json_page(
+            _entry("foo-1.0-py3-none-any.whl"),
+            _entry("foo-1.0.tar.gz"),
+            _entry("foo-2.0-py3-none-any.whl", yanked="broken"),
+        )
+        listing = parse_json_page(body, PAGE_URL, "https://host/simple/").listing
+        assert listing.filenames == [
+            "foo-1.0-py3-none-any.whl",
+            "foo-1.0.tar.gz",
+            "foo-2.0-py3-none-any.whl",
+        ]
+        assert listing.built() == 0
+        third = listing.get(2)
+        assert third is not None
+        assert (third.filename, third.yanked) == ("foo-2.0-py3-none-any.whl", "broken")
+        assert listing.built() == 1
+        assert listing.get(2) is third  # built once, then kept
+
+    def test_groups_by_version_string_leaving_out_other_files(self) -> None:
+        body = _json_page(
+            _entry("foo-1.0-py3-none-any.whl"),
+            _entry("foobar-1.0.tar.gz"),  # another project
+            _entry("Foo-2.0.tar.gz"),
+            _entry("foo-1.0-1-cp311-cp311-linux_x86_64.whl"),  # a build tag
+            _entry("foo.whl"),  # no version
+            _entry("foo-2.0.exe"),
+            _entry("foo_bar-3.0-py3-none-any.whl"),
+        )
+        listing = parse_json_page(body, PAGE_URL, "https://host/simple/").listing
+        assert listing.groups("foo") == {"1.0": [0, 3], "2.0": [2]}
+        assert listing.grouped("foo")
+        assert not listing.grouped("foo-bar")
+        assert listing.groups("foo-bar") == {"3.0": [6]}
+        assert listing.built() == 0
+
+    def test_an_unreadable_entry_is_skipped_with_a_warning(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        body = _json_page(
+            _entry("foo-1.0-py3-none-any.whl"),
+            _entry("foo-2.0-py3-none-any.whl", url=5),
+            _entry("foo-3.0-py3-none-any.whl", hashes=["sha256"]),
+        )
+        page = parse_json_page(body, PAGE_URL, "https://host/simple/")
+        with caplog.at_level(logging.WARNING):
+            assert [f.filename for f in page.files] == ["foo-1.0-py3-none-any.whl"]
+            assert page.listing.get(1) is None  # asked again: still skipped, warned once
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 2
+        assert "foo-2.0-py3-none-any.whl" in warned[0]
+        assert PAGE_URL in warned[0]
+        assert "foo-3.0-py3-none-any.whl" in warned[1]
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            pytest.param(b'{"name": "foo", "files": [{"url": "u"}]}', id="no-filename"),
+            pytest.param(b'{"name": "foo", "files": [{"filename": 3}]}', id="filename-number"),
+            pytest.param(b'{"files": []}', id="no-project-name"),
+            pytest.param(b'{"name": "foo", "files": [', id="truncated"),
+        ],
+    )
+    def test_a_page_without_its_filenames_cannot_be_read(self, body: bytes) -> None:
+        with pytest.raises(msgspec.DecodeError):
+            parse_json_page(body, PAGE_URL, "https://host/simple/")
+
+    def test_stored_and_read_back(self) -> None:
+        body = _json_page(_entry("foo-1.0.tar.gz", url="../../files/foo-1.0.tar.gz"))
+        page = parse_json_page(body, PAGE_URL, "https://host/simple/")
+        stored = msgspec.msgpack.encode(CachedPage(CachePolicy(1.0, 60.0, "heuristic"), page))
+        read = msgspec.msgpack.decode(stored, type=CachedPage).page
+        assert read is not None
+        assert read.listing.groups("foo") == {"1.0": [0]}
+        assert read.files == page.files
+        assert read.files[0].url == "https://host/files/foo-1.0.tar.gz"
+
+    def test_a_page_stored_before_bodies_were_kept_still_reads(self) -> None:
+        file = IndexFile("foo-1.0.tar.gz", "https://files/foo-1.0.tar.gz", {"sha256": "aa"})
+        old = msgspec.msgpack.encode(
+            [[1.0, 60.0, "heuristic"], ["foo", "https://host/simple/", [file]], PAGE_URL]
+        )
+        read = msgspec.msgpack.decode(old, type=CachedPage).page
+        assert read == ProjectPage("foo", "https://host/simple/", [file])
+        assert read.files == [file]
+        assert read.listing.groups("foo") == {"1.0": [0]}
 
 
 def test_scan_directory(tmp_path: Path) -> None:

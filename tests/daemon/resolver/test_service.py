@@ -7,6 +7,7 @@ real files in a temporary project directory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -462,6 +463,19 @@ class TestResult:
         assert not result.wrote
         assert result.elapsed > 0
         assert result.warnings == []
+
+    async def test_an_unreadable_page_entry_is_skipped(
+        self, compiler: Compiler, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        release(compiler.index, "lib==1.0")
+        broken = "lib-2.0-py3-none-any.whl"
+        compiler.index.extra_json_entries["lib"] = [{"filename": broken, "url": 20}]
+        with caplog.at_level(logging.WARNING):
+            assert await compiler.pins("lib") == {"lib": "1.0"}
+        assert any(broken in r.getMessage() for r in caplog.records)
+        # Refetched, the page is the same; so is the answer.
+        assert await compiler.pins("lib", refresh=True) == {"lib": "1.0"}
+        assert compiler.index.hits["/simple/lib/"] == 2
 
     async def test_header_annotations_and_index_lines(self, compiler: Compiler) -> None:
         release(compiler.index, "lib==1.0")
