@@ -34,6 +34,8 @@ from bench.tools import clean_env, load_average
 NAME = "cache-fill"
 TARGET_RATIO = 1.2
 TIMEOUT = 1800.0
+#: Room one round's caches take at most (burrow's and uv's, the large set: about 2 GiB).
+ROUND_BYTES = 4 * 2**30
 
 BURROW = "burrow"
 UV = "uv"
@@ -60,7 +62,9 @@ def _wheels(outcome: Outcome) -> list[dict[str, Any]]:
     return [w for w in wheels if isinstance(w, dict)] if isinstance(wheels, list) else []
 
 
-def _burrow_round(ctx: Context, home: Path, pins_file: Path, n_pins: int, st: _State) -> None:
+def _burrow_round(
+    ctx: Context, home: Path, pins_file: Path, n_pins: int, st: _State, *, keep: bool
+) -> None:
     daemon = ctx.daemon(home)
     try:
         try:
@@ -117,7 +121,7 @@ def _burrow_round(ctx: Context, home: Path, pins_file: Path, n_pins: int, st: _S
                 "the network"
             )
     finally:
-        ctx.release(daemon)
+        ctx.release(daemon, remove=not keep)
 
 
 def _uv_round(ctx: Context, home: Path, pins_file: Path, st: _State) -> None:
@@ -152,7 +156,6 @@ def _uv_round(ctx: Context, home: Path, pins_file: Path, st: _State) -> None:
     outcome = run_timed(argv, env=env, cwd=home, timeout=TIMEOUT)
     if not st.cold[UV].record(outcome):
         st.problems.append(f"uv cold install failed:\n\n{outcome.describe()}")
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def run(ctx: Context) -> SuiteResult:
@@ -180,15 +183,31 @@ def run(ctx: Context) -> SuiteResult:
         "(no network request).",
         f"Target: burrow cold / uv cold <= {TARGET_RATIO}.",
     ]
+    # Removing a round's trees (tens of thousands of files) right before the next tool runs
+    # slowed that tool by whatever it was: ext4 skips inodes freed within the last minute or
+    # more when it allocates new ones, scanning them one by one on every file created near
+    # them (perf: ``recently_deleted`` took up to 60% of an unpack). So the trees stay until
+    # the last round, when the disk has room for them all.
+    keep = shutil.disk_usage(ctx.root).free > runs * ROUND_BYTES
+    result.method.append(
+        "The rounds' caches are removed after the last round, so that no tool's files are "
+        "created among inodes another tool's round just freed (ext4 scans those)."
+        if keep
+        else "The disk is too small to keep every round: each round's caches are removed "
+        "after it, which adds kernel work (ext4 scans freed inodes) to the round after."
+    )
     st = _State()
     for r in range(runs):
         ctx.log(f"{NAME}: round {r + 1}/{runs} ({set_name})")
         for tool in rotated([BURROW, UV], r):
             home = ctx.root / f"fill{r}" / tool
             if tool == BURROW:
-                _burrow_round(ctx, home, pins_file, n_pins, st)
+                _burrow_round(ctx, home, pins_file, n_pins, st, keep=keep)
             else:
                 _uv_round(ctx, home, pins_file, st)
+        if not keep:
+            shutil.rmtree(ctx.root / f"fill{r}", ignore_errors=True)
+    for r in range(runs):
         shutil.rmtree(ctx.root / f"fill{r}", ignore_errors=True)
 
     cold = Table("Cold fill", [BURROW, UV], [RatioColumn("burrow/uv", BURROW, UV)], rows=[])
