@@ -307,6 +307,20 @@ class TestHostileMembers:
         assert tmp_debris(cache) == []
         assert not cache.path(Bucket.ARCHIVE, _sha256(wheel)).exists()
 
+    def test_a_member_whose_deflate_stream_is_broken(self, tmp_path: Path) -> None:
+        cache = Cache(tmp_path / "cache")
+        wheel = write_wheel(tmp_path / "w", "bad", "1.0", [("bad/data.txt", b"text " * 4000)])
+        data = bytearray(wheel.read_bytes())
+        with zipfile.ZipFile(wheel) as zf:
+            info = zf.getinfo("bad/data.txt")
+        start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+        data[start] = 0xFF  # block type 3: no deflate stream has it
+        wheel.write_bytes(bytes(data))
+        with pytest.raises(InvalidDistribution, match=r"'bad/data\.txt' is corrupt"):
+            _unpack(cache, wheel)
+        assert tmp_debris(cache) == []
+        assert not cache.path(Bucket.ARCHIVE, _sha256(wheel)).exists()
+
     def test_a_member_that_inflates_past_its_stated_size(self, tmp_path: Path) -> None:
         # A megabyte of zeros that the zip's headers call 100 bytes: inflating it whole
         # would take the memory first and check the size after.
