@@ -59,12 +59,12 @@ def _size(env: Mapping[str, str], name: str, default: int) -> int:
     return int(digits) * _SIZE_SUFFIXES[suffix]
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
+def _count(env: Mapping[str, str], name: str, default: int, zero: str = "no limit") -> int:
     raw = env.get(name, "").strip().replace("_", "")
     if not raw:
         return default
     if not (raw.isascii() and raw.isdigit()):
-        raise ConfigError(f"{name}={env[name]!r} is not a whole number; 0 = no limit")
+        raise ConfigError(f"{name}={env[name]!r} is not a whole number; 0 = {zero}")
     return int(raw)
 
 
@@ -114,6 +114,9 @@ class Config(Struct, frozen=True, kw_only=True):
     watch_debounce: float = DEFAULT_WATCH_DEBOUNCE
     #: How much one wheel or sdist may unpack to (zip bombs).
     unpack_limits: UnpackLimits = UnpackLimits()
+    #: Worker processes that unpack large wheels (``BURROW_UNPACK_PROCESSES``, one per CPU
+    #: by default); 0 unpacks in the daemon's threads.
+    unpack_processes: int = 0
 
     @property
     def watch_file(self) -> Path:
@@ -138,6 +141,9 @@ class Config(Struct, frozen=True, kw_only=True):
             watch_debounce=_seconds(e, "BURROW_WATCH_DEBOUNCE", DEFAULT_WATCH_DEBOUNCE),
             log_to_stderr=under_systemd,
             unpack_limits=UnpackLimits.from_env(e),
+            unpack_processes=_count(
+                e, "BURROW_UNPACK_PROCESSES", os.cpu_count() or 1, zero="unpack in threads"
+            ),
         )
 
     def with_changes(self, **changes: object) -> Config:

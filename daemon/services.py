@@ -20,6 +20,7 @@ from msgspec import Struct, field
 from burrowd.daemon.builder.builder import Builder
 from burrowd.daemon.cache.maintenance import SizeMeter
 from burrowd.daemon.cache.store import Cache, remove_tree
+from burrowd.daemon.cache.unpacker import UnpackPool
 from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import IndexClient
@@ -89,7 +90,11 @@ class Services(Struct, eq=False, dict=True):
             unpack_limits=self.config.unpack_limits,
         )
         self.http = Http(self.limits)
-        self.index = IndexClient(self.cache, self.http, self.limits, ttl=self.config.index_ttl)
+        processes = self.config.unpack_processes
+        self.unpacker = UnpackPool(processes) if processes else None
+        self.index = IndexClient(
+            self.cache, self.http, self.limits, ttl=self.config.index_ttl, unpacker=self.unpacker
+        )
         self.interpreters = Interpreters(self.cache)
         self.environments = EnvironmentLocks(self.config.lock_timeout)
         self.janitor = Janitor()
@@ -183,6 +188,15 @@ async def _http(services: Services) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
+async def _unpacker(services: Services) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if services.unpacker is not None:
+            await services.unpacker.aclose()
+
+
+@contextlib.asynccontextmanager
 async def _interpreters(services: Services) -> AsyncIterator[None]:
     try:
         yield
@@ -217,6 +231,7 @@ async def _journals(services: Services) -> AsyncIterator[None]:
 #: Cleanup contexts run in order at start-up and in reverse order at exit.
 CLEANUP_CONTEXTS: list[CleanupContext] = [
     _executor,
+    _unpacker,
     _http,
     _interpreters,
     _janitor,

@@ -154,6 +154,14 @@ class Cache:
             fd, name = tempfile.mkstemp(prefix=_owned(prefix), suffix=suffix, dir=self.tmp)
         return fd, Path(name)
 
+    def temps_of(self, pid: int) -> list[Path]:
+        """Return the temporary entries that process ``pid`` created."""
+        try:
+            entries = list(self.tmp.iterdir())
+        except OSError:
+            return []
+        return [e for e in entries if (m := _OWNER.search(e.name)) and int(m.group(1)) == pid]
+
     def claim_stale_temps(self) -> list[Path]:
         """Return :meth:`stale_temps`, judged while no operation of any process runs.
 

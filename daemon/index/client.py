@@ -29,6 +29,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from burrowd.daemon.cache.archive import read_manifest, unpack_wheel, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket, digest
 from burrowd.daemon.cache.store import BackgroundWrites, Cache, DiskFull, writing
+from burrowd.daemon.cache.unpacker import UnpackPool
 from burrowd.daemon.cache.wheels import (
     WheelKey,
     WheelPointer,
@@ -86,6 +87,8 @@ MEMORY_PAGES: Final = 4096
 MEMORY_METADATA: Final = 32768
 #: Pages up to this size are parsed on the event loop (about 1 ms); bigger ones in a thread.
 INLINE_PARSE: Final = 256 * 1024
+#: Wheels from this size up are unpacked in a worker process when the daemon has them.
+PROCESS_UNPACK_MIN: Final = 64 * 1024
 _CHUNK: Final = 256 * 1024
 
 #: ``--hash`` pins of one requirement: algorithm -> allowed hex digests.
@@ -208,8 +211,18 @@ class ProjectFiles(Struct, frozen=True):
 class IndexClient:
     """Pages, metadata and wheels, shared by every request of the daemon."""
 
-    def __init__(self, cache: Cache, http: Http, limits: Limits, *, ttl: float) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        http: Http,
+        limits: Limits,
+        *,
+        ttl: float,
+        unpacker: UnpackPool | None = None,
+    ) -> None:
         self.cache = cache
+        #: Worker processes for large wheels; ``None``: every wheel unpacks in a thread.
+        self.unpacker = unpacker
         self.http = http
         self.limits = limits
         self.ttl = ttl
@@ -869,8 +882,14 @@ class IndexClient:
         return pointer
 
     def _unpack(self, wheel: Path, filename: str, sha256: str) -> Path:
-        """Unpack ``wheel`` into the archive (blocking); a full disk is a :class:`DiskFull`."""
+        """Unpack ``wheel`` into the archive (blocking); a full disk is a :class:`DiskFull`.
+
+        A large wheel goes to a worker process, a small one is unpacked in this thread
+        (quicker than the hop to a worker and back).
+        """
         with writing(self.cache.path(Bucket.ARCHIVE, sha256)):
+            if self.unpacker is not None and wheel.stat().st_size >= PROCESS_UNPACK_MIN:
+                return self.unpacker.unpack(self.cache, wheel, filename=filename, sha256=sha256)
             return unpack_wheel(
                 self.cache, wheel, filename=filename, sha256=sha256, limits=self.cache.unpack_limits
             )

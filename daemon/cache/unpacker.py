@@ -1,0 +1,311 @@
+"""Unpack large wheels in worker processes, so that unpacking runs beside the event loop.
+
+Unpacking is CPU work (inflating, hashing every member against RECORD, and the kernel's
+file creation), and each member also runs Python code. In worker threads it shared the
+daemon's interpreter lock with the event loop: filling the cache with the large benchmark
+set, downloads that take 1.7 s alone took 4.6 s beside the unpacks, and the unpacks could
+not use both CPUs. Worker processes have their own interpreter.
+
+:class:`UnpackPool` keeps up to ``size`` workers (``python -m
+burrowd.daemon.cache.unpacker``), started when first needed and reused. A job is one
+:func:`~burrowd.daemon.cache.archive.unpack_wheel` call; its result or error comes back
+whole (an :class:`InvalidDistribution` with the same message, a full disk as the same
+``OSError``), so callers see what an unpack in a thread gives. ``multiprocessing`` is not
+used: its pools re-import the daemon's ``__main__`` and start helper processes, and a dead
+worker breaks the whole pool; here a worker is a plain child speaking length-prefixed
+msgpack over its stdin and stdout.
+
+A worker dies with the daemon (``PR_SET_PDEATHSIG`` on Linux, and at the end of its stdin
+anywhere), so a killed daemon leaves no writer behind in the cache; the temporary
+directory of a job cut short is named with the worker's pid and removed like any other
+temporary entry of a dead process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Final
+
+import msgspec
+
+from burrowd.daemon.cache.layout import Bucket
+from burrowd.daemon.cache.store import Cache, remove_tree
+from burrowd.daemon.errors import CacheError, DiskFull, InvalidDistribution
+
+__all__ = ["UnpackPool", "main"]
+
+_LENGTH: Final = struct.Struct(">I")
+#: Seconds a worker gets to exit after its stdin closes, before it is killed.
+_EXIT_GRACE: Final = 5.0
+_PR_SET_PDEATHSIG: Final = 1
+
+
+class WorkerDied(Exception):
+    """A worker process ended before it answered."""
+
+
+def _send(stream: IO[bytes], message: object) -> None:
+    data = msgspec.msgpack.encode(message)
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return msgspec.msgpack.decode(data)
+
+
+class _Worker:
+    """One worker process and its pipes (used by one thread at a time)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "burrowd.daemon.cache.unpacker", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def call(self, job: list[Any]) -> list[Any]:
+        """Send ``job``; return the reply. Raise :class:`WorkerDied` if none comes."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None
+        assert stdout is not None
+        try:
+            _send(stdin, job)
+            reply = _receive(stdout)
+        except (BrokenPipeError, ConnectionResetError, ValueError) as exc:
+            raise WorkerDied(f"stopped ({exc})") from exc
+        if not isinstance(reply, list) or not reply:
+            # Its output ended: it is exiting, or has; say how, if it does so soon.
+            try:
+                code: int | None = self.process.wait(_EXIT_GRACE)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise WorkerDied("stopped" if code is None else f"stopped: {_describe_exit(code)}")
+        return reply
+
+    def close_stdin(self) -> None:
+        """End the worker's input: it exits once its job (if any) is done."""
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the worker: at the end of its stdin, or at once with ``kill``."""
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        self.close_stdin()
+        try:
+            self.process.wait(_EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"it was killed by {signal.Signals(-code).name}"
+    return f"it exited with status {code}"
+
+
+class UnpackPool:
+    """Up to ``size`` worker processes that unpack wheels; :meth:`unpack` blocks (call it
+    from a worker thread), and is safe to call from several threads at once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers: set[_Worker] = set()
+        self._closed = False
+
+    def pids(self) -> list[int]:
+        """Return the pids of the running workers."""
+        with self._lock:
+            return sorted(w.pid for w in self._workers)
+
+    def unpack(self, cache: Cache, wheel: Path, *, filename: str, sha256: str) -> Path:
+        """Unpack ``wheel`` into ``cache`` in a worker; return the archive.
+
+        Raise what :func:`~burrowd.daemon.cache.archive.unpack_wheel` raises, and
+        :class:`CacheError` when the worker died before it answered.
+        """
+        limits = cache.unpack_limits
+        job = [str(cache.root), str(wheel), filename, sha256, limits.max_files, limits.max_size]
+        target = cache.path(Bucket.ARCHIVE, sha256)
+        worker = self._take()
+        try:
+            reply = worker.call(job)
+        except WorkerDied as first:
+            self._discard(worker, cache)
+            if not _idle_death(first):
+                raise CacheError(target, f"the process unpacking {filename} {first}") from first
+            # A worker that died while idle never saw the job: a fresh one may run it.
+            worker = self._take()
+            try:
+                reply = worker.call(job)
+            except WorkerDied as second:
+                self._discard(worker, cache)
+                raise CacheError(target, f"the process unpacking {filename} {second}") from second
+        self._idle.put(worker)
+        return _result(reply)
+
+    def close(self) -> None:
+        """Stop every worker (each finishes the job it has first); blocks."""
+        workers = self._begin_close()
+        for worker in workers:
+            worker.stop()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, waiting on the event loop rather than in a thread."""
+        workers = self._begin_close()
+        deadline = time.monotonic() + _EXIT_GRACE
+        # A child's exit is no event the loop can await here (no child watcher): poll.
+        running = [w for w in workers if w.process.poll() is None]
+        while running and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            running = [w for w in running if w.process.poll() is None]
+        for worker in workers:
+            worker.stop(kill=worker.process.poll() is None)
+
+    def _begin_close(self) -> list[_Worker]:
+        """Take no new jobs; end every worker's stdin (it exits after its job)."""
+        with self._lock:
+            self._closed = True
+            workers, self._workers = list(self._workers), set()
+        for worker in workers:
+            worker.close_stdin()
+        return workers
+
+    def _take(self) -> _Worker:
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                if self._closed:
+                    raise CacheError(Path(), "the daemon is stopping") from None
+                start = len(self._workers) < self.size
+                if start:
+                    worker = _Worker()
+                    self._workers.add(worker)
+            if not start:
+                worker = self._idle.get()
+        if worker.process.poll() is not None:
+            self._discard(worker, None)
+            return self._take()
+        return worker
+
+    def _discard(self, worker: _Worker, cache: Cache | None) -> None:
+        with self._lock:
+            self._workers.discard(worker)
+        worker.stop(kill=True)
+        if cache is not None:
+            # What the killed worker was writing (named with its pid) can go now.
+            for entry in cache.temps_of(worker.pid):
+                remove_tree(entry)
+
+
+def _idle_death(exc: WorkerDied) -> bool:
+    """Return whether the worker was gone before the job reached it."""
+    return isinstance(exc.__cause__, BrokenPipeError | ConnectionResetError)
+
+
+def _result(reply: list[Any]) -> Path:
+    """Return the archive of a worker's reply, or raise the error it carries."""
+    kind = reply[0]
+    if kind == "ok":
+        return Path(reply[1])
+    if kind == "invalid":
+        raise InvalidDistribution(reply[1], reply[2])
+    if kind == "full":
+        raise DiskFull(Path(reply[1]) if reply[1] else None, reply[2])
+    if kind == "cache":
+        raise CacheError(Path(reply[1]), reply[2])
+    if kind == "os":
+        raise OSError(reply[1], reply[2], reply[3]) if reply[3] else OSError(reply[1], reply[2])
+    raise CacheError(Path(reply[1]), f"unpacking failed: {reply[2]}")
+
+
+def _reply_for(exc: BaseException, target: str) -> list[Any]:
+    """Return the reply that carries ``exc`` back to the daemon."""
+    if isinstance(exc, InvalidDistribution):
+        return ["invalid", exc.source, exc.reason]
+    if isinstance(exc, DiskFull):
+        code = exc.errno or errno.ENOSPC
+        return ["full", exc.data.get("path") or "", code]
+    if isinstance(exc, CacheError):
+        return ["cache", str(exc.path), str(exc.data.get("reason", exc.message))]
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+        return ["os", exc.errno, exc.strerror or "", name]
+    return ["error", target, f"{type(exc).__name__}: {exc}"]
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGKILL when the daemon dies (Linux); exit if it already did."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve unpack jobs from stdin until it ends."""
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        _die_with_parent(int(args[0]))
+    # Imported here, after the parent check: the heavy part of a worker's start.
+    from burrowd.daemon.cache.archive import unpack_wheel  # noqa: PLC0415
+    from burrowd.daemon.config import UnpackLimits  # noqa: PLC0415
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    caches: dict[tuple[str, int, int], Cache] = {}
+    while (job := _receive(stdin)) is not None:
+        root, wheel, filename, sha256, max_files, max_size = job
+        key = (root, max_files, max_size)
+        cache = caches.get(key)
+        if cache is None:
+            limits = UnpackLimits(max_files=max_files, max_size=max_size)
+            cache = caches[key] = Cache(Path(root), unpack_limits=limits)
+        try:
+            archive = unpack_wheel(
+                cache, Path(wheel), filename=filename, sha256=sha256, limits=cache.unpack_limits
+            )
+            reply: list[Any] = ["ok", str(archive)]
+        except Exception as exc:  # every failure goes back to the daemon, which reports it
+            reply = _reply_for(exc, str(cache.root))
+        _send(stdout, reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Worker processes that unpack large wheels: the same archive and errors as in a thread,
+workers reused, replaced when they die, and gone when their daemon is."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from burrowd.daemon.cache import unpacker
+from burrowd.daemon.cache.archive import read_manifest, unpack_wheel
+from burrowd.daemon.cache.layout import Bucket
+from burrowd.daemon.cache.store import Cache
+from burrowd.daemon.cache.unpacker import UnpackPool
+from burrowd.daemon.config import Config, ConfigError
+from burrowd.daemon.errors import CacheError, DiskFull, InvalidDistribution
+from burrowd.daemon.index.client import PROCESS_UNPACK_MIN
+from burrowd.daemon.rpc import RpcServer
+from burrowd.daemon.services import Services
+from tests.daemon.cache.harness import (
+    Stack,
+    archive_problems,
+    random_members,
+    tmp_debris,
+    write_wheel,
+)
+from tests.support.dists import DistSpec
+from tests.support.index import FakeIndex
+
+
+@pytest.fixture
+def pool() -> Iterator[UnpackPool]:
+    made = UnpackPool(2)
+    yield made
+    made.close()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".burrow-archive"
+    }
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """Return whether ``pid`` ended (a zombie not yet reaped by its parent counts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class TestJobs:
+    def test_the_same_archive_as_in_a_thread(self, tmp_path: Path, pool: UnpackPool) -> None:
+        wheel = write_wheel(tmp_path / "w", "big", "1.0", random_members(40, 5000))
+        sha = _sha256(wheel)
+        in_worker, in_thread = Cache(tmp_path / "a"), Cache(tmp_path / "b")
+        archive = pool.unpack(in_worker, wheel, filename=wheel.name, sha256=sha)
+        expected = unpack_wheel(in_thread, wheel, filename=wheel.name, sha256=sha)
+        assert archive == in_worker.path(Bucket.ARCHIVE, sha)
+        assert archive_problems(archive) == []
+        assert _tree(archive) == _tree(expected)
+        worker_manifest, thread_manifest = read_manifest(archive), read_manifest(expected)
+        assert worker_manifest is not None
+        assert thread_manifest is not None
+        assert (worker_manifest.files, worker_manifest.size) == (
+            thread_manifest.files,
+            thread_manifest.size,
+        )
+        (pid,) = pool.pids()
+        assert pid != os.getpid()
+        assert tmp_debris(in_worker) == []
+
+    def test_workers_are_reused(self, tmp_path: Path, pool: UnpackPool) -> None:
+        cache = Cache(tmp_path / "cache")
+        for version in ("1.0", "2.0", "3.0"):
+            wheel = write_wheel(tmp_path / "w", "re", version, [("re/x.py", b"x = 1\n")])
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert len(pool.pids()) == 1  # one job at a time: one worker was enough
+
+    def test_a_broken_wheel_fails_as_in_a_thread(self, tmp_path: Path, pool: UnpackPool) -> None:
+        wheel = write_wheel(tmp_path / "w", "evil", "1.0", [("../escape.py", b"")])
+        cache = Cache(tmp_path / "cache")
+        with pytest.raises(InvalidDistribution) as in_worker:
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        with pytest.raises(InvalidDistribution) as in_thread:
+            unpack_wheel(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert in_worker.value.message == in_thread.value.message
+        assert "escapes the archive" in in_worker.value.message
+        assert tmp_debris(cache) == []
+        first = pool.pids()
+        good = write_wheel(tmp_path / "w", "good", "1.0", [("good/x.py", b"")])
+        pool.unpack(cache, good, filename=good.name, sha256=_sha256(good))
+        assert pool.pids() == first  # the worker survives a broken wheel
+
+    def test_a_missing_wheel_is_unreadable(self, tmp_path: Path, pool: UnpackPool) -> None:
+        with pytest.raises(InvalidDistribution, match="not a readable zip archive"):
+            pool.unpack(
+                Cache(tmp_path / "cache"),
+                tmp_path / "gone-1.0-py3-none-any.whl",
+                filename="gone-1.0-py3-none-any.whl",
+                sha256="0" * 64,
+            )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
+class TestWorkersDying:
+    def test_an_idle_worker_that_died_is_replaced(self, tmp_path: Path, pool: UnpackPool) -> None:
+        cache = Cache(tmp_path / "cache")
+        wheel = write_wheel(tmp_path / "w", "a", "1.0", [("a/x.py", b"")])
+        pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        (dead,) = pool.pids()
+        os.kill(dead, signal.SIGKILL)
+        assert _gone(dead)
+        again = write_wheel(tmp_path / "w", "a", "2.0", [("a/x.py", b"")])
+        assert pool.unpack(cache, again, filename=again.name, sha256=_sha256(again)).is_dir()
+        assert dead not in pool.pids()
+
+    def test_a_worker_that_dies_on_the_job_is_a_cache_error(
+        self, tmp_path: Path, pool: UnpackPool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cache = Cache(tmp_path / "cache")
+        # A worker that takes the job's first bytes, leaves a temporary directory named as
+        # the cache names its own, and dies.
+        script = textwrap.dedent(
+            f"""
+            import os, sys
+            size = int.from_bytes(sys.stdin.buffer.read(4), "big")
+            sys.stdin.buffer.read(size)
+            os.makedirs({str(cache.tmp)!r} + f"/unpack-{{os.getpid()}}~x/pkg")
+            sys.exit(3)
+            """
+        )
+
+        class Dying(unpacker._Worker):
+            def __init__(self) -> None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+
+        monkeypatch.setattr(unpacker, "_Worker", Dying)
+        wheel = write_wheel(tmp_path / "w", "d", "1.0", [("d/x.py", b"")])
+        with pytest.raises(CacheError) as caught:
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert caught.value.path == cache.path(Bucket.ARCHIVE, _sha256(wheel))
+        assert f"the process unpacking {wheel.name} stopped" in caught.value.message
+        assert "exited with status 3" in caught.value.message
+        assert tmp_debris(cache) == []  # what it left is removed
+        assert pool.pids() == []
+
+    def test_workers_die_with_the_daemon(self, tmp_path: Path) -> None:
+        wheel = write_wheel(tmp_path / "w", "k", "1.0", [("k/x.py", b"")])
+        owner = textwrap.dedent(
+            f"""
+            import os, signal
+            from pathlib import Path
+            from burrowd.daemon.cache.store import Cache
+            from burrowd.daemon.cache.unpacker import UnpackPool
+            pool = UnpackPool(1)
+            wheel = Path({str(wheel)!r})
+            pool.unpack(Cache(Path({str(tmp_path / "cache")!r})), wheel, filename=wheel.name,
+                        sha256={_sha256(wheel)!r})
+            print(*pool.pids(), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", owner], check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        (worker,) = map(int, done.stdout.split())
+        assert _gone(worker)
+
+
+class TestReplies:
+    @pytest.mark.parametrize(
+        "error",
+        [
+            pytest.param(InvalidDistribution("x.whl", "bad member"), id="invalid"),
+            pytest.param(DiskFull(Path("/cache/archive-v0/ab"), errno.EDQUOT), id="full"),
+            pytest.param(DiskFull(None), id="full-no-path"),
+            pytest.param(CacheError(Path("/cache/tmp"), "cannot move"), id="cache"),
+            pytest.param(OSError(errno.EACCES, "Permission denied", "/cache/x"), id="os"),
+        ],
+    )
+    def test_errors_come_back_as_they_were(self, error: Exception) -> None:
+        reply = unpacker._reply_for(error, "/cache")
+        with pytest.raises(type(error)) as back:
+            unpacker._result(reply)
+        assert str(back.value) == str(error)
+        assert getattr(back.value, "errno", None) == getattr(error, "errno", None)
+
+    def test_anything_else_is_a_cache_error(self) -> None:
+        reply = unpacker._reply_for(RuntimeError("boom"), "/cache")
+        with pytest.raises(CacheError, match="unpacking failed: RuntimeError: boom"):
+            unpacker._result(reply)
+
+
+async def test_the_index_client_unpacks_large_wheels_in_workers(
+    stack: Stack, fake_index: FakeIndex, tmp_path: Path
+) -> None:
+    from burrowd.daemon.index.client import Freshness  # noqa: PLC0415
+
+    fake_index.add(
+        DistSpec("large", "1.0", files={"large/blob.bin": os.urandom(PROCESS_UNPACK_MIN)})
+    )
+    fake_index.add(DistSpec("small", "1.0"))
+    pool = UnpackPool(1)
+    stack.index.unpacker = pool
+    try:
+        for name in ("small", "large"):
+            files = await stack.index.project_files(
+                stack.settings(fake_index.simple_url), name, Freshness()
+            )
+            ((file, location),) = files.files
+            key = stack.index.wheel_key(file, location, name)
+            pointer = await stack.index.fetch_wheel(file, key)
+            assert archive_problems(stack.cache.path(Bucket.ARCHIVE, pointer.archive)) == []
+            # Only the large wheel needed a worker.
+            assert len(pool.pids()) == (name == "large")
+    finally:
+        pool.close()
+
+
+class TestSetting:
+    def test_one_worker_per_cpu_by_default(self, tmp_path: Path) -> None:
+        config = Config.from_env({"BURROW_CACHE_DIR": str(tmp_path)})
+        assert config.unpack_processes == (os.cpu_count() or 1)
+
+    def test_zero_unpacks_in_threads(self, tmp_path: Path) -> None:
+        env = {"BURROW_CACHE_DIR": str(tmp_path), "BURROW_UNPACK_PROCESSES": "0"}
+        services = Services(
+            config=Config.from_env(env), rpc=RpcServer({}), socket_path=tmp_path / "s.sock"
+        )
+        assert services.unpacker is None
+        assert services.index.unpacker is None
+
+    def test_a_bad_value_is_refused(self, tmp_path: Path) -> None:
+        env = {"BURROW_CACHE_DIR": str(tmp_path), "BURROW_UNPACK_PROCESSES": "two"}
+        with pytest.raises(ConfigError, match=r"BURROW_UNPACK_PROCESSES='two'.*0 = unpack in"):
+            Config.from_env(env)
