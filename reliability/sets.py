@@ -8,6 +8,7 @@ files are being removed or linked.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +33,9 @@ __all__ = [
 Pins = dict[str, str]
 
 BIG_MODULES: Final = 200
+#: Incompressible bytes in each big wheel: past the daemon's PROCESS_UNPACK_MIN, so that
+#: the big wheels are unpacked by its worker processes, which the kills must not upset.
+BIG_BLOB: Final = 96 * 1024
 REINSTALL: Final = "rl-same"
 SLOW_BUILD: Final = DistSpec("rl-slowbuild", "1.0")
 #: Seconds each run of the slow sdist's ``setup.py`` sleeps.
@@ -83,6 +87,12 @@ def _modules(name: str, version: str, count: int, *, stem: str = "m") -> dict[st
     return files
 
 
+def _with_blob(files: dict[str, bytes], name: str, version: str) -> dict[str, bytes]:
+    pkg = name.replace("-", "_")
+    files[f"{pkg}/blob.bin"] = random.Random(f"{name} {version}").randbytes(BIG_BLOB)
+    return files
+
+
 def spec(name: str, version: str) -> DistSpec:
     """Return what ``name`` at ``version`` holds."""
     if name == "rl-big-up":
@@ -90,9 +100,10 @@ def spec(name: str, version: str) -> DistSpec:
         stem = "k" if version == "1.0" else "n"
         files = _modules(name, version, BIG_MODULES // 2)
         files.update(_modules(name, version, BIG_MODULES // 2, stem=stem))
-        return DistSpec(name, version, files=files)
+        return DistSpec(name, version, files=_with_blob(files, name, version))
     if name.startswith("rl-big-"):
-        return DistSpec(name, version, files=_modules(name, version, BIG_MODULES))
+        files = _modules(name, version, BIG_MODULES)
+        return DistSpec(name, version, files=_with_blob(files, name, version))
     if name == REINSTALL:
         return DistSpec(name, version, files=_modules(name, version, 50))
     if name == "rl-cli":

@@ -49,6 +49,8 @@ _LENGTH: Final = struct.Struct(">I")
 #: Seconds a worker gets to exit after its stdin closes, before it is killed.
 _EXIT_GRACE: Final = 5.0
 _PR_SET_PDEATHSIG: Final = 1
+#: Seconds between looks at the pool while every worker is busy.
+_WAIT_POLL: Final = 0.05
 
 
 class WorkerDied(Exception):
@@ -159,7 +161,7 @@ class UnpackPool:
         limits = cache.unpack_limits
         job = [str(cache.root), str(wheel), filename, sha256, limits.max_files, limits.max_size]
         target = cache.path(Bucket.ARCHIVE, sha256)
-        worker = self._take()
+        worker = self._take(target)
         try:
             reply = worker.call(job)
         except WorkerDied as first:
@@ -167,7 +169,7 @@ class UnpackPool:
             if not _idle_death(first):
                 raise CacheError(target, f"the process unpacking {filename} {first}") from first
             # A worker that died while idle never saw the job: a fresh one may run it.
-            worker = self._take()
+            worker = self._take(target)
             try:
                 reply = worker.call(job)
             except WorkerDied as second:
@@ -203,23 +205,30 @@ class UnpackPool:
             worker.close_stdin()
         return workers
 
-    def _take(self) -> _Worker:
-        try:
-            worker = self._idle.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                if self._closed:
-                    raise CacheError(Path(), "the daemon is stopping") from None
-                start = len(self._workers) < self.size
-                if start:
-                    worker = _Worker()
-                    self._workers.add(worker)
-            if not start:
-                worker = self._idle.get()
-        if worker.process.poll() is not None:
+    def _take(self, target: Path) -> _Worker:
+        """Return an idle worker, a new one while there are fewer than ``size``, or the
+        next one to come back (checking now and then whether one died meanwhile)."""
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    if self._closed:
+                        raise CacheError(target, "the daemon is stopping") from None
+                    if len(self._workers) < self.size:
+                        worker = _Worker()
+                        self._workers.add(worker)
+                        return worker
+                try:
+                    worker = self._idle.get(timeout=_WAIT_POLL)
+                except queue.Empty:
+                    continue
+            if self._closed:
+                self._idle.put(worker)
+                raise CacheError(target, "the daemon is stopping")
+            if worker.process.poll() is None:
+                return worker
             self._discard(worker, None)
-            return self._take()
-        return worker
 
     def _discard(self, worker: _Worker, cache: Cache | None) -> None:
         with self._lock:

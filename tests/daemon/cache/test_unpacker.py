@@ -3,6 +3,7 @@ workers reused, replaced when they die, and gone when their daemon is."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import hashlib
 import os
@@ -97,6 +98,27 @@ class TestJobs:
             wheel = write_wheel(tmp_path / "w", "re", version, [("re/x.py", b"x = 1\n")])
             pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
         assert len(pool.pids()) == 1  # one job at a time: one worker was enough
+
+    def test_more_jobs_than_workers_wait_their_turn(self, tmp_path: Path) -> None:
+        cache = Cache(tmp_path / "cache")
+        wheels = [
+            write_wheel(tmp_path / "w", "turn", f"{i}.0", random_members(20, 2000, seed=i))
+            for i in range(4)
+        ]
+        one = UnpackPool(1)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(4) as threads:
+                archives = list(
+                    threads.map(
+                        lambda w: one.unpack(cache, w, filename=w.name, sha256=_sha256(w)), wheels
+                    )
+                )
+            assert [archive_problems(a) for a in archives] == [[]] * 4
+            assert len(one.pids()) == 1
+        finally:
+            one.close()
+        with pytest.raises(CacheError, match="the daemon is stopping"):
+            one.unpack(cache, wheels[0], filename=wheels[0].name, sha256=_sha256(wheels[0]))
 
     def test_a_broken_wheel_fails_as_in_a_thread(self, tmp_path: Path, pool: UnpackPool) -> None:
         wheel = write_wheel(tmp_path / "w", "evil", "1.0", [("../escape.py", b"")])
