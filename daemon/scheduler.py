@@ -22,7 +22,7 @@ import contextvars
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from typing import Final, Generic, TypeVar
 
 from msgspec import Struct, field
@@ -184,6 +184,8 @@ class Foreground:
 class _Waiter(Struct, eq=False):
     future: asyncio.Future[None]
     priority: Priority
+    #: Among waiters of one priority, the heaviest is served first (ties: arrival order).
+    weight: float = 0.0
     #: Whether the slot was granted to background work (it counts against the share).
     background: bool = False
 
@@ -191,8 +193,9 @@ class _Waiter(Struct, eq=False):
 class PrioritySemaphore:
     """A semaphore that gives a free slot to foreground waiters before background ones.
 
-    Waiters of one priority are served in arrival order. A background waiter promoted while
-    it waits (a request joined its shared work) counts as foreground from then on.
+    Waiters of one priority are served heaviest first (the ``weight`` given to
+    :meth:`acquire`, 0 by default), then in arrival order. A background waiter promoted
+    while it waits (a request joined its shared work) counts as foreground from then on.
     Background work holds at most ``background_limit`` slots at once: the rest stay for
     requests, and fewer busy worker threads leave the event loop (and ``status``) quick.
     """
@@ -224,14 +227,14 @@ class PrioritySemaphore:
             return False
         return not background or self.running_background < self.background_limit
 
-    async def acquire(self) -> None:
+    async def acquire(self, weight: float = 0.0) -> None:
         """Take a slot, waiting for one if none is free."""
         priority = _current.get()
         if not self._waiters and self._free_for(priority.background):
             self._take(priority.background)
             self._held.setdefault(asyncio.current_task(), []).append(priority.background)
             return
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), priority)
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), priority, weight=weight)
         self._waiters.append(waiter)
         # Slots may be free while background waiters wait for their share: a request
         # (or background work under its share) takes one at once.
@@ -273,11 +276,12 @@ class PrioritySemaphore:
             if not live:
                 self._waiters.clear()
                 return
-            waiter = next((w for w in live if not w.priority.background), None)
+            weight = _heaviest
+            waiter = max((w for w in live if not w.priority.background), key=weight, default=None)
             if waiter is None:
                 if self.running_background >= self.background_limit:
                     return  # the free slots stay for requests
-                waiter = live[0]
+                waiter = max(live, key=weight)
             self._waiters.remove(waiter)
             waiter.background = waiter.priority.background
             self._take(waiter.background)
@@ -288,6 +292,19 @@ class PrioritySemaphore:
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()
+
+    @contextlib.asynccontextmanager
+    async def weighted(self, weight: float) -> AsyncIterator[None]:
+        """Hold a slot, asked for with ``weight`` (see :meth:`acquire`)."""
+        await self.acquire(weight)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def _heaviest(waiter: _Waiter) -> float:
+    return waiter.weight
 
 
 class _Flight(Struct, Generic[V], eq=False):

@@ -866,7 +866,9 @@ class IndexClient:
     ) -> WheelPointer:
         """Check the hashes, unpack ``wheel`` into the archive, then write the pointer last."""
         _verify(file, hashes, pins)
-        async with self.limits.unpack:
+        # Larger wheels first: they finish downloading last and take longest to unpack, and
+        # behind a queue of small ones they were a fill's last second and a half.
+        async with self.limits.unpack.weighted(size):
             archive = await asyncio.to_thread(self._unpack, wheel, file.filename, hashes["sha256"])
         pointer = WheelPointer(
             filename=file.filename,

@@ -188,6 +188,51 @@ class TestPrioritySemaphore:
         assert granted == labels
         assert sem.running == 0
 
+    @pytest.mark.parametrize(
+        "background",
+        [pytest.param(False, id="foreground"), pytest.param(True, id="background")],
+    )
+    async def test_the_heaviest_waiter_goes_first(self, background: bool) -> None:
+        sem = PrioritySemaphore("unpack", 1)
+        granted: list[str] = []
+        weights = {"small": 1.0, "huge": 50.0, "medium": 5.0, "also small": 1.0, "none": 0.0}
+
+        def weighed(label: str) -> asyncio.Task[None]:
+            async def take() -> None:
+                with working_for(Priority(label, background=background)):
+                    async with sem.weighted(weights[label]):
+                        granted.append(label)
+
+            return asyncio.create_task(take())
+
+        await sem.acquire()
+        tasks: list[asyncio.Task[None]] = []
+        for label in weights:
+            tasks.append(weighed(label))
+            await until(lambda: sum(sem.waiting()) == len(tasks))
+        sem.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+        assert granted == ["huge", "medium", "small", "also small", "none"]
+        assert sem.running == 0
+
+    async def test_weight_does_not_put_background_before_a_request(self) -> None:
+        sem = PrioritySemaphore("unpack", 1)
+        granted: list[str] = []
+
+        async def take(label: str, weight: float, background: bool) -> None:
+            with working_for(Priority(label, background=background)):
+                async with sem.weighted(weight):
+                    granted.append(label)
+
+        await sem.acquire()
+        tasks = [asyncio.create_task(take("warm, huge", 100.0, True))]
+        await until(lambda: sum(sem.waiting()) == 1)
+        tasks.append(asyncio.create_task(take("request, small", 1.0, False)))
+        await until(lambda: sum(sem.waiting()) == 2)
+        sem.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+        assert granted == ["request, small", "warm, huge"]
+
     async def test_foreground_goes_before_background_that_queued_earlier(self) -> None:
         sem = PrioritySemaphore("network", 1)
         granted: list[str] = []
