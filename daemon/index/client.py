@@ -445,6 +445,7 @@ class IndexClient:
             return CachedPage(CachePolicy(time.time(), 0.0, "mtime"), None, str(index))
         data = index.read_bytes()
         page = parse_html_page(data, index.as_uri(), location, name)
+        page.listing  # noqa: B018 - group its files here, in this worker thread
         return CachedPage(
             CachePolicy(time.time(), 0.0, "mtime", mtime_ns=st.st_mtime_ns), page, str(index)
         )

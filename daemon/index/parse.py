@@ -167,7 +167,7 @@ class PageFiles:
             return f
         try:
             f = _index_file(_file_decoder.decode(self._raws[i]), self._url)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, ValueError) as exc:  # ValueError: a URL urljoin refuses
             self._broken.add(i)
             log.warning(
                 "skipping %s on the page %s: its entry cannot be read (%s)",

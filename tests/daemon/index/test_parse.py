@@ -204,16 +204,18 @@ class TestJsonOnDemand:
             _entry("foo-1.0-py3-none-any.whl"),
             _entry("foo-2.0-py3-none-any.whl", url=5),
             _entry("foo-3.0-py3-none-any.whl", hashes=["sha256"]),
+            _entry("foo-4.0-py3-none-any.whl", url="//[::1/foo-4.0-py3-none-any.whl"),
         )
         page = parse_json_page(body, PAGE_URL, "https://host/simple/")
         with caplog.at_level(logging.WARNING):
             assert [f.filename for f in page.files] == ["foo-1.0-py3-none-any.whl"]
             assert page.listing.get(1) is None  # asked again: still skipped, warned once
         warned = [r.getMessage() for r in caplog.records]
-        assert len(warned) == 2
+        assert len(warned) == 3
         assert "foo-2.0-py3-none-any.whl" in warned[0]
         assert PAGE_URL in warned[0]
         assert "foo-3.0-py3-none-any.whl" in warned[1]
+        assert "foo-4.0-py3-none-any.whl" in warned[2]
 
     @pytest.mark.parametrize(
         "body",
