@@ -28,6 +28,7 @@ from burrowd.daemon.interpreters import (
     parse_python_version,
 )
 from tests.daemon.cache.harness import host_interpreter
+from tests.e2e.helpers import process_gone, wait_until
 
 HOST_VERSION = "{}.{}".format(*sys.version_info[:2])
 
@@ -490,17 +491,4 @@ def _started_child(pids: Path) -> None:
 
 def _gone(pid: int) -> bool:
     """Wait up to 5 s for ``pid`` to end; return whether it did."""
-    for _ in range(100):
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    """Return whether ``pid`` runs (a zombie, reaped by nobody here, counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
+    return wait_until(lambda: process_gone(pid), 5.0)

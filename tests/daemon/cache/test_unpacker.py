@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tests.daemon.cache.harness import (
     tmp_debris,
     write_wheel,
 )
+from tests.e2e.helpers import process_gone, wait_until
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex
 
@@ -57,18 +57,9 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    """Return whether ``pid`` ended (a zombie not yet reaped by its parent counts)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
+def _gone(pid: int) -> bool:
+    """Wait up to 10 s for ``pid`` to end; return whether it did."""
+    return wait_until(lambda: process_gone(pid), 10.0)
 
 
 class TestJobs:
