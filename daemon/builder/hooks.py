@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyproject_hooks
 from msgspec import Struct, field
 
 from burrowd.daemon.errors import BuildFailed, InvalidDistribution
+from burrowd.protocol.process import dies_with_parent
 
 __all__ = ["LEGACY_BACKEND", "Backend", "BuildLog", "call_hook", "read_backend"]
 
@@ -104,38 +104,13 @@ class _HookFailed(Exception):
         self.returncode = returncode
 
 
-#: Run first in the hook's interpreter: ask the kernel to kill it when the daemon dies (a
-#: kill -9 of the daemon would leave the backend building into a deleted temp directory),
-#: then become the hook. No ``preexec_fn``: it is not safe in a process with threads.
-_DIE_WITH_PARENT: Final = (
-    "import os, sys\n"
-    "try:\n"
-    "    import ctypes\n"
-    "    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
-    "except Exception:\n"
-    "    pass  # no ctypes in this interpreter: the hook runs as it would have\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    os._exit(1)  # the daemon died already\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
-
-
-def _dies_with_parent(cmd: Sequence[str]) -> list[str]:
-    """Return ``cmd`` started so that it ends with this process (Linux; as is elsewhere)."""
-    if sys.platform != "linux":
-        return list(cmd)
-    # -I -S: the project's own modules (a ``signal.py``, a ``ctypes.py`` in the source tree,
-    # the working directory) must not be imported here.
-    return [cmd[0], "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
-
-
 def _runner(log: BuildLog, environ: Mapping[str, str], timeout: float) -> Any:
     def run(
         cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
     ) -> None:
         env = {**environ, **(extra_environ or {})}
         try:
-            returncode, printed = _run_in_own_session(_dies_with_parent(cmd), cwd, env, timeout)
+            returncode, printed = _run_in_own_session(dies_with_parent(cmd), cwd, env, timeout)
         except subprocess.TimeoutExpired as exc:
             log.add((exc.output or b"").decode("utf-8", "replace"))
             raise _HookFailed(-1) from exc

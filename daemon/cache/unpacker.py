@@ -15,10 +15,11 @@ used: its pools re-import the daemon's ``__main__`` and start helper processes, 
 worker breaks the whole pool; here a worker is a plain child speaking length-prefixed
 msgpack over its stdin and stdout.
 
-A worker dies with the daemon (``PR_SET_PDEATHSIG`` on Linux, and at the end of its stdin
-anywhere), so a killed daemon leaves no writer behind in the cache; the temporary
-directory of a job cut short is named with the worker's pid and removed like any other
-temporary entry of a dead process.
+A worker dies with the daemon (``PR_SET_PDEATHSIG`` on Linux, set as for build hooks by
+:func:`~burrowd.protocol.process.dies_with_parent`, and at the end of its stdin anywhere),
+so a killed daemon leaves no writer behind in the cache; the temporary directory of a job
+cut short is named with the worker's pid and removed like any other temporary entry of a
+dead process.
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ import msgspec
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
 from burrowd.daemon.errors import CacheError, DiskFull, InvalidDistribution
+from burrowd.protocol.process import dies_with_parent
 
 __all__ = ["UnpackPool", "main"]
 
 _LENGTH: Final = struct.Struct(">I")
 #: Seconds a worker gets to exit after its stdin closes, before it is killed.
 _EXIT_GRACE: Final = 5.0
-_PR_SET_PDEATHSIG: Final = 1
 #: Seconds between looks at the pool while every worker is busy.
 _WAIT_POLL: Final = 0.05
 
@@ -79,7 +80,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "burrowd.daemon.cache.unpacker", str(os.getpid())],
+            dies_with_parent([sys.executable, "-m", "burrowd.daemon.cache.unpacker"]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -276,23 +277,9 @@ def _reply_for(exc: BaseException, target: str) -> list[Any]:
     return ["error", target, f"{type(exc).__name__}: {exc}"]
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel for SIGKILL when the daemon dies (Linux); exit if it already did."""
-    if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        sys.exit(0)
-
-
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     """Serve unpack jobs from stdin until it ends."""
-    args = sys.argv[1:] if argv is None else argv
-    if args:
-        _die_with_parent(int(args[0]))
-    # Imported here, after the parent check: the heavy part of a worker's start.
+    # Imported here: running this module as a worker needs them, importing it does not.
     from burrowd.daemon.cache.archive import unpack_wheel  # noqa: PLC0415
     from burrowd.daemon.config import UnpackLimits  # noqa: PLC0415
 
