@@ -276,12 +276,12 @@ class PrioritySemaphore:
             if not live:
                 self._waiters.clear()
                 return
-            weight = _heaviest
-            waiter = max((w for w in live if not w.priority.background), key=weight, default=None)
+            # max() keeps the first of equal weights: arrival order.
+            waiter = max((w for w in live if not w.priority.background), key=_weight, default=None)
             if waiter is None:
                 if self.running_background >= self.background_limit:
                     return  # the free slots stay for requests
-                waiter = max(live, key=weight)
+                waiter = max(live, key=_weight)
             self._waiters.remove(waiter)
             waiter.background = waiter.priority.background
             self._take(waiter.background)
@@ -303,7 +303,7 @@ class PrioritySemaphore:
             self.release()
 
 
-def _heaviest(waiter: _Waiter) -> float:
+def _weight(waiter: _Waiter) -> float:
     return waiter.weight
 
 
