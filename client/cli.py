@@ -77,6 +77,17 @@ from burrowd.protocol.process import process_alive
 
 __all__ = ["Failure", "main", "run"]
 
+
+def _untranslated(message: str) -> str:
+    return message
+
+
+# argparse passes each of its own messages through gettext as it builds a parser, and each
+# lookup walks the locale's names and .mo paths (importing ``locale`` for it): nine lookups,
+# about 3 ms, for one command. CPython ships no translation of argparse, and burrow's own
+# text is English too, so the lookups can only ever return the message they were given.
+argparse._ = _untranslated  # type: ignore[attr-defined]
+
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130
 
