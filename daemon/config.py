@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from msgspec import Struct
 from msgspec.structs import replace
@@ -23,6 +24,17 @@ DEFAULT_MAX_UNPACKED_SIZE = 8 * 1024**3
 #: The most members an archive may have (the largest real wheels have some tens of
 #: thousands).
 DEFAULT_MAX_ARCHIVE_FILES = 200_000
+#: Retries after the first attempt (``BURROW_RETRIES``): three attempts in all by default.
+DEFAULT_RETRIES: Final = 2
+#: The first pause between attempts (``BURROW_RETRY_BACKOFF``); each next one doubles.
+DEFAULT_RETRY_BACKOFF: Final = 0.5
+#: No retry starts once this many seconds have passed since the first attempt
+#: (``BURROW_RETRY_BUDGET``).
+DEFAULT_RETRY_BUDGET: Final = 60.0
+#: Seconds without a byte (to connect or while reading) before an attempt is given up
+#: (``BURROW_HTTP_TIMEOUT``); connecting never waits longer than the HTTP client's
+#: ``CONNECT_TIMEOUT``.
+DEFAULT_HTTP_TIMEOUT: Final = 60.0
 
 _SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -41,6 +53,29 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _lenient_number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
+    """Read a non-negative number, as the retry settings are: anything else is ignored with
+    a warning, and ``default`` used (the daemon still starts)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value: float
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        # Imported here: the daemon's start-up reads its configuration before it loads
+        # logging (about 6 ms), and a bad value is rare.
+        import logging  # noqa: PLC0415
+
+        logging.getLogger(__name__).warning(
+            "ignoring %s=%r: not a non-negative number; using %g", name, raw, default
+        )
+        return default
     return value
 
 
@@ -117,6 +152,16 @@ class Config(Struct, frozen=True, kw_only=True):
     #: Worker processes that unpack large wheels (``BURROW_UNPACK_PROCESSES``, one per CPU
     #: by default); 0 unpacks in the daemon's threads.
     unpack_processes: int = 0
+    #: Retries of a failing HTTP request after its first attempt (``BURROW_RETRIES``).
+    retries: int = DEFAULT_RETRIES
+    #: Seconds of the first pause between HTTP attempts (``BURROW_RETRY_BACKOFF``).
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    #: Seconds after a request's first attempt past which no retry starts
+    #: (``BURROW_RETRY_BUDGET``).
+    retry_budget: float = DEFAULT_RETRY_BUDGET
+    #: Seconds without a byte before an HTTP attempt fails (``BURROW_HTTP_TIMEOUT``; 0 is
+    #: taken as the default).
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT
 
     @property
     def watch_file(self) -> Path:
@@ -144,6 +189,17 @@ class Config(Struct, frozen=True, kw_only=True):
             unpack_processes=_count(
                 e, "BURROW_UNPACK_PROCESSES", os.cpu_count() or 1, zero="unpack in threads"
             ),
+            retries=int(_lenient_number(e, "BURROW_RETRIES", DEFAULT_RETRIES, integer=True)),
+            retry_backoff=_lenient_number(
+                e, "BURROW_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF, integer=False
+            ),
+            retry_budget=_lenient_number(
+                e, "BURROW_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, integer=False
+            ),
+            http_timeout=_lenient_number(
+                e, "BURROW_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT, integer=False
+            )
+            or DEFAULT_HTTP_TIMEOUT,
         )
 
     def with_changes(self, **changes: object) -> Config:

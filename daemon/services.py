@@ -24,7 +24,7 @@ from burrowd.daemon.cache.unpacker import UnpackPool
 from burrowd.daemon.candidates import CandidateCache
 from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import IndexClient
-from burrowd.daemon.index.http import Http
+from burrowd.daemon.index.http import Http, RetryPolicy
 from burrowd.daemon.installer.environment import EnvironmentLocks
 from burrowd.daemon.installer.journal import Registry, replay_interrupted
 from burrowd.daemon.installer.uninstall import Janitor
@@ -89,7 +89,7 @@ class Services(Struct, eq=False, dict=True):
             lock_timeout=self.config.lock_timeout,
             unpack_limits=self.config.unpack_limits,
         )
-        self.http = Http(self.limits)
+        self.http = Http(self.limits, RetryPolicy.from_config(self.config))
         processes = self.config.unpack_processes
         self.unpacker = UnpackPool(processes) if processes else None
         self.index = IndexClient(

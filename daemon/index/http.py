@@ -39,6 +39,13 @@ from msgspec import Struct
 if TYPE_CHECKING:
     import aiohttp
 
+from burrowd.daemon.config import (
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_BACKOFF,
+    DEFAULT_RETRY_BUDGET,
+    Config,
+)
 from burrowd.daemon.errors import NetworkError
 from burrowd.daemon.scheduler import Limits
 
@@ -137,18 +144,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Retries after the first attempt (``BURROW_RETRIES``): three attempts in all by default.
-DEFAULT_RETRIES: Final = 2
-#: The first pause between attempts (``BURROW_RETRY_BACKOFF``); each next one doubles.
-DEFAULT_BACKOFF: Final = 0.5
 #: No pause is longer than this (``Retry-After`` included).
 MAX_BACKOFF: Final = 10.0
-#: No retry starts once this many seconds have passed since the first attempt
-#: (``BURROW_RETRY_BUDGET``).
-DEFAULT_RETRY_BUDGET: Final = 60.0
-#: Seconds without a byte (to connect or while reading) before an attempt is given up
-#: (``BURROW_HTTP_TIMEOUT``); connecting never waits longer than ``CONNECT_TIMEOUT``.
-DEFAULT_HTTP_TIMEOUT: Final = 60.0
 CONNECT_TIMEOUT: Final = 30.0
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT: Final = "burrowd/0.1 (+https://github.com/burrowd)"
@@ -231,21 +228,6 @@ class Reply(Struct, frozen=True):
     url: str
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    value: float
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        log.warning("ignoring %s=%r: not a non-negative number; using %g", name, raw, default)
-        return default
-    return value
-
-
 class RetryPolicy(Struct, frozen=True, kw_only=True):
     """How often, and how patiently, a failing request is tried again.
 
@@ -259,21 +241,19 @@ class RetryPolicy(Struct, frozen=True, kw_only=True):
     """
 
     retries: int = DEFAULT_RETRIES
-    backoff: float = DEFAULT_BACKOFF
+    backoff: float = DEFAULT_RETRY_BACKOFF
     budget: float = DEFAULT_RETRY_BUDGET
     timeout: float = DEFAULT_HTTP_TIMEOUT
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
-        """Read ``BURROW_RETRIES``, ``BURROW_RETRY_BACKOFF``, ``BURROW_RETRY_BUDGET`` and
-        ``BURROW_HTTP_TIMEOUT``; a value that is not a non-negative number is ignored."""
-        e = os.environ if env is None else env
+    def from_config(cls, config: Config) -> RetryPolicy:
+        """Return the policy ``config`` asks for (``BURROW_RETRIES``, ``BURROW_RETRY_BACKOFF``,
+        ``BURROW_RETRY_BUDGET``, ``BURROW_HTTP_TIMEOUT``)."""
         return cls(
-            retries=int(_env_number(e, "BURROW_RETRIES", DEFAULT_RETRIES, integer=True)),
-            backoff=_env_number(e, "BURROW_RETRY_BACKOFF", DEFAULT_BACKOFF, integer=False),
-            budget=_env_number(e, "BURROW_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, integer=False),
-            timeout=_env_number(e, "BURROW_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT, integer=False)
-            or DEFAULT_HTTP_TIMEOUT,
+            retries=config.retries,
+            backoff=config.retry_backoff,
+            budget=config.retry_budget,
+            timeout=config.http_timeout,
         )
 
     @property
@@ -398,12 +378,14 @@ class Http:
     """The daemon's HTTP client.
 
     :param limits: bounds concurrent requests (``limits.network``).
-    :param policy: how failing requests are retried; read from the environment by default.
+    :param policy: how failing requests are retried; the daemon's comes from its
+        :class:`~burrowd.daemon.config.Config` (:meth:`RetryPolicy.from_config`), and
+        :class:`RetryPolicy`'s defaults hold when none is given.
     """
 
     def __init__(self, limits: Limits, policy: RetryPolicy | None = None) -> None:
         self.limits = limits
-        self.policy = RetryPolicy.from_env() if policy is None else policy
+        self.policy = RetryPolicy() if policy is None else policy
         self._session: aiohttp.ClientSession | None = None
         self._tls: concurrent.futures.Future[ssl.SSLContext] | None = None
         self._closed = False

@@ -29,6 +29,7 @@ import burrowd.daemon.index.client as client_module
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, DiskFull
 from burrowd.daemon.cache.wheels import WheelKey, pointer_path, read_pointer
+from burrowd.daemon.config import Config
 from burrowd.daemon.errors import HashMismatch, NetworkError
 from burrowd.daemon.index.client import Freshness
 from burrowd.daemon.index.http import RetriesExhausted, RetryPolicy
@@ -102,15 +103,18 @@ async def _fetch(stack: Stack, index: FakeIndex, name: str) -> str:
 
 class TestPolicy:
     def test_environment_and_defaults(self) -> None:
-        assert RetryPolicy.from_env({}) == RetryPolicy()
+        def from_env(env: dict[str, str]) -> RetryPolicy:
+            return RetryPolicy.from_config(Config.from_env(env))
+
+        assert from_env({}) == RetryPolicy()
         assert RetryPolicy().attempts == 3
-        policy = RetryPolicy.from_env(
+        policy = from_env(
             {"BURROW_RETRIES": "5", "BURROW_RETRY_BACKOFF": "0.1", "BURROW_HTTP_TIMEOUT": "7"}
         )
         assert (policy.attempts, policy.backoff, policy.timeout) == (6, 0.1, 7.0)
         # Nonsense is ignored (with a warning), not fatal.
-        assert RetryPolicy.from_env({"BURROW_RETRIES": "-1"}).retries == 2
-        assert RetryPolicy.from_env({"BURROW_RETRIES": "lots"}).retries == 2
+        assert from_env({"BURROW_RETRIES": "-1"}).retries == 2
+        assert from_env({"BURROW_RETRIES": "lots"}).retries == 2
 
     def test_backoff_grows_with_jitter_and_is_capped(self) -> None:
         policy = RetryPolicy(backoff=1.0)

@@ -27,8 +27,9 @@ from burrowd.daemon.cache.archive import MANIFEST, read_manifest
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.candidates import CandidateCache
+from burrowd.daemon.config import Config
 from burrowd.daemon.index.client import Freshness, IndexClient, IndexSettings
-from burrowd.daemon.index.http import Http
+from burrowd.daemon.index.http import Http, RetryPolicy
 from burrowd.daemon.interpreters import InterpreterInfo, Interpreters, Target
 from burrowd.daemon.prefetch import Prefetcher, command_line_entries
 from burrowd.daemon.requests import PackageRequest
@@ -142,7 +143,8 @@ async def open_stack(
     """Compose the services on the cache ``root`` (as ``Services`` does) and close them after."""
     cache = Cache(root, lock_timeout=10.0)
     limits = Limits()
-    http = Http(limits)
+    # Retries as the environment sets them (BURROW_RETRIES...), as the daemon's.
+    http = Http(limits, RetryPolicy.from_config(Config.from_env()))
     await http.open()
     try:
         yield Stack(
