@@ -16,9 +16,10 @@ never waits behind work that yields to requests.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import contextvars
+import heapq
+import itertools
 import logging
 import os
 import time
@@ -184,20 +185,56 @@ class Foreground:
 class _Waiter(Struct, eq=False):
     future: asyncio.Future[None]
     priority: Priority
+    #: Arrival order at the semaphore: among equal weights, the earlier waiter goes first.
+    arrival: int
     #: Among waiters of one priority, the heaviest is served first (ties: arrival order).
     weight: float = 0.0
     #: Whether the slot was granted to background work (it counts against the share).
     background: bool = False
 
 
+#: A waiter in a queue's heap: the smallest entry is the heaviest, earliest waiter.
+_Entry = tuple[float, int, _Waiter]
+
+#: Stale heap entries tolerated beyond the queued waiters before the heaps are rebuilt.
+_STALE_SLACK: Final = 64
+
+
+def _entry(waiter: _Waiter) -> _Entry:
+    return (-waiter.weight, waiter.arrival, waiter)
+
+
+class _Promotable:
+    """The background waiters of one priority at one semaphore, moved up if it is promoted."""
+
+    __slots__ = ("priority", "semaphore", "waiters")
+
+    def __init__(self, semaphore: PrioritySemaphore, priority: Priority) -> None:
+        self.semaphore = semaphore
+        self.priority = priority
+        self.waiters: dict[_Waiter, None] = {}
+
+    def __call__(self) -> None:
+        self.semaphore._promoted(self)
+
+
 class PrioritySemaphore:
     """A semaphore that gives a free slot to foreground waiters before background ones.
 
-    Waiters of one priority are served heaviest first (the ``weight`` given to
-    :meth:`acquire`, 0 by default), then in arrival order. A background waiter promoted
-    while it waits (a request joined its shared work) counts as foreground from then on.
-    Background work holds at most ``background_limit`` slots at once: the rest stay for
-    requests, and fewer busy worker threads leave the event loop (and ``status``) quick.
+    Waiters are ordered by (priority, weight, arrival): any foreground waiter goes before
+    every background one, then the heaviest (the ``weight`` given to :meth:`acquire`, 0 by
+    default) goes first, and equal weights keep arrival order. A background waiter promoted
+    while it waits (a request joined its shared work) counts as foreground from then on,
+    keeping its weight and its place in arrival order. Background work holds at most
+    ``background_limit`` slots at once: the rest stay for requests, and fewer busy worker
+    threads leave the event loop (and ``status``) quick.
+
+    Waiters wait in two heaps, one per priority, keyed by (-weight, arrival): a large fill
+    queues a thousand unpacks, and each release must pick the next one in O(log n), not by
+    scanning them all. A cancelled or granted waiter is not searched for in the heaps: its
+    entry is dropped when it reaches the top (its future is done), and a promoted waiter is
+    pushed on the foreground heap, leaving a stale background entry behind. The heaps are
+    rebuilt when stale entries outnumber the waiters, so they never grow with cancellations.
     """
 
     def __init__(self, name: str, limit: int, background_limit: int | None = None) -> None:
@@ -206,7 +243,13 @@ class PrioritySemaphore:
         self.background_limit = limit if background_limit is None else background_limit
         self.running = 0
         self.running_background = 0
-        self._waiters: collections.deque[_Waiter] = collections.deque()
+        #: The waiters queued, in arrival order, with those cancelled that have not run since.
+        self._waiters: dict[_Waiter, None] = {}
+        self._foreground: list[_Entry] = []
+        self._background: list[_Entry] = []
+        #: Background waiters by priority, to move them up when their priority is promoted.
+        self._promotable: dict[Priority, _Promotable] = {}
+        self._arrivals = itertools.count()
         #: The slots each task holds (background or not), released in reverse order.
         self._held: dict[asyncio.Task[object] | None, list[bool]] = {}
 
@@ -234,8 +277,9 @@ class PrioritySemaphore:
             self._take(priority.background)
             self._held.setdefault(asyncio.current_task(), []).append(priority.background)
             return
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), priority, weight=weight)
-        self._waiters.append(waiter)
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(future, priority, next(self._arrivals), weight=weight)
+        self._queue(waiter)
         # Slots may be free while background waiters wait for their share: a request
         # (or background work under its share) takes one at once.
         self._wake()
@@ -245,8 +289,7 @@ class PrioritySemaphore:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._give_back(waiter.background)  # granted just as it was cancelled
             else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+                self._dequeue(waiter)
             raise
         self._held.setdefault(asyncio.current_task(), []).append(waiter.background)
 
@@ -272,20 +315,86 @@ class PrioritySemaphore:
 
     def _wake(self) -> None:
         while self._waiters and self.running < self.limit:
-            live = [w for w in self._waiters if not w.future.done()]
-            if not live:
-                self._waiters.clear()
-                return
-            # max() keeps the first of equal weights: arrival order.
-            waiter = max((w for w in live if not w.priority.background), key=_weight, default=None)
-            if waiter is None:
+            heap = self._foreground
+            if not self._skim(heap):
+                heap = self._background
+                if not self._skim(heap):
+                    self._clear()  # only waiters cancelled since they last ran are left
+                    return
                 if self.running_background >= self.background_limit:
                     return  # the free slots stay for requests
-                waiter = max(live, key=_weight)
-            self._waiters.remove(waiter)
+            waiter = heapq.heappop(heap)[2]
+            self._dequeue(waiter)
             waiter.background = waiter.priority.background
             self._take(waiter.background)
             waiter.future.set_result(None)
+
+    @staticmethod
+    def _skim(heap: list[_Entry]) -> bool:
+        """Drop the stale entries from the top of ``heap``; return whether a waiter is left.
+
+        A promoted waiter's background entry needs no check: while it waits, its foreground
+        entry is served first, so the background heap is only read once it is done.
+        """
+        while heap:
+            if not heap[0][2].future.done():
+                return True
+            heapq.heappop(heap)
+        return False
+
+    def _queue(self, waiter: _Waiter) -> None:
+        self._waiters[waiter] = None
+        priority = waiter.priority
+        if not priority.background:
+            heapq.heappush(self._foreground, _entry(waiter))
+            return
+        heapq.heappush(self._background, _entry(waiter))
+        promotable = self._promotable.get(priority)
+        if promotable is None:
+            promotable = self._promotable[priority] = _Promotable(self, priority)
+            priority._on_promote.append(promotable)
+        promotable.waiters[waiter] = None
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        self._waiters.pop(waiter, None)
+        promotable = self._promotable.get(waiter.priority)
+        if promotable is not None:
+            promotable.waiters.pop(waiter, None)
+            if not promotable.waiters:
+                # A long warming job must not collect one callback per wait on its priority.
+                del self._promotable[waiter.priority]
+                with contextlib.suppress(ValueError):
+                    waiter.priority._on_promote.remove(promotable)
+        stale = len(self._foreground) + len(self._background) - len(self._waiters)
+        if stale > len(self._waiters) + _STALE_SLACK:
+            self._compact()
+
+    def _promoted(self, promotable: _Promotable) -> None:
+        # Called by Priority.promote(), which has already dropped this callback.
+        if self._promotable.get(promotable.priority) is not promotable:
+            return
+        del self._promotable[promotable.priority]
+        for waiter in promotable.waiters:
+            if not waiter.future.done():
+                heapq.heappush(self._foreground, _entry(waiter))
+
+    def _compact(self) -> None:
+        """Rebuild the heaps without their stale entries (rebuilt in place: O(n))."""
+        self._foreground[:] = [e for e in self._foreground if not e[2].future.done()]
+        self._background[:] = [
+            e for e in self._background if not e[2].future.done() and e[2].priority.background
+        ]
+        heapq.heapify(self._foreground)
+        heapq.heapify(self._background)
+
+    def _clear(self) -> None:
+        self._waiters.clear()
+        self._foreground.clear()
+        self._background.clear()
+        for promotable in self._promotable.values():
+            with contextlib.suppress(ValueError):
+                promotable.priority._on_promote.remove(promotable)
+        self._promotable.clear()
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -301,10 +410,6 @@ class PrioritySemaphore:
             yield
         finally:
             self.release()
-
-
-def _weight(waiter: _Waiter) -> float:
-    return waiter.weight
 
 
 class _Flight(Struct, Generic[V], eq=False):

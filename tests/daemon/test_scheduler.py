@@ -8,6 +8,7 @@ it can reach is reached within a few loop iterations.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 
@@ -66,6 +67,105 @@ async def queue_behind(
         tasks.append(take_slot(sem, priority, granted))
         await until(lambda: sum(sem.waiting()) == len(tasks))
     return tasks
+
+
+class Asked:
+    """One waiter of a crowd, as the old scan over every waiter saw it."""
+
+    def __init__(self, label: str, priority: Priority, weight: float) -> None:
+        self.label = label
+        self.priority = priority
+        self.weight = weight
+        #: Whether its slot was granted as background work.
+        self.background = False
+
+
+def weight_of(asked: Asked) -> float:
+    return asked.weight
+
+
+class OldScan:
+    """The rules the semaphore followed when it scanned every waiter, replayed on a model.
+
+    The reference for the heaps: each free slot goes to the heaviest foreground waiter, else
+    (under the background share) to the heaviest background one; ``max()`` keeps the first
+    of equal weights, so ties keep arrival order.
+    """
+
+    def __init__(self, limit: int, background_limit: int, running: int) -> None:
+        self.limit = limit
+        self.background_limit = background_limit
+        self.running = running
+        self.running_background = 0
+        #: The waiters left, in arrival order (cancelled ones are removed at once).
+        self.queue: list[Asked] = []
+        self.granted: list[Asked] = []
+
+    def waiting(self) -> tuple[int, int]:
+        background = sum(1 for asked in self.queue if asked.priority.background)
+        return len(self.queue) - background, background
+
+    def give_back(self, background: bool) -> None:
+        self.running -= 1
+        if background:
+            self.running_background -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        while self.queue and self.running < self.limit:
+            foreground = [asked for asked in self.queue if not asked.priority.background]
+            chosen = max(foreground, key=weight_of, default=None)
+            if chosen is None:
+                if self.running_background >= self.background_limit:
+                    return
+                chosen = max(self.queue, key=weight_of)
+            self.queue.remove(chosen)
+            chosen.background = chosen.priority.background
+            self.running += 1
+            if chosen.background:
+                self.running_background += 1
+            self.granted.append(chosen)
+
+
+Hook = Callable[[], object]
+
+
+class Crowd:
+    """Tasks that each take a slot of ``sem``, note it, and hold it until told to give it back."""
+
+    def __init__(self, sem: PrioritySemaphore) -> None:
+        self.sem = sem
+        #: The labels of the tasks that got a slot, in the order they ran with it.
+        self.ran: list[str] = []
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._turns: dict[str, asyncio.Event] = {}
+        self._hooks: dict[str, tuple[list[Hook], list[Hook]]] = {}
+
+    async def join(self, label: str, priority: Priority, weight: float) -> None:
+        """Queue a waiter on the full ``sem`` and wait until it is queued."""
+        turn = self._turns[label] = asyncio.Event()
+
+        async def hold() -> None:
+            with working_for(priority):
+                async with self.sem.weighted(weight):
+                    self.ran.append(label)
+                    await turn.wait()
+                    before, after = self._hooks.pop(label)
+                    for hook in before:
+                        hook()
+                for hook in after:
+                    hook()
+
+        queued = sum(self.sem.waiting())
+        self.tasks[label] = asyncio.create_task(hold())
+        await until(lambda: sum(self.sem.waiting()) == queued + 1)
+
+    async def release(self, label: str, before: list[Hook], after: list[Hook]) -> None:
+        """Have ``label`` give its slot back, running ``before`` and ``after`` around the
+        release in the same step (no other task runs in between)."""
+        self._hooks[label] = (before, after)
+        self._turns[label].set()
+        await self.tasks[label]
 
 
 class TestWorkingFor:
@@ -372,6 +472,198 @@ class TestBackgroundShare:
             await sem.acquire()
             await sem.acquire()
         assert sem.running_background == 2
+
+
+class TestManyWaiters:
+    """Crowds of waiters are served in the order the old scan over every waiter gave."""
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    @pytest.mark.parametrize(
+        ("limit", "background_limit"),
+        [
+            pytest.param(1, None, id="one-slot"),
+            pytest.param(4, 2, id="four-slots-two-for-warming"),
+            pytest.param(3, 1, id="three-slots-one-for-warming"),
+        ],
+    )
+    async def test_the_wake_order_is_the_old_scans(
+        self, limit: int, background_limit: int | None, seed: int
+    ) -> None:
+        # 200 waiters of mixed priorities and weights; between two releases one is promoted,
+        # cancelled (before the release or as it is granted), or nothing happens. After each
+        # release the slots went where the old rules put them, and were counted alike.
+        rng = random.Random(seed)
+        sem = PrioritySemaphore("unpack", limit, background_limit)
+        for _ in range(limit):
+            await sem.acquire()  # the test holds every slot: the whole crowd queues
+        model = OldScan(limit, sem.background_limit, running=limit)
+        crowd = Crowd(sem)
+        # Warming jobs whose priority many waiters share: promoting one moves them all up.
+        warming = [Priority(f"warm {n}", background=True) for n in range(8)]
+        priorities = set(warming)
+        for n in range(200):
+            label = f"waiter {n}"
+            kind = rng.random()
+            if kind < 0.3:
+                priority = Priority(label)
+            elif kind < 0.6:
+                priority = Priority(label, background=True)
+            else:
+                priority = rng.choice(warming)
+            priorities.add(priority)
+            # Few distinct weights, so that many ties must keep arrival order.
+            weight = rng.choice([0.0, 1.0, 1.0, 5.0, 50.0, round(rng.uniform(0, 100), 1)])
+            model.queue.append(Asked(label, priority, weight))
+            await crowd.join(label, priority, weight)
+        assert sem.waiting() == model.waiting()
+
+        cancelled: set[str] = set()
+
+        def settled() -> bool:
+            expected = [asked for asked in model.granted if asked.label not in cancelled]
+            return len(crowd.ran) >= len(expected) and all(
+                crowd.tasks[label].done() for label in cancelled
+            )
+
+        holders: list[Asked | None] = [None] * limit  # None: a slot the test holds
+        while holders:
+            roll = rng.random()
+            before: list[Hook] = []
+            after: list[Hook] = []
+            if roll < 0.15 and model.queue:
+                rng.choice(model.queue).priority.promote()
+            elif roll < 0.3 and model.queue:
+                # Cancelled while waiting, and run since: it left the queue.
+                gone = rng.choice(model.queue)
+                model.queue.remove(gone)
+                cancelled.add(gone.label)
+                crowd.tasks[gone.label].cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await crowd.tasks[gone.label]
+            elif roll < 0.45 and model.queue:
+                # Cancelled just before the release: still queued when the slot is freed.
+                late = rng.choice(model.queue)
+                model.queue.remove(late)
+                cancelled.add(late.label)
+                before.append(crowd.tasks[late.label].cancel)
+            holder = holders.pop(0)
+            granted = len(model.granted)
+            model.give_back(holder.background if holder else False)
+            fresh = model.granted[granted:]
+            if roll > 0.85 and fresh:
+                # Cancelled as it is granted, before it runs: it hands its slot on.
+                unlucky = fresh.pop(0)
+                cancelled.add(unlucky.label)
+                after.append(crowd.tasks[unlucky.label].cancel)
+                granted = len(model.granted)
+                model.give_back(unlucky.background)
+                fresh += model.granted[granted:]
+            holders += fresh
+            if holder is None:
+                for hook in before:
+                    hook()
+                sem.release()
+                for hook in after:
+                    hook()
+            else:
+                await crowd.release(holder.label, before, after)
+            await until(settled)
+            assert crowd.ran == [a.label for a in model.granted if a.label not in cancelled]
+            assert (sem.running, sem.running_background) == (
+                model.running,
+                model.running_background,
+            )
+            assert sem.waiting() == model.waiting()
+
+        assert len(crowd.ran) + len(cancelled) == 200
+        assert not cancelled & set(crowd.ran)
+        assert (sem.running, sem.running_background) == (0, 0)
+        assert sem.waiting() == (0, 0)
+        assert not sem._waiters
+        assert not [p for p in priorities if p._on_promote]  # no callback left behind
+        await asyncio.gather(*crowd.tasks.values(), return_exceptions=True)
+
+    async def test_cancelled_waiters_never_get_a_slot_nor_leak_one(self) -> None:
+        rng = random.Random(7)
+        sem = PrioritySemaphore("unpack", 4, background_limit=2)
+        ran: list[str] = []
+        for _ in range(4):
+            await sem.acquire()
+        # The four heaviest requests get the four slots first, and are cancelled before
+        # they run; 180 others are cancelled while they wait, 16 survive.
+        heavy = [(f"heavy {n}", Priority(f"heavy {n}"), 1000.0 + n) for n in range(4)]
+        warm = Priority("warm", background=True)
+        others = [
+            (
+                f"waiter {n}",
+                rng.choice(
+                    [Priority(f"waiter {n}"), Priority(f"waiter {n}", background=True), warm]
+                ),
+                rng.choice([0.0, 1.0, 5.0, 50.0]),
+            )
+            for n in range(196)
+        ]
+        crowd = heavy + others
+        rng.shuffle(crowd)
+
+        async def take(label: str, priority: Priority, weight: float) -> None:
+            with working_for(priority):
+                async with sem.weighted(weight):
+                    ran.append(label)
+
+        tasks = {label: asyncio.create_task(take(label, p, w)) for label, p, w in crowd}
+        await until(lambda: sum(sem.waiting()) == 200)
+        doomed = rng.sample([label for label, _, _ in others], 180)
+        survivors = {label for label, _, _ in others} - set(doomed)
+        for label in doomed[:90]:  # cancelled, and run since
+            tasks[label].cancel()
+        await until(lambda: len(sem._waiters) == 110)
+        for label in doomed[90:]:  # cancelled just before the releases
+            tasks[label].cancel()
+        for _ in range(4):
+            sem.release()
+        assert sem.running == 4
+        # Only the survivors still wait: the slots went to the heavy ones, none skipped for
+        # a cancelled waiter.
+        assert sum(sem.waiting()) == len(survivors)
+        for label, _, _ in heavy:  # granted, cancelled before they run: they hand it on
+            tasks[label].cancel()
+        await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 2.0)
+
+        assert sorted(ran) == sorted(survivors)
+        assert all(tasks[label].cancelled() for label in [*doomed, *(h[0] for h in heavy)])
+        assert (sem.running, sem.running_background) == (0, 0)
+        assert sem.waiting() == (0, 0)
+        assert not sem._waiters
+        assert not warm._on_promote
+        for _ in range(4):  # every slot is free again, none taken twice
+            await asyncio.wait_for(sem.acquire(), 1.0)
+        assert sem.running == 4
+        for _ in range(4):
+            sem.release()
+        assert sem.running == 0
+
+    async def test_cancelled_and_promoted_waiters_do_not_pile_up(self) -> None:
+        sem = PrioritySemaphore("network", 1)
+        granted: list[str] = []
+        await sem.acquire()
+        warm = Priority("warm", background=True)
+        tasks = [take_slot(sem, warm, granted) for _ in range(1000)]
+        await until(lambda: sem.waiting() == (0, 1000))
+        assert len(warm._on_promote) == 1  # one callback for the semaphore, not one per wait
+        for task in tasks[10:]:
+            task.cancel()
+        await asyncio.gather(*tasks[10:], return_exceptions=True)
+        assert sem.waiting() == (0, 10)
+        # The heaps were rebuilt without the cancelled entries, not kept until popped.
+        assert len(sem._foreground) + len(sem._background) < 200
+        warm.promote()
+        assert sem.waiting() == (10, 0)
+        sem.release()
+        await asyncio.wait_for(asyncio.gather(*tasks[:10]), 1.0)
+        assert granted == ["warm"] * 10
+        assert (sem.running, sem.running_background) == (0, 0)  # granted as foreground
+        assert not sem._waiters
 
 
 class TestForeground:
