@@ -41,6 +41,38 @@ def _json_object(outcome: Outcome) -> dict[str, Any]:
     return data
 
 
+def tree_cpu(pid: int) -> float:
+    """Return the CPU seconds (user + system) ``pid`` and its descendants have used so far.
+
+    Read from ``/proc``: the process's own time, the time of the children it reaped, and that
+    of its live descendants (a daemon's unpack workers). 0 for a process that is gone.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue  # it ended meanwhile
+        # After "(comm) ": state, ppid, ... utime (11), stime, cutime, cstime (14).
+        fields = data[data.rindex(b")") + 2 :].split()
+        child = int(entry.name)
+        parents[child] = int(fields[1])
+        used[child] = sum(int(v) for v in fields[11:15]) / tick
+    total = 0.0
+    for child, seconds in used.items():
+        ancestor = child
+        while ancestor not in (pid, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == pid:
+            total += seconds
+    return total
+
+
 class BurrowDaemon:
     """One daemon with its own socket, cache and log."""
 
@@ -95,6 +127,10 @@ class BurrowDaemon:
                     if isinstance(name, str) and isinstance(count, int):
                         entries[name] = count
         return entries
+
+    def cpu(self) -> float:
+        """Return the CPU seconds the daemon and its worker processes have used so far."""
+        return 0.0 if self.pid is None else tree_cpu(self.pid)
 
     def log_tail(self, lines: int = 20) -> str:
         """Return the end of the daemon's log."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shlex
 import signal
 import statistics
@@ -48,6 +49,9 @@ class Outcome:
     stdout: str
     stderr: str
     timeout: float | None = None
+    #: CPU seconds (user + system) of the process and the descendants it waited for; not
+    #: of a daemon it talked to (see ``BurrowDaemon.cpu``).
+    cpu: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,6 +95,8 @@ def run_timed(
     """
     args = [str(arg) for arg in argv]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # The children reaped meanwhile are this run's alone: the suites run one at a time.
+        before = _children_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(
             args,
@@ -117,6 +123,7 @@ def run_timed(
             if timer is not None:
                 timer.cancel()
         seconds = time.perf_counter() - start
+        cpu = _children_cpu() - before
         if killed.is_set():
             returncode = None
         return Outcome(
@@ -127,7 +134,13 @@ def run_timed(
             stdout=_read_all(out),
             stderr=_read_all(err),
             timeout=timeout,
+            cpu=cpu,
         )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
