@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from packaging.version import InvalidVersion, Version
@@ -31,6 +31,7 @@ __all__ = [
     "CandidateCache",
     "ProjectCandidates",
     "VersionCandidates",
+    "build_tag",
     "parse_version",
     "tag_rank",
     "uploaded_by",
@@ -71,6 +72,14 @@ def wheel_parts(filename: str) -> tuple[str, str, str, str, str] | None:
     return None
 
 
+def build_tag(filename: str) -> tuple[int, str]:
+    """Return the build tag of a wheel filename that has one, as it sorts (PEP 427):
+    its leading digits as a number, then the rest."""
+    tag = filename.split("-")[2]
+    digits = len(tag) - len(tag.lstrip("0123456789"))
+    return (int(tag[:digits]) if digits else -1, tag[digits:])
+
+
 def tag_rank(pys: str, abis: str, plats: str, priorities: Mapping[str, int]) -> int | None:
     """Return the best (lowest) priority of a wheel's compressed tag sets, ``None`` if the
     target supports none of them."""
@@ -102,6 +111,7 @@ class VersionCandidates:
     def _rank(self) -> list[tuple[int, IndexFile, str]]:
         priorities = self._target.tag_strings
         ranked: list[tuple[int, IndexFile, str]] = []
+        builds: dict[int, tuple[int, str]] = {}
         for listing, loc, positions in self._parts:
             names = listing.filenames
             for i in positions:
@@ -113,7 +123,13 @@ class VersionCandidates:
                     # Built only if asked for (a project may have a hundred wheels a version).
                     self._unranked.append((listing, i))
                 elif (f := listing.get(i)) is not None:
+                    if names[i].count("-") == 5:
+                        builds[id(f)] = build_tag(names[i])
                     ranked.append((best, f, loc))
+        if builds:
+            # Of wheels with equal tags the higher build wins, as in pip and uv; a wheel
+            # without a build tag comes last. (Both sorts keep page order among equals.)
+            ranked.sort(key=lambda w: builds.get(id(w[1]), (-1, "")), reverse=True)
         ranked.sort(key=lambda w: w[0])
         return ranked
 
@@ -175,6 +191,17 @@ class VersionCandidates:
         """Return every file of this version with the location it was found at."""
         return self._located(sdists=False) + self.sdists
 
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """Return ``(filename, location, why)`` of the files of this version built so far
+        that could not be read from their index entry."""
+        out: list[tuple[str, str, str]] = []
+        for listing, loc, positions in self._parts:
+            for i in positions:
+                why = listing.skipped(i)
+                if why is not None:
+                    out.append((listing.filenames[i], loc, why))
+        return out
+
     @property
     def yanked(self) -> bool:
         """Return whether every file of this version is yanked."""
@@ -191,7 +218,8 @@ def uploaded_by(file: IndexFile, cutoff: datetime) -> bool:
     """Return whether ``file`` was uploaded before ``cutoff`` (``--exclude-newer``).
 
     A file whose index gives no upload time cannot be judged and counts as old enough
-    (an index without PEP 700 data would otherwise offer nothing).
+    (an index without PEP 700 data would otherwise offer nothing). A time without an
+    offset is taken as UTC, the zone PEP 700 requires.
     """
     if file.upload_time is None:
         return True
@@ -199,6 +227,8 @@ def uploaded_by(file: IndexFile, cutoff: datetime) -> bool:
         when = datetime.fromisoformat(file.upload_time.replace("Z", "+00:00"))
     except ValueError:
         return True
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return when < cutoff
 
 

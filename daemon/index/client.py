@@ -480,7 +480,9 @@ class IndexClient:
                 self._remember(key, entry)
         if entry.page is None:
             return []
-        return [f for f in entry.page.files if (filename_project(f.filename) or ("",))[0] == name]
+        return [
+            f for f in entry.page.files if (filename_project(f.filename, name) or ("",))[0] == name
+        ]
 
     async def project_files(
         self, settings: IndexSettings, name: str, fresh: Freshness

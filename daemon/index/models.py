@@ -11,7 +11,7 @@ through one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -123,14 +123,21 @@ class CachedPage(msgspec.Struct, frozen=True, array_like=True):
 
 
 class JsonFile(msgspec.Struct, frozen=True, rename="kebab", gc=False):
-    """A file entry of a PEP 691 project page."""
+    """A file entry of a PEP 691 project page.
+
+    Only ``filename`` and ``url`` must have their types: an entry without them cannot be
+    used. The other keys are read as pip reads them, whatever JSON they hold
+    (``_index_file`` in :mod:`~burrowd.daemon.index.parse` keeps the values of the right type):
+    a ``"yanked": null`` or a ``"size": "123"`` must not drop the file, which would make a
+    resolution quietly pick another version.
+    """
 
     filename: str
     url: str
-    hashes: dict[str, str] = {}
-    requires_python: str | None = None
-    yanked: bool | str = False
-    upload_time: str | None = None
-    size: int | None = None
-    core_metadata: bool | dict[str, str] | None = None
-    dist_info_metadata: bool | dict[str, str] | None = None
+    hashes: Any = None
+    requires_python: Any = None
+    yanked: Any = False
+    upload_time: Any = None
+    size: Any = None
+    core_metadata: Any = None
+    dist_info_metadata: Any = None

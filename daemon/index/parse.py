@@ -23,6 +23,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.index.models import IndexFile, JsonFile, ProjectPage
 
@@ -35,6 +36,7 @@ __all__ = [
     "parse_html_page",
     "parse_json_page",
     "scan_directory",
+    "sdist_version",
     "split_hash",
 ]
 
@@ -77,17 +79,46 @@ def _metadata_attr(value: str | None) -> dict[str, str] | None:
     return {algorithm.lower(): digest.lower()}
 
 
-def filename_project(filename: str) -> tuple[str, str] | None:
-    """Return ``(canonical name, version)`` of a wheel or sdist filename, or ``None``."""
+def filename_project(filename: str, project: str | None = None) -> tuple[str, str] | None:
+    """Return ``(canonical name, version)`` of a wheel or sdist filename, or ``None``.
+
+    Given the canonical ``project`` a page is for, an sdist whose version holds a dash
+    (``foo-1.0-1.tar.gz``: 1.0.post1) is split after that name, as pip and uv do.
+    """
     try:
         if filename.endswith(".whl"):
             name, version, _b, _t = parse_wheel_filename(filename)
             return name, str(version)
         if filename.endswith((".tar.gz", ".zip")):
-            name, version = parse_sdist_filename(filename)
-            return name, str(version)
-    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+            try:
+                name, version = parse_sdist_filename(filename)
+            except InvalidSdistFilename:
+                if project is None:
+                    raise
+            else:
+                if project is None or name == project:
+                    return name, str(version)
+            stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
+            raw = sdist_version(stem, project)
+            if raw is not None:
+                return project, str(Version(raw))
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion, ValueError):
         return None
+    return None
+
+
+def sdist_version(stem: str, name: str) -> str | None:
+    """Return the version part of the sdist filename ``stem`` (no suffix) of project
+    ``name``, split right after the name, or ``None`` if it is not ``name``'s.
+
+    Splitting at the last dash would lose a version that holds one (``foo-1.0-1``, a
+    legacy post-release; ``foo-2.0-rc1``), which pip and uv read.
+    """
+    at = stem.find("-")
+    while at != -1:
+        if canonicalize_name(stem[:at]) == name:
+            return stem[at + 1 :] or None
+        at = stem.find("-", at + 1)
     return None
 
 
@@ -122,8 +153,8 @@ class PageFiles:
 
     For a PEP 691 page the file entries stay JSON text until :meth:`get` builds one (then
     it is kept): grouping a project by version needs only the names, and a resolution then
-    looks at the files of a version or two. An entry that names a file but cannot be read
-    as one is skipped with a warning, as pip skips a link it cannot use; the rest of the
+    looks at the files of a version or two. An entry that names a file but has no usable
+    URL is skipped (:meth:`skipped` says why, for the resolver to warn); the rest of the
     page stays usable. Concurrent :meth:`get` calls of one entry build equal files, so
     worker threads may share a listing.
     """
@@ -142,7 +173,8 @@ class PageFiles:
         self._files = files
         self._raws = raws
         self._url = url
-        self._broken: set[int] = set()
+        #: Why each entry skipped as unreadable was skipped, by position.
+        self._broken: dict[int, str] = {}
         self._groups: tuple[str, dict[str, list[int]]] | None = None
 
     @classmethod
@@ -168,7 +200,7 @@ class PageFiles:
         try:
             f = _index_file(_file_decoder.decode(self._raws[i]), self._url)
         except (msgspec.DecodeError, ValueError) as exc:  # ValueError: a URL urljoin refuses
-            self._broken.add(i)
+            self._broken[i] = str(exc)
             log.warning(
                 "skipping %s on the page %s: its entry cannot be read (%s)",
                 self.filenames[i],
@@ -178,6 +210,10 @@ class PageFiles:
             return None
         self._files[i] = f
         return f
+
+    def skipped(self, i: int) -> str | None:
+        """Return why entry ``i`` was skipped as unreadable, ``None`` if it was not (yet)."""
+        return self._broken.get(i)
 
     def built(self) -> int:
         """Return how many entries have been built so far."""
@@ -209,9 +245,9 @@ class PageFiles:
         same_name: dict[str, bool] = {name.replace("-", "_"): True}
         for i, filename in enumerate(self.filenames):
             if filename.endswith(".whl"):
+                if not 4 <= filename.count("-") <= 5:
+                    continue  # not name-version-[build-]python-abi-platform
                 parts = filename.split("-", 2)
-                if len(parts) != 3:
-                    continue
                 fname = parts[0]
                 raw = parts[1]
             elif filename.endswith(SDIST_SUFFIXES):
@@ -225,7 +261,12 @@ class PageFiles:
             if ok is None:
                 ok = same_name[fname] = canonicalize_name(fname) == name
             if not ok:
-                continue
+                if filename.endswith(".whl") or "-" not in fname:
+                    continue
+                found_raw = sdist_version(stem, name)  # a version holding a dash
+                if found_raw is None:
+                    continue
+                raw = found_raw
             found = groups.get(raw)
             if found is None:
                 groups[raw] = [i]
@@ -238,35 +279,52 @@ class PageFiles:
 def _index_file(f: JsonFile, page_url: str) -> IndexFile:
     """Return the :class:`IndexFile` of a PEP 691 file entry.
 
+    A value of the wrong type counts as absent, as pip reads it (``"yanked": null`` is not
+    yanked, a ``size`` that is no number is unknown, a hash that is no string is left out).
     The common case (an absolute URL without a fragment, hashes already lowercase, nothing
     yanked, no metadata file) takes a short path: ``urljoin`` alone costs microseconds.
     """
     url = f.url
     if url.startswith(("https://", "http://")) and "#" not in url:
-        hashes = _lower_keys(f.hashes)
+        hashes = _hash_dict(f.hashes)
     else:
         url, fragment_hashes = split_hash(urljoin(page_url, url))
-        hashes = _lower_keys(f.hashes) or fragment_hashes
+        hashes = _hash_dict(f.hashes) or fragment_hashes
     meta = f.core_metadata if f.core_metadata is not None else f.dist_info_metadata
     core: dict[str, str] | None
-    if meta is None or meta is False:
-        core = None
-    elif meta is True:
+    if meta is True:
         core = {}
-    else:
-        assert isinstance(meta, dict)
-        core = _lower_keys(meta)
+    elif isinstance(meta, dict):
+        core = _hash_dict(meta)
+    else:  # absent, false, or not a value PEP 691 allows: no metadata file to rely on
+        core = None
     yanked = f.yanked
+    if isinstance(yanked, str):
+        reason: str | None = yanked  # "" too: yanked without a reason, as uv reads it
+    else:
+        reason = "" if yanked else None
+    requires_python = f.requires_python
+    size = f.size
     return IndexFile(
         f.filename,
         url,
         hashes,
-        f.requires_python or None,
-        None if yanked is False else ("" if yanked is True else str(yanked)),
-        f.upload_time,
-        f.size,
+        requires_python if isinstance(requires_python, str) and requires_python else None,
+        reason,
+        f.upload_time if isinstance(f.upload_time, str) else None,
+        size if type(size) is int and size >= 0 else None,
         core,
     )
+
+
+def _hash_dict(value: object) -> dict[str, str]:
+    """Return the digests of a ``hashes`` (or metadata) object, lowercase; only those
+    whose digest is a string."""
+    if not isinstance(value, dict) or not value:
+        return {}
+    if not all(isinstance(v, str) for v in value.values()):
+        value = {k: v for k, v in value.items() if isinstance(v, str)}
+    return _lower_keys(value)
 
 
 def parse_json_page(data: bytes, page_url: str, index_url: str) -> ProjectPage:
@@ -331,11 +389,12 @@ def parse_html_page(
         if not href:
             continue
         url, hashes = split_hash(urljoin(base, href))
-        filename = unquote(url.rsplit("/", 1)[-1])
+        # The name is the path's: a signed mirror's link ends with a query (pip does this).
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         if not filename.endswith(DIST_SUFFIXES):
             continue
         if only_project:
-            parsed = filename_project(filename)
+            parsed = filename_project(filename, project)
             if parsed is None or parsed[0] != project:
                 continue
         yanked = attrs.get("data-yanked")
@@ -365,7 +424,7 @@ def scan_directory(directory: Path, project: str, index_url: str) -> ProjectPage
     for entry in entries:
         if not entry.name.endswith(DIST_SUFFIXES) or not entry.is_file():
             continue
-        parsed = filename_project(entry.name)
+        parsed = filename_project(entry.name, project)
         if parsed is None or parsed[0] != project:
             continue
         files.append(

@@ -602,6 +602,11 @@ class Provider:
             return files
         return [(f, loc) for f, loc in files if f.is_wheel == (formats == "binary")]
 
+    def _warn(self, warning: str) -> None:
+        """Tell the user ``warning`` with the result, once."""
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+
     def allowed_files(self, name: str, version: Version) -> list[tuple[IndexFile, str]]:
         """Return every file of a chosen version the options allow, whatever its tags.
 
@@ -616,6 +621,11 @@ class Provider:
         name = project.name
         exact = self.pinned_exact.get(name) == version
         usable = vc.usable(allow_yanked=exact)
+        for filename, loc, why in vc.skipped():
+            # Said, not silent: without it this version may lose to another.
+            self._warn(
+                f"{filename} on {redact(loc)} was skipped: its index entry is unusable ({why})"
+            )
         cutoff = self.options.exclude_newer
         recent = self._recent(usable)
         if usable and not recent:
@@ -648,17 +658,13 @@ class Provider:
             return f"require Python {need}"
         f, loc = choice
         if cutoff is not None and f.upload_time is None and loc != DIRECT:
-            warning = (
+            self._warn(
                 f"{redact(loc)} gives no upload times, so --exclude-newer cannot judge its "
                 "files and keeps them"
             )
-            if warning not in self.warnings:
-                self.warnings.append(warning)
         if exact and vc.yanked:
             why = f" ({vc.yank_reason})" if vc.yank_reason else ""
-            warning = f"{name}=={version} is yanked{why}; using it because it is pinned with =="
-            if warning not in self.warnings:
-                self.warnings.append(warning)
+            self._warn(f"{name}=={version} is yanked{why}; using it because it is pinned with ==")
         self.choices[(name, version)] = _Choice(f, loc, f.yanked is not None)
         return None
 
@@ -725,9 +731,7 @@ class Provider:
         if pkg.extra:
             deps[pkg.base] = VersionSet.exact(version)
             if pkg.extra not in _declared_extras(meta):
-                warning = f"{pkg.name}=={version} has no extra {pkg.extra!r}"
-                if warning not in self.warnings:
-                    self.warnings.append(warning)
+                self._warn(f"{pkg.name}=={version} has no extra {pkg.extra!r}")
         if self.options.no_deps:
             # Only the requirements themselves: an extra adds no packages either (pip, uv).
             return deps

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from burrowd.daemon.candidates import CandidateCache, ProjectCandidates
+from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, build_tag, uploaded_by
 from burrowd.daemon.index.client import ProjectFiles
 from burrowd.daemon.index.models import IndexFile
 from burrowd.daemon.index.parse import PageFiles, parse_json_page
@@ -256,6 +257,121 @@ class TestYankedAndRequiresPython:
         choice = only_sdist.best(old, allow_yanked=False)
         assert choice is not None
         assert choice[0].filename == "foo-1.0.tar.gz"  # a malformed Requires-Python is ignored
+
+
+def _from_json(target: Target, *entries: dict[str, object], name: str = "foo") -> ProjectCandidates:
+    body = json.dumps({"name": name, "files": list(entries)}).encode()
+    listing = parse_json_page(body, INDEX + f"{name}/", INDEX).listing
+    files = ProjectFiles(canonicalize_name(name), [(listing, INDEX)], [INDEX])
+    return ProjectCandidates.build(files, target)
+
+
+def _entry(filename: str, **fields: object) -> dict[str, object]:
+    return {"filename": filename, "url": f"https://f/{filename}", **fields}
+
+
+class TestFilenamesAsPipAndUvReadThem:
+    async def test_of_wheels_with_equal_tags_the_higher_build_wins(
+        self, host: InterpreterInfo
+    ) -> None:
+        # pip's sort key and uv's compatibility both end with the build tag (PEP 427).
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(
+            target,
+            _entry("foo-1.0-1-py3-none-any.whl"),
+            _entry("foo-1.0-py3-none-any.whl"),
+            _entry("foo-1.0-10a-py3-none-any.whl"),
+            _entry("foo-1.0-2-py3-none-any.whl"),
+            _entry("foo-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl"),
+        )
+        wheels = [f.filename for _, f, _ in built.versions[Version("1.0")].wheels]
+        assert wheels == [
+            "foo-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl",  # better tags come first
+            "foo-1.0-10a-py3-none-any.whl",
+            "foo-1.0-2-py3-none-any.whl",
+            "foo-1.0-1-py3-none-any.whl",
+            "foo-1.0-py3-none-any.whl",  # no build tag: last
+        ]
+        assert build_tag("foo-1.0-10a-py3-none-any.whl") == (10, "a")
+
+    @pytest.mark.parametrize(
+        ("filename", "name", "version"),
+        [
+            pytest.param("foo-1.0-1.tar.gz", "foo", "1.0.post1", id="legacy-post"),
+            pytest.param("foo-2.0-rc1.tar.gz", "foo", "2.0rc1", id="dash-pre"),
+            pytest.param("foo-bar-1.0-1.zip", "foo-bar", "1.0.post1", id="dashed-name"),
+        ],
+    )
+    async def test_an_sdist_version_may_hold_a_dash(
+        self, host: InterpreterInfo, filename: str, name: str, version: str
+    ) -> None:
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(target, _entry(filename), _entry(f"{name}-0.5.tar.gz"), name=name)
+        assert built.ordered == [Version(version), Version("0.5")]
+
+    async def test_another_projects_sdist_makes_no_version(self, host: InterpreterInfo) -> None:
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(target, _entry("foo-bar-1.0.tar.gz"), _entry("foo-0.5.tar.gz"))
+        assert built.ordered == [Version("0.5")]
+
+    async def test_a_malformed_wheel_name_makes_no_version(self, host: InterpreterInfo) -> None:
+        # Without a platform tag it is no wheel name pip or uv accept: no empty version 3.0.
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(
+            target, _entry("foo-3.0-py3-none.whl"), _entry("foo-1.0-py3-none-any.whl")
+        )
+        assert built.ordered == [Version("1.0")]
+
+
+class TestLenientEntries:
+    async def test_yanked_null_is_not_yanked(self, host: InterpreterInfo) -> None:
+        # pip reads file.get("yanked") and uv an optional value: null is not yanked, and the
+        # target's best wheel is not passed over for a worse one.
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(
+            target,
+            _entry("foo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", yanked=None),
+            _entry("foo-1.0-py3-none-any.whl"),
+        )
+        best = built.versions[Version("1.0")].best(target, allow_yanked=False)
+        assert best is not None
+        assert best[0].filename == "foo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+
+    async def test_a_version_is_not_called_yanked_for_an_odd_field(
+        self, host: InterpreterInfo
+    ) -> None:
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(
+            target,
+            _entry("foo-2.0-py3-none-any.whl", yanked="broken build"),
+            _entry("foo-2.0.tar.gz", size="123"),
+        )
+        version = built.versions[Version("2.0")]
+        assert not version.yanked
+        choice = version.best(target, allow_yanked=False)
+        assert choice is not None
+        assert choice[0].filename == "foo-2.0.tar.gz"
+        assert version.skipped() == []
+
+    async def test_an_entry_without_a_url_is_skipped_and_said(self, host: InterpreterInfo) -> None:
+        target = Target.build(host, **LINUX_311)
+        built = _from_json(
+            target,
+            _entry("foo-2.0-py3-none-any.whl", url=20),
+            _entry("foo-2.0.tar.gz"),
+        )
+        version = built.versions[Version("2.0")]
+        assert [f.filename for f, _ in version.usable(allow_yanked=False)] == ["foo-2.0.tar.gz"]
+        [(filename, loc, why)] = version.skipped()
+        assert (filename, loc) == ("foo-2.0-py3-none-any.whl", INDEX)
+        assert "str" in why
+
+
+def test_an_upload_time_without_an_offset_is_utc() -> None:
+    # PEP 700 asks for UTC; a time without an offset is read as UTC, not a crash.
+    f = IndexFile("foo-1.0.tar.gz", "https://f/x", {}, upload_time="2022-06-01T12:00:00")
+    assert uploaded_by(f, datetime(2022, 6, 1, 12, 0, 1, tzinfo=UTC))
+    assert not uploaded_by(f, datetime(2022, 6, 1, 12, 0, 0, tzinfo=UTC))
 
 
 class TestCandidateCache:

@@ -320,6 +320,8 @@ class FakeIndex:
         self.file_hashes = True  # False: pages give no file hashes (as some mirrors)
         #: Raw PEP 691 file entries appended to a project's JSON page (malformed ones).
         self.extra_json_entries: dict[str, list[dict[str, object]]] = {}
+        #: Keys that replace those of the JSON entries of a file, by filename (odd values).
+        self.json_overrides: dict[str, dict[str, object]] = {}
         self._lock = threading.RLock()
         self._files: dict[str, IndexedFile] = {}
         self._display_names: dict[str, str] = {}
@@ -544,6 +546,7 @@ class FakeIndex:
             if self.pep700:
                 item["size"] = entry.size
                 item["upload-time"] = _iso(entry.upload_time)
+            item.update(self.json_overrides.get(entry.filename, {}))
             files.append(item)
         files += self.extra_json_entries.get(project, [])
         doc: dict[str, object] = {

@@ -54,6 +54,24 @@ class TestHelpers:
     def test_filename_project(self, filename: str, parsed: tuple[str, str] | None) -> None:
         assert filename_project(filename) == parsed
 
+    @pytest.mark.parametrize(
+        ("filename", "project", "parsed"),
+        [
+            pytest.param("foo-1.0-1.tar.gz", "foo", ("foo", "1.0.post1"), id="legacy-post"),
+            pytest.param("foo-2.0-rc1.zip", "foo", ("foo", "2.0rc1"), id="dash-pre"),
+            pytest.param("Foo.Bar-1.0-1.tar.gz", "foo-bar", ("foo-bar", "1.0.post1"), id="name"),
+            pytest.param("foo-bar-1.0.tar.gz", "foo", None, id="another-project"),
+            pytest.param("foo-1.0.tar.gz", "foo", ("foo", "1.0"), id="plain"),
+            # Without the project the split is packaging's, at the last dash.
+            pytest.param("foo-1.0-1.tar.gz", None, ("foo-1-0", "1"), id="no-project-given"),
+        ],
+    )
+    def test_an_sdist_version_may_hold_a_dash(
+        self, filename: str, project: str | None, parsed: tuple[str, str] | None
+    ) -> None:
+        # Split after the project's name, as pip and uv do, when the page says whose it is.
+        assert filename_project(filename, project) == parsed
+
 
 class TestHtml:
     def test_attributes(self) -> None:
@@ -104,13 +122,28 @@ class TestHtml:
         parsed = parse_html_page(page, PAGE_URL, "https://host/simple/", "foo")
         assert parsed.files[0].url == "https://mirror/pkgs/foo-1.0.tar.gz"
 
+    def test_a_link_with_a_query_keeps_its_file(self) -> None:
+        # A signed mirror's link: the filename is the URL path's, the query stays in the URL.
+        page = b'<a href="https://h/files/foo-1.0.tar.gz?token=abc#sha256=AA">foo</a>'
+        [f] = parse_html_page(page, PAGE_URL, "https://host/simple/", "foo").files
+        assert (f.filename, f.url, f.hashes) == (
+            "foo-1.0.tar.gz",
+            "https://h/files/foo-1.0.tar.gz?token=abc",
+            {"sha256": "aa"},
+        )
+
     def test_find_links_page_keeps_only_the_project(self) -> None:
         page = b"""<a href="foo-1.0.tar.gz">a</a><a href="foobar-1.0.tar.gz">b</a>
-        <a href="Foo-2.0-py3-none-any.whl">c</a><a href="bar-1.0-py3-none-any.whl">d</a>"""
+        <a href="Foo-2.0-py3-none-any.whl">c</a><a href="bar-1.0-py3-none-any.whl">d</a>
+        <a href="foo-3.0-1.tar.gz">e</a><a href="foo-bar-1.0.tar.gz">f</a>"""
         parsed = parse_html_page(
             page, "https://h/links/", "https://h/links/", "foo", only_project=True
         )
-        assert [f.filename for f in parsed.files] == ["foo-1.0.tar.gz", "Foo-2.0-py3-none-any.whl"]
+        assert [f.filename for f in parsed.files] == [
+            "foo-1.0.tar.gz",
+            "Foo-2.0-py3-none-any.whl",
+            "foo-3.0-1.tar.gz",
+        ]
 
 
 class TestJson:
@@ -200,10 +233,11 @@ class TestJsonOnDemand:
     def test_an_unreadable_entry_is_skipped_with_a_warning(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
+        # Only an entry without a usable URL is unreadable: there is nothing to download.
         body = _json_page(
             _entry("foo-1.0-py3-none-any.whl"),
             _entry("foo-2.0-py3-none-any.whl", url=5),
-            _entry("foo-3.0-py3-none-any.whl", hashes=["sha256"]),
+            _entry("foo-3.0-py3-none-any.whl", url=None),
             _entry("foo-4.0-py3-none-any.whl", url="//[::1/foo-4.0-py3-none-any.whl"),
         )
         page = parse_json_page(body, PAGE_URL, "https://host/simple/")
@@ -216,6 +250,46 @@ class TestJsonOnDemand:
         assert PAGE_URL in warned[0]
         assert "foo-3.0-py3-none-any.whl" in warned[1]
         assert "foo-4.0-py3-none-any.whl" in warned[2]
+        assert page.listing.skipped(0) is None
+        assert "str" in (page.listing.skipped(1) or "")  # the reason, for the resolver's warning
+        assert page.listing.skipped(3) is not None
+
+    @pytest.mark.parametrize(
+        ("fields", "expected"),
+        [
+            pytest.param({"yanked": None}, {"yanked": None}, id="yanked-null"),
+            pytest.param({"yanked": 1}, {"yanked": ""}, id="yanked-number"),
+            pytest.param({"yanked": ""}, {"yanked": ""}, id="yanked-empty-reason"),
+            pytest.param({"size": "123"}, {"size": None}, id="size-string"),
+            pytest.param({"size": 1.5}, {"size": None}, id="size-fraction"),
+            pytest.param({"size": -1}, {"size": None}, id="size-negative"),
+            pytest.param({"size": True}, {"size": None}, id="size-bool"),
+            pytest.param({"hashes": None}, {"hashes": {}}, id="hashes-null"),
+            pytest.param({"hashes": ["sha256"]}, {"hashes": {}}, id="hashes-list"),
+            pytest.param(
+                {"hashes": {"sha256": None, "SHA512": "AB"}},
+                {"hashes": {"sha512": "ab"}},
+                id="hash-null",
+            ),
+            pytest.param({"requires-python": 3}, {"requires_python": None}, id="requires-number"),
+            pytest.param({"upload-time": 1700000000}, {"upload_time": None}, id="time-number"),
+            pytest.param({"core-metadata": "true"}, {"core_metadata": None}, id="metadata-string"),
+            pytest.param(
+                {"core-metadata": {"sha256": "AB", "md5": 5}},
+                {"core_metadata": {"sha256": "ab"}},
+                id="metadata-hash-number",
+            ),
+        ],
+    )
+    def test_a_value_of_the_wrong_type_counts_as_absent(
+        self, fields: dict[str, object], expected: dict[str, object]
+    ) -> None:
+        # As pip reads an entry (each key with .get()): the file stays, a resolution must not
+        # quietly pass over it for another version.
+        body = _json_page(_entry("foo-1.0-py3-none-any.whl", **fields))
+        [f] = parse_json_page(body, PAGE_URL, "https://host/simple/").files
+        for field, value in expected.items():
+            assert getattr(f, field) == value
 
     @pytest.mark.parametrize(
         "body",

@@ -473,9 +473,42 @@ class TestResult:
         with caplog.at_level(logging.WARNING):
             assert await compiler.pins("lib") == {"lib": "1.0"}
         assert any(broken in r.getMessage() for r in caplog.records)
-        # Refetched, the page is the same; so is the answer.
-        assert await compiler.pins("lib", refresh=True) == {"lib": "1.0"}
+        # Refetched, the page is the same; so is the answer, and the user is told why.
+        result = await compiler.compile("lib", refresh=True)
+        assert pins(result) == {"lib": "1.0"}
         assert compiler.index.hits["/simple/lib/"] == 2
+        assert [w for w in result.warnings if broken in w] == [
+            f"{broken} on {compiler.index.simple_url}/ was skipped: its index entry is unusable "
+            "(Expected `str`, got `int` - at `$.url`)"
+        ]
+
+    async def test_entry_values_of_the_wrong_type_are_read_as_pip_reads_them(
+        self, compiler: Compiler
+    ) -> None:
+        # "yanked": null is not yanked and a size that is no number is unknown (pip, uv):
+        # the newest version stays, and its hashes are all listed for --require-hashes.
+        release(compiler.index, "lib==1.0")
+        compiler.index.add(DistSpec("lib", "2.0", tag="py3-none-any"))
+        compiler.index.add(DistSpec("lib", "2.0", tag="cp312-cp312-win_amd64"))
+        for f in compiler.index.files("lib"):
+            if f.filename.startswith("lib-2.0"):
+                compiler.index.json_overrides[f.filename] = {"yanked": None, "size": "1234"}
+        result = await compiler.compile("lib", generate_hashes=True)
+        assert pins(result) == {"lib": "2.0"}
+        assert result.warnings == []
+        wanted = sorted(
+            f"sha256:{f.sha256}" for f in compiler.index.files("lib") if "2.0" in f.filename
+        )
+        assert sorted(result.packages[0].hashes) == wanted
+
+    async def test_an_upload_time_without_an_offset_is_utc(self, compiler: Compiler) -> None:
+        release(compiler.index, "lib==1.0")
+        release(compiler.index, "lib==2.0")
+        for f in compiler.index.files("lib"):
+            year = "2020" if f.filename.startswith("lib-1.0") else "2022"
+            compiler.index.json_overrides[f.filename] = {"upload-time": f"{year}-01-01T00:00:00"}
+        result = await compiler.compile("lib", exclude_newer="2021-01-01")
+        assert pins(result) == {"lib": "1.0"}
 
     async def test_header_annotations_and_index_lines(self, compiler: Compiler) -> None:
         release(compiler.index, "lib==1.0")
