@@ -104,7 +104,9 @@ class Starting:
         try:
             self.pid = os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-m", "burrowd.daemon", "--ready-fd", str(write_fd)],
+                # -P: the daemon's code is the installed one, never a ``burrowd`` folder in
+                # the directory the command happened to run in.
+                [sys.executable, "-P", "-m", "burrowd.daemon", "--ready-fd", str(write_fd)],
                 environ,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),

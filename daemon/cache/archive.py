@@ -167,6 +167,11 @@ def _read_record(zf: zipfile.ZipFile, dist_info: str, filename: str) -> dict[str
         data = zf.read(f"{dist_info}/RECORD")
     except KeyError:
         raise InvalidDistribution(filename, f"{dist_info}/RECORD is missing") from None
+    except _MEMBER_FAILURES as exc:
+        failure = _member_failure(filename, f"{dist_info}/RECORD", exc)
+        if failure is exc:
+            raise
+        raise failure from exc
     entries: dict[str, tuple[str, str]] = {}
     try:
         for row in csv.reader(io.StringIO(data.decode("utf-8", "replace"))):

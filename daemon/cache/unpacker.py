@@ -19,7 +19,14 @@ A worker dies with the daemon (``PR_SET_PDEATHSIG`` on Linux, set as for build h
 :func:`~burrowd.protocol.process.dies_with_parent`, and at the end of its stdin anywhere),
 so a killed daemon leaves no writer behind in the cache; the temporary directory of a job
 cut short is named with the worker's pid and removed like any other temporary entry of a
-dead process.
+dead process. A worker ignores the signals that ask for a graceful stop (a ``systemctl
+stop``, a Ctrl-C in the daemon's terminal): the daemon is the one to stop, and a worker
+finishes its job, then ends with its stdin.
+
+A worker imports burrowd the way the daemon did (``-P``: not from the working directory)
+and checks it runs the daemon's build: code changed on disk since the daemon started (an
+upgrade, an edited checkout) answers every job with an error that says so, rather than
+unpacking with other code.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import msgspec
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
 from burrowd.daemon.errors import CacheError, DiskFull, InvalidDistribution
+from burrowd.protocol.build import build_id
 from burrowd.protocol.process import dies_with_parent
 
 __all__ = ["UnpackPool", "main"]
@@ -58,9 +66,13 @@ class WorkerDied(Exception):
     """A worker process ended before it answered."""
 
 
-def _send(stream: IO[bytes], message: object) -> None:
+def _frame(message: object) -> bytes:
     data = msgspec.msgpack.encode(message)
-    stream.write(_LENGTH.pack(len(data)) + data)
+    return _LENGTH.pack(len(data)) + data
+
+
+def _send(stream: IO[bytes], frame: bytes) -> None:
+    stream.write(frame)
     stream.flush()
 
 
@@ -79,8 +91,9 @@ class _Worker:
     """One worker process and its pipes (used by one thread at a time)."""
 
     def __init__(self) -> None:
+        command = [sys.executable, "-P", "-m", "burrowd.daemon.cache.unpacker", build_id()]
         self.process = subprocess.Popen(
-            dies_with_parent([sys.executable, "-m", "burrowd.daemon.cache.unpacker"]),
+            dies_with_parent(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -90,8 +103,8 @@ class _Worker:
     def pid(self) -> int:
         return self.process.pid
 
-    def call(self, job: list[Any]) -> list[Any]:
-        """Send ``job``; return the reply. Raise :class:`WorkerDied` if none comes."""
+    def call(self, job: bytes) -> list[Any]:
+        """Send ``job`` (a frame); return the reply. Raise :class:`WorkerDied` if none comes."""
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None
         assert stdout is not None
@@ -160,24 +173,44 @@ class UnpackPool:
         :class:`CacheError` when the worker died before it answered.
         """
         limits = cache.unpack_limits
-        job = [str(cache.root), str(wheel), filename, sha256, limits.max_files, limits.max_size]
         target = cache.path(Bucket.ARCHIVE, sha256)
-        worker = self._take(target)
+        # Paths as bytes: a cache path need not be UTF-8. Encoded before a worker is taken,
+        # so a job that cannot be sent costs no worker.
         try:
-            reply = worker.call(job)
+            job = _frame(
+                [
+                    os.fsencode(cache.root),
+                    os.fsencode(wheel),
+                    filename,
+                    sha256,
+                    limits.max_files,
+                    limits.max_size,
+                ]
+            )
+        except (OverflowError, ValueError) as exc:
+            raise CacheError(target, f"cannot hand {filename} to an unpack worker ({exc})") from exc
+        try:
+            reply = self._call(self._take(target), job, cache)
         except WorkerDied as first:
-            self._discard(worker, cache)
             if not _idle_death(first):
                 raise CacheError(target, f"the process unpacking {filename} {first}") from first
             # A worker that died while idle never saw the job: a fresh one may run it.
-            worker = self._take(target)
             try:
-                reply = worker.call(job)
+                reply = self._call(self._take(target), job, cache)
             except WorkerDied as second:
-                self._discard(worker, cache)
                 raise CacheError(target, f"the process unpacking {filename} {second}") from second
-        self._idle.put(worker)
         return _result(reply)
+
+    def _call(self, worker: _Worker, job: bytes, cache: Cache) -> list[Any]:
+        """Run ``job`` on ``worker``; put it back idle after a reply, else discard it."""
+        try:
+            reply = worker.call(job)
+        except BaseException:
+            # Dead, or left mid-message by anything else: no later job may read its output.
+            self._discard(worker, cache)
+            raise
+        self._idle.put(worker)
+        return reply
 
     def close(self) -> None:
         """Stop every worker (each finishes the job it has first); blocks."""
@@ -186,7 +219,9 @@ class UnpackPool:
             worker.stop()
 
     async def aclose(self) -> None:
-        """:meth:`close`, waiting on the event loop rather than in a thread."""
+        """Stop every worker, waiting on the event loop rather than in a thread: each gets
+        a few seconds to finish its job, then is killed (what it was writing is a temporary
+        entry of a dead process, which the cache's clean-up removes)."""
         workers = self._begin_close()
         deadline = time.monotonic() + _EXIT_GRACE
         # A child's exit is no event the loop can await here (no child watcher): poll.
@@ -250,29 +285,30 @@ def _result(reply: list[Any]) -> Path:
     """Return the archive of a worker's reply, or raise the error it carries."""
     kind = reply[0]
     if kind == "ok":
-        return Path(reply[1])
+        return Path(os.fsdecode(reply[1]))
     if kind == "invalid":
         raise InvalidDistribution(reply[1], reply[2])
     if kind == "full":
-        raise DiskFull(Path(reply[1]) if reply[1] else None, reply[2])
+        raise DiskFull(Path(os.fsdecode(reply[1])) if reply[1] else None, reply[2])
     if kind == "cache":
-        raise CacheError(Path(reply[1]), reply[2])
+        raise CacheError(Path(os.fsdecode(reply[1])), reply[2])
     if kind == "os":
-        raise OSError(reply[1], reply[2], reply[3]) if reply[3] else OSError(reply[1], reply[2])
-    raise CacheError(Path(reply[1]), f"unpacking failed: {reply[2]}")
+        name = os.fsdecode(reply[3])
+        raise OSError(reply[1], reply[2], name) if name else OSError(reply[1], reply[2])
+    raise CacheError(Path(os.fsdecode(reply[1])), f"unpacking failed: {reply[2]}")
 
 
-def _reply_for(exc: BaseException, target: str) -> list[Any]:
+def _reply_for(exc: BaseException, target: bytes) -> list[Any]:
     """Return the reply that carries ``exc`` back to the daemon."""
     if isinstance(exc, InvalidDistribution):
         return ["invalid", exc.source, exc.reason]
     if isinstance(exc, DiskFull):
         code = exc.errno or errno.ENOSPC
-        return ["full", exc.data.get("path") or "", code]
+        return ["full", os.fsencode(exc.data.get("path") or ""), code]
     if isinstance(exc, CacheError):
-        return ["cache", str(exc.path), str(exc.data.get("reason", exc.message))]
+        return ["cache", os.fsencode(exc.path), str(exc.data.get("reason", exc.message))]
     if isinstance(exc, OSError) and exc.errno is not None:
-        name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+        name = os.fsencode(exc.filename) if exc.filename is not None else b""
         return ["os", exc.errno, exc.strerror or "", name]
     return ["error", target, f"{type(exc).__name__}: {exc}"]
 
@@ -283,23 +319,41 @@ def main() -> int:
     from burrowd.daemon.cache.archive import unpack_wheel  # noqa: PLC0415
     from burrowd.daemon.config import UnpackLimits  # noqa: PLC0415
 
+    # The daemon decides when to stop: it ends this worker's stdin (or its death kills it).
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    daemons = sys.argv[1] if len(sys.argv) > 1 else None
+    ours = build_id()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    caches: dict[tuple[str, int, int], Cache] = {}
+    caches: dict[tuple[bytes, int, int], Cache] = {}
     while (job := _receive(stdin)) is not None:
+        if daemons is not None and daemons != ours:
+            reply: list[Any] = [
+                "cache",
+                job[0] if job and isinstance(job[0], bytes) else b"",
+                f"burrowd changed on disk since the daemon started (build {ours}, the daemon's "
+                f"{daemons}); run `burrow daemon stop`, and the next command starts the new one",
+            ]
+            _send(stdout, _frame(reply))
+            continue
         root, wheel, filename, sha256, max_files, max_size = job
         key = (root, max_files, max_size)
         cache = caches.get(key)
         if cache is None:
             limits = UnpackLimits(max_files=max_files, max_size=max_size)
-            cache = caches[key] = Cache(Path(root), unpack_limits=limits)
+            cache = caches[key] = Cache(Path(os.fsdecode(root)), unpack_limits=limits)
         try:
             archive = unpack_wheel(
-                cache, Path(wheel), filename=filename, sha256=sha256, limits=cache.unpack_limits
+                cache,
+                Path(os.fsdecode(wheel)),
+                filename=filename,
+                sha256=sha256,
+                limits=cache.unpack_limits,
             )
-            reply: list[Any] = ["ok", str(archive)]
+            reply = ["ok", os.fsencode(archive)]
         except Exception as exc:  # every failure goes back to the daemon, which reports it
-            reply = _reply_for(exc, str(cache.root))
-        _send(stdout, reply)
+            reply = _reply_for(exc, root)
+        _send(stdout, _frame(reply))
     return 0
 
 

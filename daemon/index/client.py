@@ -893,7 +893,11 @@ class IndexClient:
         (quicker than the hop to a worker and back).
         """
         with writing(self.cache.path(Bucket.ARCHIVE, sha256)):
-            if self.unpacker is not None and wheel.stat().st_size >= PROCESS_UNPACK_MIN:
+            try:
+                size = wheel.stat().st_size
+            except OSError:
+                size = 0  # gone meanwhile: unpacking says so, as for any unreadable wheel
+            if self.unpacker is not None and size >= PROCESS_UNPACK_MIN:
                 return self.unpacker.unpack(self.cache, wheel, filename=filename, sha256=sha256)
             return unpack_wheel(
                 self.cache, wheel, filename=filename, sha256=sha256, limits=self.cache.unpack_limits

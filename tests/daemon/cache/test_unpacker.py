@@ -7,10 +7,13 @@ import concurrent.futures
 import errno
 import hashlib
 import os
+import re
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from burrowd.daemon.cache.archive import read_manifest, unpack_wheel
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache
 from burrowd.daemon.cache.unpacker import UnpackPool
-from burrowd.daemon.config import Config, ConfigError
+from burrowd.daemon.config import Config, ConfigError, UnpackLimits
 from burrowd.daemon.errors import CacheError, DiskFull, InvalidDistribution
 from burrowd.daemon.index.client import PROCESS_UNPACK_MIN
 from burrowd.daemon.rpc import RpcServer
@@ -205,6 +208,132 @@ class TestWorkersDying:
         assert _gone(worker)
 
 
+class TestRobustness:
+    def test_a_polite_stop_is_for_the_daemon_not_its_workers(
+        self, tmp_path: Path, pool: UnpackPool
+    ) -> None:
+        # systemctl stop signals the whole unit, Ctrl-C the whole process group: the daemon
+        # stops its workers itself (their stdin ends), so none dies in the middle of a job.
+        cache = Cache(tmp_path / "cache")
+        first = write_wheel(tmp_path / "w", "calm", "1.0", [("calm/x.py", b"")])
+        pool.unpack(cache, first, filename=first.name, sha256=_sha256(first))
+        (pid,) = pool.pids()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            os.kill(pid, sig)
+        second = write_wheel(tmp_path / "w", "calm", "2.0", [("calm/x.py", b"")])
+        archive = pool.unpack(cache, second, filename=second.name, sha256=_sha256(second))
+        assert archive_problems(archive) == []
+        assert pool.pids() == [pid]
+
+    def test_a_worker_of_another_build_says_so(
+        self, tmp_path: Path, pool: UnpackPool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The code on disk changed since the daemon started (an upgrade, an edited checkout).
+        monkeypatch.setattr(unpacker, "build_id", lambda: "0123456789abcdef")
+        cache = Cache(tmp_path / "cache")
+        wheel = write_wheel(tmp_path / "w", "new", "1.0", [("new/x.py", b"")])
+        with pytest.raises(CacheError, match="burrowd changed on disk since the daemon started"):
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert not cache.path(Bucket.ARCHIVE, _sha256(wheel)).exists()
+
+    def test_workers_import_burrowd_as_the_daemon_does(self, tmp_path: Path) -> None:
+        # A ``burrowd`` folder where the daemon was started (a clone in $HOME, under systemd)
+        # must not stand in for the installed package in its workers.
+        fake = tmp_path / "cwd" / "burrowd" / "daemon" / "cache"
+        fake.mkdir(parents=True)
+        for init in (fake.parent / "__init__.py", fake / "__init__.py"):
+            init.write_text("")
+        (fake / "unpacker.py").write_text("import sys\nsys.exit(7)\n")
+        wheel = write_wheel(tmp_path / "w", "home", "1.0", [("home/x.py", b"")])
+        owner = textwrap.dedent(
+            f"""
+            from pathlib import Path
+            from burrowd.daemon.cache.store import Cache
+            from burrowd.daemon.cache.unpacker import UnpackPool
+            pool = UnpackPool(1)
+            wheel = Path({str(wheel)!r})
+            print(pool.unpack(Cache(Path({str(tmp_path / "cache")!r})), wheel,
+                              filename=wheel.name, sha256={_sha256(wheel)!r}))
+            pool.close()
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", owner],
+            cwd=tmp_path / "cwd",
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert archive_problems(Path(done.stdout.strip())) == []
+
+    def test_a_job_that_cannot_be_sent_costs_no_worker(
+        self, tmp_path: Path, pool: UnpackPool
+    ) -> None:
+        cache = Cache(tmp_path / "cache", unpack_limits=UnpackLimits(max_size=2**70))
+        wheel = write_wheel(tmp_path / "w", "huge", "1.0", [("huge/x.py", b"")])
+        with pytest.raises(CacheError, match=re.escape(f"cannot hand {wheel.name}")):
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert pool.pids() == []
+
+    def test_a_worker_left_by_an_unexpected_failure_is_not_reused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Its output may hold half a reply: it is stopped, and the pool (of one) goes on.
+        one = UnpackPool(1)
+        try:
+            cache = Cache(tmp_path / "cache")
+            real = unpacker._Worker.call
+
+            def broken(self: unpacker._Worker, job: bytes) -> list[object]:
+                raise RuntimeError("interrupted")
+
+            monkeypatch.setattr(unpacker._Worker, "call", broken)
+            wheel = write_wheel(tmp_path / "w", "again", "1.0", [("again/x.py", b"")])
+            with pytest.raises(RuntimeError, match="interrupted"):
+                one.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+            assert one.pids() == []
+            monkeypatch.setattr(unpacker._Worker, "call", real)
+            archive = one.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+            assert archive_problems(archive) == []
+        finally:
+            one.close()
+
+    def test_a_cache_path_need_not_be_utf8(self, tmp_path: Path, pool: UnpackPool) -> None:
+        cache = Cache(tmp_path / os.fsdecode(b"caf\xe9"))
+        wheel = write_wheel(tmp_path / "w", "latin", "1.0", [("latin/x.py", b"")])
+        archive = pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert archive == cache.path(Bucket.ARCHIVE, _sha256(wheel))
+        assert archive_problems(archive) == []
+
+    def test_a_corrupt_record_is_an_invalid_wheel_in_both(
+        self, tmp_path: Path, pool: UnpackPool
+    ) -> None:
+        wheel = write_wheel(
+            tmp_path / "w",
+            "crc",
+            "1.0",
+            [("crc/x.py", b"")],
+            compression=zipfile.ZIP_STORED,
+        )
+        with zipfile.ZipFile(wheel) as zf:
+            info = zf.getinfo("crc-1.0.dist-info/RECORD")
+        data = bytearray(wheel.read_bytes())
+        name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+        at = info.header_offset + 30 + name_len + extra_len
+        data[at] ^= 0xFF  # its first byte: the CRC no longer matches
+        wheel.write_bytes(bytes(data))
+        cache = Cache(tmp_path / "cache")
+        with pytest.raises(InvalidDistribution) as in_worker:
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        with pytest.raises(InvalidDistribution) as in_thread:
+            unpack_wheel(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert in_worker.value.message == in_thread.value.message
+        assert "crc-1.0.dist-info/RECORD" in in_worker.value.message
+        assert "corrupt" in in_worker.value.message
+
+
 class TestReplies:
     @pytest.mark.parametrize(
         "error",
@@ -217,14 +346,14 @@ class TestReplies:
         ],
     )
     def test_errors_come_back_as_they_were(self, error: Exception) -> None:
-        reply = unpacker._reply_for(error, "/cache")
+        reply = unpacker._reply_for(error, b"/cache")
         with pytest.raises(type(error)) as back:
             unpacker._result(reply)
         assert str(back.value) == str(error)
         assert getattr(back.value, "errno", None) == getattr(error, "errno", None)
 
     def test_anything_else_is_a_cache_error(self) -> None:
-        reply = unpacker._reply_for(RuntimeError("boom"), "/cache")
+        reply = unpacker._reply_for(RuntimeError("boom"), b"/cache")
         with pytest.raises(CacheError, match="unpacking failed: RuntimeError: boom"):
             unpacker._result(reply)
 
