@@ -60,6 +60,16 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def _invalid_in_both(pool: UnpackPool, cache: Cache, wheel: Path) -> str:
+    """Return the message ``wheel`` is refused with, the same in a worker and in a thread."""
+    with pytest.raises(InvalidDistribution) as in_worker:
+        pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+    with pytest.raises(InvalidDistribution) as in_thread:
+        unpack_wheel(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+    assert in_worker.value.message == in_thread.value.message
+    return in_worker.value.message
+
+
 def _gone(pid: int) -> bool:
     """Wait up to 10 s for ``pid`` to end; return whether it did."""
     return wait_until(lambda: process_gone(pid), 10.0)
@@ -117,12 +127,7 @@ class TestJobs:
     def test_a_broken_wheel_fails_as_in_a_thread(self, tmp_path: Path, pool: UnpackPool) -> None:
         wheel = write_wheel(tmp_path / "w", "evil", "1.0", [("../escape.py", b"")])
         cache = Cache(tmp_path / "cache")
-        with pytest.raises(InvalidDistribution) as in_worker:
-            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
-        with pytest.raises(InvalidDistribution) as in_thread:
-            unpack_wheel(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
-        assert in_worker.value.message == in_thread.value.message
-        assert "escapes the archive" in in_worker.value.message
+        assert "escapes the archive" in _invalid_in_both(pool, cache, wheel)
         assert tmp_debris(cache) == []
         first = pool.pids()
         good = write_wheel(tmp_path / "w", "good", "1.0", [("good/x.py", b"")])
@@ -324,14 +329,9 @@ class TestRobustness:
         at = info.header_offset + 30 + name_len + extra_len
         data[at] ^= 0xFF  # its first byte: the CRC no longer matches
         wheel.write_bytes(bytes(data))
-        cache = Cache(tmp_path / "cache")
-        with pytest.raises(InvalidDistribution) as in_worker:
-            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
-        with pytest.raises(InvalidDistribution) as in_thread:
-            unpack_wheel(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
-        assert in_worker.value.message == in_thread.value.message
-        assert "crc-1.0.dist-info/RECORD" in in_worker.value.message
-        assert "corrupt" in in_worker.value.message
+        message = _invalid_in_both(pool, Cache(tmp_path / "cache"), wheel)
+        assert "crc-1.0.dist-info/RECORD" in message
+        assert "corrupt" in message
 
 
 class TestReplies:
