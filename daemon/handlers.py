@@ -203,6 +203,9 @@ class Handlers:
         report = await self._exclusively(ctx, "cleaning", clean, cache, params.packages)
         self.services.index.forget(params.packages or None)
         self.services.candidates.clear()
+        # A resolution kept may rest on what was just removed (a metadata file that failed
+        # to read, a page): cleaning is how a user asks for everything to be read again.
+        self.services.resolutions.clear()
         return m.CacheCleanResult(
             path=str(cache.root), packages=params.packages, entries=report.entries, size=report.size
         )

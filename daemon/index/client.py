@@ -166,6 +166,12 @@ class Freshness(Struct):
     revalidated: set[tuple[str, str]] = field(default_factory=set)
     #: Pages served from memory / disk / network in this request (for ``-v`` and status).
     served: dict[str, int] = field(default_factory=lambda: {"memory": 0, "disk": 0, "network": 0})
+    #: The page this request was given first for each ``(location, name)``: what a
+    #: resolution saw, whatever memory holds by the time it ends.
+    seen: dict[tuple[str, str], ProjectPage | None] = field(default_factory=dict)
+    #: Whether the request was given two different copies of one page (it was replaced
+    #: meanwhile): its result then answers to no one copy.
+    mixed: bool = False
     _counted: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, location: str, name: str, source: str) -> None:
@@ -173,6 +179,14 @@ class Freshness(Struct):
         if (location, name) not in self._counted:
             self._counted.add((location, name))
             self.served[source] += 1
+
+    def saw(self, location: str, name: str, page: ProjectPage | None) -> None:
+        """Note the page this request was given for ``name`` on ``location``."""
+        key = (location, name)
+        if key not in self.seen:
+            self.seen[key] = page
+        elif (first := self.seen[key]) is not page and first != page:
+            self.mixed = True
 
     @property
     def pages(self) -> frozenset[tuple[str, str]]:
@@ -298,6 +312,7 @@ class IndexClient:
                 and self._usable(entry, location, time.time(), fresh)
             ):
                 fresh.record(location, name, "memory")
+                fresh.saw(location, name, entry.page)
                 return entry.page
             await pace()
             entry = await self._page_flights.run(
@@ -308,12 +323,8 @@ class IndexClient:
             # A joined load (another request's, a warming's) is this request's page too; a
             # load of its own has counted itself unless it served a stale copy offline.
             fresh.record(location, name, "memory" if joining else "disk")
+            fresh.saw(location, name, entry.page)
             return entry.page
-
-    def remembered(self, location: str, name: str) -> tuple[bool, ProjectPage | None]:
-        """Return whether memory holds the page of ``name`` on ``location``, and the page."""
-        entry = self._pages.get((location, name))
-        return (entry is not None, entry.page if entry is not None else None)
 
     def page_expiry(self, location: str, name: str) -> tuple[float, float] | None:
         """Return when the page in memory was stored and when it expires (wall clock).

@@ -8,8 +8,9 @@ in parallel; local indexes by mtime), and compared with the page the resolution 
 page that differs, and the request resolves as usual.
 
 The caller decides what may be kept: only resolutions of index packages, since a direct
-reference (a local project, a URL) has metadata no page vouches for. A cleaned cache changes
-nothing here: a resolution is pins, and the pages are checked again before any reuse.
+reference (a local project, a URL) has metadata no page vouches for, and each kept with the
+pages as that resolution saw them. ``cache clean`` forgets every resolution: it is how a user
+asks for everything to be read again.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class ResolutionMemo(Generic[T, P]):
         self._entries.move_to_end(key)
         self.hits += 1
         return memo
+
+    def clear(self) -> None:
+        """Forget every resolution (after ``cache clean``)."""
+        self._entries.clear()
 
     def put(self, key: bytes, memo: Memo[T, P]) -> None:
         """Keep ``memo`` for ``key``, forgetting the least recently used beyond the size."""

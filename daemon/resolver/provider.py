@@ -199,6 +199,8 @@ class Provider:
         self.options = options
         self.target = request.target
         self.on_progress = on_progress
+        #: Versions ruled out because a file of theirs could not be read.
+        self.ruled_out_by_errors = 0
         self.requirements = [r for r in requirements if self._applies(r)]
         self.constraints = self._by_name([c for c in constraints if self._applies(c)])
         # An override replaces every requirement on its package, as in uv: one whose
@@ -721,6 +723,7 @@ class Provider:
             meta = await self._metadata_task(pkg.name, version)
         except InvalidDistribution as exc:
             # A broken file rules out this version only; the solver tries others.
+            self.ruled_out_by_errors += 1
             return Unavailable(exc.reason)
         # BuildRequired propagates: uv would build this version rather than fall back to
         # an older one, so quietly backtracking would give a different answer.

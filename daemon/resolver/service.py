@@ -31,7 +31,7 @@ from packaging.version import Version
 
 from burrowd.daemon.builder.source import SourceKind, direct_source, sdist_source
 from burrowd.daemon.errors import DaemonError, InvalidParams, InvalidRequirement
-from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT
+from burrowd.daemon.index.client import DEFAULT_INDEX, DIRECT, is_local
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import ProjectPage
 from burrowd.daemon.inputs.model import IndexOptions as FileOptions
@@ -374,11 +374,34 @@ async def resolve_pins(
     )
     resolution = await run_resolver(provider)
     resolved = Resolved(request, index, inputs, provider, resolution, input_warnings)
-    if key is not None and all(p.location != DIRECT for p in resolution.pins.values()):
-        used = {k: services.index.remembered(*k) for k in request.fresh.pages}
-        if all(held for held, _page in used.values()):
-            services.resolutions.put(key, Memo(resolved, {k: v for k, (_h, v) in used.items()}))
+    if key is not None and _memorable(request, provider, resolution):
+        # Kept against the pages as this resolution saw them: memory may hold newer ones
+        # by now (a --refresh elsewhere, the warmer), and those must not vouch for it.
+        provider.on_progress = _no_progress  # nor may it keep this request's connection
+        services.resolutions.put(key, Memo(resolved, dict(request.fresh.seen)))
     return resolved
+
+
+def _no_progress(*_args: object, **_kwargs: object) -> None:
+    pass
+
+
+def _memorable(request: PackageRequest, provider: Provider, resolution: Resolution) -> bool:
+    """Return whether a resolution may be reused while its pages are unchanged.
+
+    Not when a pin is a direct reference (its metadata is no page's), when a local index
+    was read (its page lists names and sizes, not the files' contents), when a page changed
+    during the resolution, or when a version was ruled out by a broken file (that may be a
+    one-off failure, which the next resolution must try again).
+    """
+    fresh = request.fresh
+    return (
+        not fresh.mixed
+        and not provider.ruled_out_by_errors
+        and fresh.pages <= fresh.seen.keys()
+        and not any(is_local(location) for location, _name in fresh.seen)
+        and all(p.location != DIRECT for p in resolution.pins.values())
+    )
 
 
 def _memo_key(
