@@ -242,13 +242,33 @@ def do_cache_prune(ctx: Context) -> int:
 
 
 def client_env() -> ClientEnv:
-    """Describe where this client runs (cwd, active venv, PATH, variables)."""
+    """Describe where this client runs (cwd, active venv, PATH, variables).
+
+    JSON carries text: a variable whose name or value is not UTF-8 (a Latin-1 ``OLDPWD``)
+    is left out, as nothing burrow reads can be one; a working directory that is not
+    UTF-8 is refused with the reason.
+    """
+    cwd = os.getcwd()
+    if not _utf8(cwd):
+        fail(
+            f"the working directory {cwd!r} is not UTF-8, which burrowd cannot be told; "
+            "run the command from another directory"
+        )
+    variables = {k: v for k, v in os.environ.items() if _utf8(k) and _utf8(v)}
     return ClientEnv(
-        cwd=os.getcwd(),
-        virtual_env=os.environ.get("VIRTUAL_ENV") or None,
-        path=os.environ.get("PATH", ""),
-        variables=dict(os.environ),
+        cwd=cwd,
+        virtual_env=variables.get("VIRTUAL_ENV") or None,
+        path=variables.get("PATH", ""),
+        variables=variables,
     )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def index_options(args: argparse.Namespace) -> IndexOptions:
@@ -1173,8 +1193,9 @@ def run() -> NoReturn:
             sys.stderr.write(f"{exc.code}\n")
             code = EXIT_FAILED
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with that descriptor closed
+                stream.flush()
     except (BrokenPipeError, ValueError):
         code = code or EXIT_FAILED
     os._exit(code)

@@ -27,7 +27,7 @@ from burrowd.client.launch import (
 )
 from burrowd.protocol import __version__, jsonrpc, paths
 from burrowd.protocol.build import build_id
-from burrowd.protocol.errors import ErrorObject, RpcError
+from burrowd.protocol.errors import ErrorCode, ErrorObject, RpcError
 from burrowd.protocol.messages import (
     CancelParams,
     InitializeParams,
@@ -54,6 +54,8 @@ ProgressCallback = Callable[[ProgressParams], None]
 #: Receives each notification; returning ``False`` stops :meth:`Transport.listen`.
 NotificationCallback = Callable[[jsonrpc.Envelope], "bool | None"]
 
+#: Handshakes tried again when the daemon closes the connection or says it is stopping.
+_HANDSHAKE_RETRIES: Final = 5
 #: Seconds to wait for an old daemon to give up its socket.
 STOP_TIMEOUT: Final = 35.0
 #: Bytes asked of the socket per read (a compile's result is one line of up to megabytes).
@@ -124,10 +126,26 @@ class SocketTransport(Transport):
         self._reader = _LineReader(sock)
 
     def _send(self, message: Any) -> None:
-        self.sock.sendall(jsonrpc.encode(message) + b"\n")
+        data = jsonrpc.encode(message) + b"\n"
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            # Never a BrokenPipeError past here: that is how a closed stdout ends a command
+            # quietly, and a request that never reached the daemon must not look done.
+            raise DaemonUnavailable(
+                f"lost the connection to burrowd on {self.path} ({exc.strerror or exc}); "
+                "the request was not sent: run the command again"
+            ) from None
 
     def _read(self) -> jsonrpc.Envelope:
-        line = self._reader.readline()
+        try:
+            line = self._reader.readline()
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise DaemonUnavailable(
+                f"lost the connection to burrowd on {self.path} ({exc.strerror or exc})"
+            ) from None
         if not line:
             raise DaemonUnavailable(f"burrowd closed the connection on {self.path}")
         return jsonrpc.decode_single(line)
@@ -301,6 +319,9 @@ def open_transport(
     except paths.SocketPathError as exc:
         raise DaemonUnavailable(str(exc)) from exc
     restarted = False
+    # A daemon that is stopping (another terminal's `daemon stop`, an upgrade) may still
+    # accept a connection, then close it or refuse the handshake: connect again.
+    lost = 0
     # What ``burrow`` did before the client loaded: connected, or started a daemon.
     early = take_early(path)
     while True:
@@ -321,6 +342,11 @@ def open_transport(
             result = _handshake(transport)
         except (OSError, DaemonUnavailable, RpcError) as exc:
             transport.close()
+            stopping = not isinstance(exc, RpcError) or exc.code == ErrorCode.SHUTTING_DOWN
+            if stopping and lost < _HANDSHAKE_RETRIES:
+                lost += 1
+                time.sleep(0.05 * lost)
+                continue
             raise DaemonUnavailable(
                 f"burrowd at {path} did not complete the handshake: {exc}"
             ) from exc

@@ -24,8 +24,9 @@ import time
 # The C socket type without socket.py: that module's Python layer (an enum for every
 # constant, makefile, sendfile, and the selectors module it imports) is about 2.5 ms of
 # every command, and a Unix stream socket with a line reader needs none of it.
-from _socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM
+from _socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as Socket
+from _struct import unpack
 
 from burrowd.protocol import paths
 
@@ -58,15 +59,45 @@ STARTING_COMMANDS: Final = frozenset(
 _NO_DAEMON_OPTIONS: Final = ("--no-daemon", "--help", "--version")
 
 
+#: The variables systemd gives a service, which a daemon this client starts must not take
+#: as its own (systemd's own start of burrowd sets them for burrowd itself).
+_SERVICE_VARIABLES: Final = (
+    "NOTIFY_SOCKET",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+)
+
+
 class DaemonUnavailable(Exception):
     """No daemon answers and none could be started."""
 
 
 def connect(path: str | os.PathLike[str]) -> Socket | None:
-    """Connect to the daemon's socket; return ``None`` when nothing listens there."""
+    """Connect to the daemon's socket; return ``None`` when nothing listens there.
+
+    Raise :class:`DaemonUnavailable` when another user serves it: a request carries the
+    whole environment, and a socket in a shared directory (the temporary-directory
+    fallback when there is no ``XDG_RUNTIME_DIR``) could be anyone's.
+    """
     sock = Socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)
     try:
         sock.connect(os.fspath(path))
+        if sys.platform == "linux":  # elsewhere the socket's directory is all there is
+            from _socket import SO_PEERCRED  # noqa: PLC0415
+
+            _pid, uid, _gid = unpack("3i", sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12))
+            if uid != os.geteuid():
+                sock.close()
+                raise DaemonUnavailable(
+                    f"the socket {path} is served by another user (uid {uid}), so nothing is "
+                    "sent to it; set BURROW_SOCKET (or XDG_RUNTIME_DIR) to a directory only "
+                    "you can write"
+                )
     except OSError as exc:
         sock.close()
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
@@ -97,6 +128,10 @@ class Starting:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         environ = dict(os.environ if env is None else env)
+        # What systemd tells the service this command may run in is not the daemon's: it
+        # would report READY=1 to that unit's manager and log to its journal, unrotated.
+        for name in _SERVICE_VARIABLES:
+            environ.pop(name, None)
         self.log_file = paths.log_file(environ)
         os.makedirs(os.path.dirname(self.log_file), mode=0o700, exist_ok=True)
         read_fd, write_fd = os.pipe()
@@ -235,9 +270,13 @@ def take_early(path: str) -> Socket | Starting | None:
 
 def run() -> NoReturn:
     """Run ``burrow``: start the daemon early if the command needs one, then the client."""
-    start_early(sys.argv[1:])
-    # Now what the client needs: msgspec first, the lean way (see burrowd.protocol.lean).
-    import burrowd.protocol.lean  # noqa: F401, PLC0415
-    from burrowd.client.cli import run as run_client  # noqa: PLC0415
-
+    try:
+        start_early(sys.argv[1:])
+        # Now what the client needs: msgspec first, the lean way (see burrowd.protocol.lean).
+        import burrowd.protocol.lean  # noqa: F401, PLC0415
+        from burrowd.client.cli import run as run_client  # noqa: PLC0415
+    except KeyboardInterrupt:
+        # Ctrl-C while the client loads: as during a command, no traceback.
+        sys.stderr.write("interrupted\n")
+        os._exit(130)
     run_client()

@@ -169,6 +169,12 @@ def _prepare_dir(directory: Path) -> None:
     st = directory.lstat()
     if not stat.S_ISDIR(st.st_mode):
         raise AlreadyRunning(f"{directory} exists and is not a directory")
+    if st.st_uid not in (os.getuid(), 0):
+        # Its owner could replace our socket with theirs, and read what clients send.
+        raise AlreadyRunning(
+            f"{directory} belongs to another user (uid {st.st_uid}); the socket must be in a "
+            "directory of yours: set BURROW_SOCKET (or XDG_RUNTIME_DIR) to one"
+        )
     if (
         directory.name == "burrowd"
         and st.st_uid == os.getuid()

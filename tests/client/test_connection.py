@@ -6,8 +6,11 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ import pytest
 
 from burrowd.client import connection, launch
 from burrowd.client.connection import DaemonUnavailable, SocketTransport
+from burrowd.protocol import __version__, jsonrpc
+from burrowd.protocol.build import build_id
 from burrowd.protocol.errors import ErrorCode, RpcError
 from burrowd.protocol.messages import ProgressParams, StatusParams, StatusResult
 
@@ -134,6 +139,22 @@ class TestSocketTransport:
             {"k": 1},
         )
 
+    @pytest.mark.parametrize("how", ["closed-before", "reset"])
+    def test_a_lost_connection_is_no_success(self, scripted: Scripted, how: str) -> None:
+        # A BrokenPipeError is how a closed stdout ends a command quietly (exit 0): a request
+        # that never reached the daemon, or whose answer never came, must not pass for one.
+        def script(peer: Peer) -> None:
+            if how == "reset":
+                peer.sock.recv(1)  # leave the rest unread: closing then resets the connection
+            peer.reader.close()
+            peer.sock.close()
+
+        transport, _peer = scripted(script)
+        if how == "closed-before":
+            time.sleep(0.1)
+        with pytest.raises(DaemonUnavailable, match="connection"):
+            transport.call("status", StatusParams(), StatusResult)
+
     def test_closed_connection(self, scripted: Scripted) -> None:
         def script(peer: Peer) -> None:
             peer.read()
@@ -207,6 +228,68 @@ class TestConnect:
         monkeypatch.setenv("BURROW_SOCKET", "/tmp/" + "x" * 200)
         with pytest.raises(DaemonUnavailable, match="shorter path"):
             connection.open_transport(start=False)
+
+    def test_a_socket_another_user_serves_gets_nothing(self, short_dir: Path) -> None:
+        # A request carries the whole environment: in a shared directory the socket could be
+        # anyone's. (The listener runs as another user, which only root can arrange.)
+        if os.geteuid() != 0:
+            pytest.skip("serving a socket as another user needs root")
+        path = short_dir / "s"
+        os.chmod(short_dir, 0o777)
+        code = (
+            "import os, socket, sys, time\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({os.fspath(path)!r}); s.listen(1)\n"
+            "print('ready', flush=True); time.sleep(30)\n"
+        )
+        with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as server:
+            try:
+                assert server.stdout is not None
+                assert server.stdout.readline() == b"ready\n"
+                with pytest.raises(DaemonUnavailable, match="served by another user"):
+                    connection.connect(path)
+            finally:
+                server.kill()
+
+    @pytest.mark.parametrize("refusal", ["close", "shutting-down"])
+    def test_a_stopping_daemon_is_asked_again(
+        self, short_dir: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+    ) -> None:
+        # Another terminal's `daemon stop`, or an upgrade: the daemon still accepts a
+        # connection, then closes it or refuses the handshake; the next one answers.
+        path = short_dir / "s"
+        monkeypatch.setenv("BURROW_SOCKET", os.fspath(path))
+        answer = {
+            "protocol_version": jsonrpc.PROTOCOL_VERSION,
+            "server_version": __version__,
+            "server_build": build_id(),
+            "pid": os.getpid(),
+        }
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(os.fspath(path))
+            listener.listen(4)
+
+            def serve() -> None:
+                for attempt in range(3):
+                    conn, _ = listener.accept()
+                    with conn:
+                        peer = Peer(conn)
+                        request = peer.read()
+                        if attempt == 2:
+                            peer.send({"jsonrpc": "2.0", "id": request["id"], "result": answer})
+                            conn.recv(1)  # until the client hangs up
+                        elif refusal == "shutting-down":
+                            error = {"code": ErrorCode.SHUTTING_DOWN, "message": "stopping"}
+                            peer.send({"jsonrpc": "2.0", "id": request["id"], "error": error})
+                        peer.reader.close()
+
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            transport = connection.open_transport(start=False)
+            assert isinstance(transport, SocketTransport)
+            transport.close()
+            thread.join(5)
 
 
 class TestHelpers:

@@ -8,14 +8,16 @@ daemon), and must not happen for a command that runs without one.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from _socket import socket as Socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from burrowd.client import launch
+from burrowd.client import cli, launch
 from burrowd.client.connection import open_transport
 from burrowd.protocol.messages import StatusParams, StatusResult
 from tests.e2e.helpers import BurrowEnv, burrow_env, wait_until
@@ -171,3 +173,64 @@ class TestEarlyStart:
         assert launch.take_early("/somewhere/else.sock") is None
         assert _early() is None
         assert env.pids() == [daemon.pid]
+
+
+class TestTheSpawnedDaemon:
+    def test_it_takes_none_of_the_services_systemd_variables(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # `burrow` run inside a systemd service (a CI runner, a Type=notify unit): the daemon
+        # it starts must not report READY=1 to that unit's manager, nor log to its journal.
+        spawned: list[tuple[list[str], dict[str, str]]] = []
+
+        def spawn(path: str, argv: list[str], env: dict[str, str], **_kw: object) -> int:
+            spawned.append((list(argv), dict(env)))
+            raise OSError("not started in this test")
+
+        monkeypatch.setattr(os, "posix_spawn", spawn)
+        environ = {
+            "HOME": str(tmp_path),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "NOTIFY_SOCKET": "/run/systemd/notify",
+            "INVOCATION_ID": "abc",
+            "JOURNAL_STREAM": "8:123",
+            "LISTEN_PID": "1",
+            "LISTEN_FDS": "1",
+            "KEEP_ME": "yes",
+        }
+        with pytest.raises(OSError, match="not started in this test"):
+            launch.Starting(environ)
+        [(argv, env)] = spawned
+        # -P: the installed burrowd, never a `burrowd` folder where the command ran.
+        assert argv[:4] == [sys.executable, "-P", "-m", "burrowd.daemon"]
+        assert env["KEEP_ME"] == "yes"
+        assert not {"NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM", "LISTEN_PID"} & {*env}
+
+
+class TestClientEnvironment:
+    def test_a_variable_that_is_not_utf8_is_left_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # A Latin-1 OLDPWD used to crash every command that sends its environment.
+        monkeypatch.setenv("LEGACY", "caf\udce9")
+        monkeypatch.setenv("PLAIN", "café")
+        env = cli.client_env()
+        assert "LEGACY" not in env.variables
+        assert env.variables["PLAIN"] == "café"
+
+    def test_a_working_directory_that_is_not_utf8_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        odd = tmp_path / os.fsdecode(b"d\xff")
+        odd.mkdir()
+        monkeypatch.chdir(odd)
+        with pytest.raises(cli.Failure, match="is not UTF-8"):
+            cli.client_env()
+
+    def test_a_closed_stdout_is_no_crash(self) -> None:
+        done = subprocess.run(
+            ["sh", "-c", f"{sys.executable} -m burrowd.client --version >&-"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr

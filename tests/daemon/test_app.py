@@ -22,6 +22,7 @@ from burrowd.daemon.app import (
     AlreadyRunning,
     Daemon,
     Listener,
+    _prepare_dir,
     bind_listener,
     sd_notify,
 )
@@ -305,3 +306,17 @@ print(json.dumps(seen))
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.splitlines()[-1])
     assert seen == {"importing": False, "serving": True, "young": GC_YOUNG_THRESHOLD}
+
+
+def test_a_socket_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    # Its owner could put their socket in place of ours, and read what clients send.
+    if os.geteuid() != 0:
+        pytest.skip("a directory of another user needs root to make")
+    theirs = tmp_path / "burrowd"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(AlreadyRunning, match="belongs to another user \\(uid 65534\\)"):
+        _prepare_dir(theirs)
+    ours = tmp_path / "mine"
+    ours.mkdir(mode=0o755)
+    _prepare_dir(ours)  # ours (or root's, like /tmp): fine
