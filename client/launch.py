@@ -26,7 +26,6 @@ import time
 # every command, and a Unix stream socket with a line reader needs none of it.
 from _socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as Socket
-from _struct import unpack
 
 from burrowd.protocol import paths
 
@@ -90,7 +89,9 @@ def connect(path: str | os.PathLike[str]) -> Socket | None:
         if sys.platform == "linux":  # elsewhere the socket's directory is all there is
             from _socket import SO_PEERCRED  # noqa: PLC0415
 
-            _pid, uid, _gid = unpack("3i", sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12))
+            # struct ucred {pid, uid, gid}: int.from_bytes, not a struct module to load.
+            creds = sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12)
+            uid = int.from_bytes(creds[4:8], sys.byteorder)
             if uid != os.geteuid():
                 sock.close()
                 raise DaemonUnavailable(
