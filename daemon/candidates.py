@@ -34,6 +34,7 @@ __all__ = [
     "build_tag",
     "parse_version",
     "tag_rank",
+    "unsupported_wheel",
     "uploaded_by",
     "wheel_parts",
 ]
@@ -78,6 +79,21 @@ def build_tag(filename: str) -> tuple[int, str]:
     tag = filename.split("-")[2]
     digits = len(tag) - len(tag.lstrip("0123456789"))
     return (int(tag[:digits]) if digits else -1, tag[digits:])
+
+
+def unsupported_wheel(filename: str, target: Target) -> str | None:
+    """Return why ``target`` cannot install the wheel ``filename`` (its tags), or ``None``.
+
+    For a wheel named directly (a path or URL): pip refuses one that is "not a supported
+    wheel on this platform", and uv too.
+    """
+    parts = wheel_parts(filename)
+    if parts is None or tag_rank(parts[2], parts[3], parts[4], target.tag_strings) is not None:
+        return None
+    return (
+        f"it is built for {'-'.join(parts[2:])}, which {target.describe()} cannot install; "
+        "point the requirement at a wheel for this platform, or an sdist"
+    )
 
 
 def tag_rank(pys: str, abis: str, plats: str, priorities: Mapping[str, int]) -> int | None:

@@ -29,6 +29,7 @@ from burrowd.daemon.candidates import (
     ProjectCandidates,
     parse_version,
     tag_rank,
+    unsupported_wheel,
     wheel_parts,
 )
 from burrowd.daemon.errors import (
@@ -423,6 +424,9 @@ class Prefetcher:
         name, version, _b, _t = parse_wheel_filename(filename)
         if canonicalize_name(req.name) != name:
             raise InvalidDistribution(filename, f"it is a wheel of {name}, not of {req.name}")
+        refusal = unsupported_wheel(filename, self.request.target)
+        if refusal is not None:
+            raise InvalidDistribution(filename, refusal)
         if path is not None:
             try:
                 size = os.stat(path).st_size

@@ -206,19 +206,23 @@ class _Conflicts:
                 claimed[dest] = (lay.display, digest)
         for dest, (who, digest) in claimed.items():
             parent = dest.rpartition("/")[0]
-            if not self._dir_exists(parent):
-                continue
-            if not self._inside(parent):
-                # A directory linked out of the environment: nothing is written through it.
+            # The nearest directory that exists: one linked out of the environment takes
+            # every file (and new directory) under it outside too. Nothing goes through it.
+            existing = parent
+            while existing and not self._dir_exists(existing):
+                existing = existing.rpartition("/")[0]
+            if existing and not self._inside(existing):
                 raise InstallConflict(
                     dest,
                     who,
                     "",
                     self.env.describe(),
-                    obstacle=f"it would be a file outside the environment: {parent} leads "
-                    f"to {os.path.realpath(parent)}",
+                    obstacle=f"it would be a file outside the environment: {existing} leads "
+                    f"to {os.path.realpath(existing)}",
                     fix="Remove that symbolic link, or install into another environment",
                 )
+            if existing != parent:
+                continue  # a new directory: nothing there yet to conflict with
             if not os.path.lexists(dest):
                 continue
             if dest in self.freed:

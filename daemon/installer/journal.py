@@ -218,9 +218,31 @@ def replay(env: Environment, registry: Registry | None = None) -> Replayed | Non
     return done
 
 
+def _ours(env: Environment, removal: JournalRemoval) -> bool:
+    """Return whether ``removal`` names a metadata directory in one of ``env``'s site
+    directories: a journal is a file in the environment, which a wheel's ``.data`` files, a
+    copy of the venv or a hand could have put there, and must not lead a removal elsewhere."""
+    sites = {os.path.normpath(str(s)) for s in env.site_dirs}
+    site, meta = os.path.normpath(removal.site), os.path.normpath(removal.meta)
+    return (
+        site in sites
+        and os.path.dirname(meta) == site
+        and meta.endswith((".dist-info", ".egg-info"))
+    )
+
+
 def _replay(env: Environment, path: Path, journal: Journal) -> Replayed:
     done = Replayed(journal.pid)
     if journal.removals:
+        strays = [r for r in journal.removals if not _ours(env, r)]
+        for removal in strays:
+            log.warning(
+                "%s: the journal of the interrupted change names %s, which is no distribution "
+                "of this environment; it is left alone",
+                env.prefix,
+                removal.meta,
+            )
+        journal.removals = [r for r in journal.removals if r not in strays]
         removing = {os.path.normpath(r.meta) for r in journal.removals}
         staying = [d for d in scan(env.site_dirs) if os.path.normpath(d.path) not in removing]
         keep = recorded_by(staying)

@@ -175,7 +175,11 @@ def _relocate(
                 f"{record_path} uses the unknown scheme {scheme!r} "
                 "(allowed: purelib, platlib, headers, scripts, data)"
             )
-        return os.path.join(base, sub)
+        dest = os.path.join(base, sub)
+        folder, _, name = dest.rpartition("/")
+        if name in GENERATED and folder == os.path.join(root, dist_info):
+            return None  # the installer writes these (as from the .dist-info itself)
+        return dest
     if head == dist_info and rest in GENERATED:
         return None
     return os.path.join(root, record_path)
@@ -369,10 +373,15 @@ def _parse(archive: Path, filename: str, dist_info: str, member_count: int) -> _
     missing: list[str] = []
     signatures = sum(1 for n in _SIGNATURES if os.path.exists(f"{base}{info_prefix}{n}"))
     if listed + 1 + signatures != member_count:
-        kept_root = [r for r in root_rows if os.path.exists(base + r[0])]
-        kept_data = [r for r in data_rows if os.path.exists(base + r[0])]
+        # A row may also name a directory (without its slash): pip and uv pass over it.
+        kept_root = [r for r in root_rows if os.path.isfile(base + r[0])]
+        kept_data = [r for r in data_rows if os.path.isfile(base + r[0])]
         present = {r[0] for r in (*kept_root, *kept_data)}
-        missing = [r[0] for r in (*root_rows, *data_rows) if r[0] not in present]
+        missing = [
+            r[0]
+            for r in (*root_rows, *data_rows)
+            if r[0] not in present and not os.path.isdir(base + r[0])
+        ]
         root_rows, data_rows = kept_root, kept_data
     python_scripts: dict[str, bytes] = {}
     for path, _, _ in data_rows:
@@ -417,7 +426,15 @@ def _map(archive: Path, parsed: _Parsed, env: Environment) -> WheelLayout:
     wrapper_names = set(console) | set(gui)
     scripts_prefix = f"{data_dir}/scripts/"
     scripts_dir = str(env.scripts)
-    protected = {str(env.prefix / "pyvenv.cfg"), str(env.lock_path)}
+    # The environment's own files: its configuration, its lock, and burrowd's journal and
+    # trash (a planted journal would be replayed by the next change).
+    protected = {
+        str(env.prefix / "pyvenv.cfg"),
+        str(env.lock_path),
+        str(env.prefix / ".burrow-journal"),
+        str(env.prefix / ".burrow-trash"),
+    }
+    trash_slash = str(env.prefix / ".burrow-trash") + "/"
     for path, digest, size in parsed.data_rows:
         dest = _relocate(path, dist_info, data_dir, root, env=env, project=name)
         if dest is None:
@@ -425,7 +442,7 @@ def _map(archive: Path, parsed: _Parsed, env: Environment) -> WheelLayout:
         folder, _, base_name = dest.rpartition("/")
         if folder == scripts_dir and is_interpreter_name(base_name):
             raise ValueError(f"its file {path!r} would replace the environment's interpreter")
-        if dest in protected:
+        if dest in protected or dest.startswith(trash_slash):
             raise ValueError(f"its file {path!r} would replace the environment's own {dest}")
         record = os.path.relpath(dest, root).replace(os.sep, "/")
         if path.startswith(scripts_prefix):
@@ -537,6 +554,15 @@ def _record_text(rows: list[tuple[str, str, str]]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def _write_new(path: str, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path``: whatever was placed there is unlinked
+    first, since a placed file may be a hard link to the shared cache."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    with open(path, "xb") as f:
+        f.write(data)
+
+
 def install_layout(
     wheel: WheelLayout,
     linker: Linker,
@@ -603,12 +629,10 @@ def install_layout(
             generated.append(("direct_url.json", direct_url.to_json()))
         generated += sorted((extra_metadata or {}).items())
         for name, data in generated:
-            with open(os.path.join(staging, name), "wb") as f:
-                f.write(data)
+            _write_new(os.path.join(staging, name), data)
             rows.append((info_prefix + name, record_hash(data), str(len(data))))
         rows.append((info_prefix + "RECORD", "", ""))
-        with open(os.path.join(staging, "RECORD"), "wb") as f:
-            f.write(_record_text(rows))
+        _write_new(os.path.join(staging, "RECORD"), _record_text(rows))
         os.chmod(staging, 0o755)
         if os.path.lexists(final):
             remove_environment_tree(Path(final))

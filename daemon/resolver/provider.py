@@ -38,7 +38,12 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from burrowd.daemon.builder.source import Source, direct_source, pinned_url, sdist_source
-from burrowd.daemon.candidates import CandidateCache, ProjectCandidates, uploaded_by
+from burrowd.daemon.candidates import (
+    CandidateCache,
+    ProjectCandidates,
+    unsupported_wheel,
+    uploaded_by,
+)
 from burrowd.daemon.errors import (
     BuildRequired,
     DaemonError,
@@ -235,6 +240,11 @@ class Provider:
             if entry.requirement.url:
                 try:
                     file, version, meta = _direct_file(entry)
+                    refusal = (
+                        unsupported_wheel(file.filename, self.target) if file.is_wheel else None
+                    )
+                    if refusal is not None:
+                        raise InvalidDistribution(file.filename, refusal)
                 except BuildRequired:
                     if self.builder is None:
                         raise
