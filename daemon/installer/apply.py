@@ -128,6 +128,27 @@ class _Conflicts:
         self.blockers: set[str] = set()
         self._real: dict[str, bool] = {}
 
+    def _check_nesting(self, claimed: dict[str, tuple[str, str]]) -> None:
+        """Refuse a file that one wheel writes where another writes a directory
+        (``clash/a`` beside ``clash/a/b.py``): found before anything is linked, not halfway."""
+        parents: dict[str, str] = {}
+        for dest in claimed:
+            folder = dest.rpartition("/")[0]
+            while folder and folder not in parents:
+                parents[folder] = dest
+                folder = folder.rpartition("/")[0]
+        for folder in parents.keys() & claimed.keys():
+            under = parents[folder]
+            raise InstallConflict(
+                under,
+                claimed[under][0],
+                "",
+                self.env.describe(),
+                obstacle=f"{claimed[folder][0]} writes a file at {folder}, where this needs a "
+                "directory",
+                fix="These distributions cannot be installed together",
+            )
+
     def _dir_exists(self, directory: str) -> bool:
         """Return whether ``directory`` exists; note a file found where it must go."""
         known = self._dirs.get(directory)
@@ -204,6 +225,7 @@ class _Conflicts:
                 if other is not None and other[1] != digest:
                     raise InstallConflict(dest, lay.display, other[0], self.env.describe())
                 claimed[dest] = (lay.display, digest)
+        self._check_nesting(claimed)
         for dest, (who, digest) in claimed.items():
             parent = dest.rpartition("/")[0]
             # The nearest directory that exists: one linked out of the environment takes

@@ -156,3 +156,15 @@ class TestOddWheels:
             await installer.sync(wheel)
         with pytest.raises(InvalidDistribution, match="built for cp27-cp27m-win32"):
             await installer.install(wheel)
+
+    async def test_a_file_where_another_wheel_needs_a_directory_is_refused_first(
+        self, installer: Installer, tmp_path: Path
+    ) -> None:
+        # Found halfway through linking, it left a journal every later command failed on.
+        a = raw_wheel(tmp_path / "w", "clash-a", "1.0", [("clash/a", b"file\n")])
+        b = raw_wheel(tmp_path / "w", "clash-b", "1.0", [("clash/a/b.py", b"")])
+        with pytest.raises(InstallConflict, match="where this needs a directory"):
+            await installer.sync(a, b)
+        assert not (installer.venv / JOURNAL_FILE).exists()
+        assert not (site_packages(installer.venv) / "clash").exists()
+        await installer.sync(a)  # the environment is not stuck
