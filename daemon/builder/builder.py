@@ -39,14 +39,13 @@ from burrowd.daemon.builder.hooks import Backend, BuildLog, call_hook, read_back
 from burrowd.daemon.builder.source import (
     Source,
     SourceKind,
-    archive_revision,
     directory_revision,
 )
 from burrowd.daemon.cache.archive import unpack_sdist, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
 from burrowd.daemon.cache.wheels import read_pointer
-from burrowd.daemon.candidates import tag_rank, wheel_parts
+from burrowd.daemon.candidates import tag_rank, unsupported_wheel, wheel_parts
 from burrowd.daemon.errors import (
     BuildFailed,
     BuildRequired,
@@ -302,11 +301,10 @@ class Builder:
             assert source.path is not None
             revision = await asyncio.to_thread(directory_revision, source.path)
         elif source.kind is SourceKind.ARCHIVE:
-            assert source.path is not None
-            try:
-                revision = await asyncio.to_thread(archive_revision, source.path)
-            except OSError as exc:
-                raise InvalidDistribution(str(source.path), f"cannot read it: {exc}") from None
+            # By content, which prepare() hashed: a file replaced under the same mtime and
+            # size (cp -p, rsync -t) is another source, and must not get the old wheel.
+            assert source.sha256 is not None
+            revision = source.sha256[:32]
         else:
             source = await self._download(source, request)
             assert source.sha256 is not None
@@ -461,6 +459,11 @@ class Builder:
             (str(rev), "wheel", *_build_key(request)),
             lambda: self._build_wheel(source, rev, request),
         )
+        refusal = unsupported_wheel(path.name, request.target)
+        if refusal is not None:
+            # The build interpreter made a wheel for itself, not for the target (another
+            # --python-platform or --python-version): installing it would break.
+            raise BuildFailed(source.describe(), f"the build made {path.name}: {refusal}")
         return BuiltWheel(path, meta, source)
 
     @staticmethod
@@ -508,7 +511,11 @@ class Builder:
                 out = await asyncio.to_thread(self.cache.temp_dir, "metadata-")
                 try:
                     self.builds += 1
-                    name = await self._hook(run, hook, metadata_directory=str(out))
+                    # No fallback inside pyproject-hooks: it would build a wheel here only to
+                    # throw it away; HookMissing lets the wheel built now be kept.
+                    name = await self._hook(
+                        run, hook, metadata_directory=str(out), _allow_fallback=False
+                    )
                     data = await asyncio.to_thread(_read_bytes, out / str(name) / "METADATA")
                 except pyproject_hooks.HookMissing:
                     # The backend only builds wheels (hatchling, flit): build the wheel now,

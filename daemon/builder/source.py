@@ -128,12 +128,6 @@ def directory_revision(directory: Path) -> str:
     return h.hexdigest()
 
 
-def archive_revision(path: Path) -> str:
-    """Return a local archive's revision: a digest of its mtime and size."""
-    st = os.stat(path)
-    return hashlib.blake2b(f"{st.st_mtime_ns}:{st.st_size}".encode(), digest_size=8).hexdigest()
-
-
 def sdist_source(file: IndexFile, location: str, name: str) -> Source:
     """Return the build source of an sdist found on an index or named by a direct reference."""
     if location != DIRECT:

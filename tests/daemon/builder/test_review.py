@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from burrowd.daemon.builder.builder import _find_wheel
 from burrowd.daemon.builder.git import parse_git_url
-from burrowd.daemon.errors import HashMismatch, InvalidRequirement
-from tests.daemon.builder.harness import Stack, installed
+from burrowd.daemon.errors import BuildFailed, HashMismatch, InvalidRequirement
+from tests.daemon.builder.harness import Stack, installed, project_tree
 from tests.daemon.installer.harness import site_packages
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex
@@ -123,3 +124,58 @@ class TestLocalSdistChangedInPlace:
         result = await stack.sync(str(first))
         assert [(c.name, c.reason) for c in result.installed] == [("inplace", "source")]
         assert (site / "inplace" / "__init__.py").read_bytes() == b"V = 2\n"
+
+
+class TestBuiltForTheTarget:
+    """From a second review: a built wheel must suit the target, a changed sdist rebuild."""
+
+    async def test_a_built_wheel_the_target_cannot_install_is_refused(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        # The build interpreter made a wheel for another platform: pip and uv would not
+        # install it, and it was installed (and rebuilt by every sync, never found again).
+        tree = project_tree(DistSpec("tagged", "1.0", tag="cp27-cp27mu-manylinux1_i686"), tmp_path)
+        with pytest.raises(BuildFailed, match="built for cp27-cp27mu-manylinux1_i686"):
+            await stack.sync(f"tagged @ {tree.as_uri()}")
+        assert installed(stack.venv) == {}
+
+    async def test_an_sdist_replaced_under_the_same_mtime_and_size_is_built_again(
+        self, stack: Stack, dist_factory: DistFactory
+    ) -> None:
+        # cp -p, rsync -t, curl -R: the content is what tells one sdist from another.
+        first = dist_factory.sdist(
+            DistSpec("inplace", "1.0", files={"inplace/__init__.py": b"V = 1\n"}),
+            static_metadata=False,
+        )
+        st = first.stat()
+        await stack.sync(str(first))
+        site = site_packages(stack.venv)
+        second = dist_factory.sdist(
+            DistSpec("inplace", "1.0", files={"inplace/__init__.py": b"V = 2\n"}),
+            static_metadata=False,
+        )
+        assert second == first
+        assert second.stat().st_size == st.st_size
+        os.utime(second, ns=(st.st_atime_ns, st.st_mtime_ns))
+        await stack.sync(str(second))
+        assert (site / "inplace" / "__init__.py").read_bytes() == b"V = 2\n"
+
+    async def test_a_backend_without_the_metadata_hook_builds_once(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        # PEP 517 makes prepare_metadata_for_build_wheel optional (meson-python lacks it):
+        # the wheel built for the metadata is the one kept, not built again at sync.
+        backend = (
+            "import burrow_test_backend as _base\n"
+            "from burrow_test_backend import get_requires_for_build_wheel  # noqa: F401\n"
+            "from burrow_test_backend import build_sdist  # noqa: F401\n"
+            "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+            "    with open('build_wheel_calls.txt', 'a') as fh:\n"
+            "        fh.write('x')\n"
+            "    return _base.build_wheel(wheel_directory, config_settings, metadata_directory)\n"
+        )
+        tree = project_tree(DistSpec("noprep", "1.0"), tmp_path, module=("noprep_backend", backend))
+        requirement = f"noprep @ {tree.as_uri()}"
+        await stack.compiler.compile(requirement)
+        await stack.sync(requirement)
+        assert (tree / "build_wheel_calls.txt").read_text() == "x"
