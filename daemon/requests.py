@@ -56,6 +56,9 @@ class PackageRequest(Struct, frozen=True):
     target: Target
     cwd: Path
     build: BuildSettings = BuildSettings()
+    #: The client's environment variables, which builds run with (as pip's and uv's do):
+    #: ``None`` for work no client asked for, which uses the daemon's own.
+    variables: dict[str, str] | None = None
 
 
 class RequirementInputs(Struct):
@@ -165,4 +168,4 @@ async def prepare(
         settings_ = BuildSettings(
             allowed=not build.no_build, isolation=not build.no_build_isolation
         )
-    return PackageRequest(settings, fresh, target, cwd, settings_)
+    return PackageRequest(settings, fresh, target, cwd, settings_, env.variables or None)

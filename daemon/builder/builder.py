@@ -488,6 +488,7 @@ class Builder:
                 hook=hook,
                 log=run.log,
                 source=run.source,
+                variables=run.variables,
                 **kwargs,
             )
 
@@ -594,9 +595,17 @@ class Builder:
         if not request.build.isolation:
             # --no-build-isolation: the target environment itself provides the backend, and
             # its scripts (cython, cmake) are found first on PATH.
-            return _Run(info.executable, info.paths.get("scripts"), tree, backend, log_, what)
+            return _Run(
+                info.executable,
+                info.paths.get("scripts"),
+                tree,
+                backend,
+                log_,
+                what,
+                request.variables,
+            )
         python, bin_dir = await self.environments.get(list(backend.requires), request, what)
-        run = _Run(python, bin_dir, tree, backend, log_, what)
+        run = _Run(python, bin_dir, tree, backend, log_, what, request.variables)
         hook = (
             "get_requires_for_build_editable" if source.editable else "get_requires_for_build_wheel"
         )
@@ -609,7 +618,7 @@ class Builder:
             python, bin_dir = await self.environments.get(
                 [*backend.requires, *extra], request, what
             )
-            run = _Run(python, bin_dir, tree, backend, log_, what)
+            run = _Run(python, bin_dir, tree, backend, log_, what, request.variables)
         return run
 
 
@@ -622,6 +631,8 @@ class _Run(Struct, frozen=True):
     backend: Backend
     log: BuildLog
     source: str
+    #: The requesting client's environment (``CC``, ``CFLAGS``, ``PATH``...); ``None``: ours.
+    variables: dict[str, str] | None = None
 
 
 def _describe_build(key: tuple[str, ...]) -> str:

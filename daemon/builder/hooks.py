@@ -166,11 +166,14 @@ def _run_in_own_session(
     return proc.returncode, out
 
 
-def hook_environment(bin_dir: str | None) -> dict[str, str]:
-    """Return the variables a backend runs with: no user site, the build env first on PATH."""
+def hook_environment(
+    bin_dir: str | None, variables: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Return the variables a backend runs with: the requesting client's (``variables``;
+    the daemon's own without one), with no user site and the build env first on PATH."""
     env = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in (os.environ if variables is None else variables).items()
         if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
         and not k.startswith(("PIP_", "BURROW_"))
     }
@@ -191,6 +194,7 @@ def call_hook(
     log: BuildLog,
     source: str,
     timeout: float = HOOK_TIMEOUT,
+    variables: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Call ``hook`` of the backend of ``tree`` with ``python``; return its result.
@@ -202,7 +206,7 @@ def call_hook(
         str(tree),
         backend.name,
         list(backend.path) if backend.path is not None else None,
-        runner=_runner(log, hook_environment(bin_dir), timeout),
+        runner=_runner(log, hook_environment(bin_dir, variables), timeout),
         python_executable=python,
     )
     try:

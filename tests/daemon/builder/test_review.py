@@ -8,11 +8,14 @@ import json
 import os
 from pathlib import Path
 
+import msgspec.structs
 import pytest
 
 from burrowd.daemon.builder.builder import _find_wheel
 from burrowd.daemon.builder.git import parse_git_url
 from burrowd.daemon.errors import BuildFailed, HashMismatch, InvalidRequirement
+from burrowd.daemon.installer import service
+from burrowd.protocol import messages as m
 from tests.daemon.builder.harness import Stack, installed, project_tree
 from tests.daemon.installer.harness import site_packages
 from tests.support.dists import DistSpec
@@ -179,3 +182,35 @@ class TestBuiltForTheTarget:
         await stack.compiler.compile(requirement)
         await stack.sync(requirement)
         assert (tree / "build_wheel_calls.txt").read_text() == "x"
+
+
+class TestBuildEnvironment:
+    async def test_a_build_runs_with_the_requesting_clients_variables(
+        self, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # CC, CFLAGS, PATH (cargo, cmake), proxies: pip and uv build with the caller's
+        # environment, not the one of whoever started the daemon (or systemd's).
+        monkeypatch.setenv("CFLAGS", "-O2 (the daemon's)")
+        backend = (
+            "import os\n"
+            "import burrow_test_backend as _base\n"
+            "from burrow_test_backend import *  # noqa: F403\n"
+            "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+            "    with open('seen_cflags.txt', 'w') as fh:\n"
+            "        fh.write(os.environ.get('CFLAGS', ''))\n"
+            "    return _base.build_wheel(wheel_directory, config_settings, metadata_directory)\n"
+        )
+        tree = project_tree(DistSpec("envpkg", "1.0"), tmp_path, module=("env_backend", backend))
+        installer = stack.installer
+        env = msgspec.structs.replace(
+            installer.client_env(), variables={"CFLAGS": "-O0 -g (the client's)"}
+        )
+        params = m.SyncParams(
+            env=env,
+            requirements=[f"envpkg @ {tree.as_uri()}"],
+            index=installer.index_options(),
+            options=m.InstallOptions(),
+            build=m.BuildOptions(),
+        )
+        await installer.settled(service.sync(stack.services, params, installer.progress))
+        assert (tree / "seen_cflags.txt").read_text() == "-O0 -g (the client's)"
