@@ -130,7 +130,9 @@ class BuildEnvironments:
             services.index,
             services.candidates,
             request,
-            ResolveOptions(),
+            # Build requirements are never built from source: a version with only an sdist
+            # is passed over for an older one with a wheel, as if --no-build were given.
+            ResolveOptions(no_build=True),
             requirements=entries,
             constraints=[],
             overrides=[],

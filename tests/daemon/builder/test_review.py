@@ -16,7 +16,8 @@ from burrowd.daemon.builder.git import parse_git_url
 from burrowd.daemon.errors import BuildFailed, HashMismatch, InvalidRequirement
 from burrowd.daemon.installer import service
 from burrowd.protocol import messages as m
-from tests.daemon.builder.harness import Stack, installed, project_tree
+from tests.daemon.builder.fakes import fake_generator, fake_setuptools
+from tests.daemon.builder.harness import Stack, installed, project_tree, wheel_generator
 from tests.daemon.installer.harness import site_packages
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex
@@ -214,3 +215,16 @@ class TestBuildEnvironment:
         )
         await installer.settled(service.sync(stack.services, params, installer.progress))
         assert (tree / "seen_cflags.txt").read_text() == "-O0 -g (the client's)"
+
+    async def test_a_build_requirement_passes_over_a_version_with_only_an_sdist(
+        self, stack: Stack, fake_index_async: FakeIndex, tmp_path: Path
+    ) -> None:
+        # Build requirements are never built from source: the newest version having only an
+        # sdist must not fail the build when an older one has a wheel (pip and uv take it).
+        fake_index_async.add(fake_setuptools("99.0"))
+        fake_index_async.add(fake_setuptools("100.0"), wheel=False, sdist=True)
+        tree = project_tree(DistSpec("leg", "1.0"), tmp_path, backend="setuptools-legacy")
+        result = await stack.sync(f"leg @ {tree.as_uri()}")
+        assert [(c.name, c.version) for c in result.installed] == [("leg", "1.0")]
+        (wheel,) = stack.built()
+        assert wheel_generator(wheel) == fake_generator("99.0")
