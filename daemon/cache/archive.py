@@ -678,7 +678,10 @@ def _unpack_zip_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimit
             try:
                 if parent and parent not in made:
                     _make_dirs(dest, parent, made)
-                _stream_member(zf, info, os.path.join(dest, name), None)
+                out = os.path.join(dest, name)
+                _stream_member(zf, info, out, None)
+                if (info.external_attr >> 16) & 0o111:
+                    os.chmod(out, 0o755)  # ./configure and friends run (pip and uv keep it)
             except _MEMBER_FAILURES as exc:
                 failure = _member_failure(filename, info.filename, exc)
                 if failure is exc:

@@ -606,6 +606,17 @@ class TestHostileZipSdists:
         assert repr(extra[0]) in error.message
         assert files_under(dest) == []
 
+    def test_an_executable_member_stays_executable(self, tmp_path: Path, dest: Path) -> None:
+        # ./configure and friends: pip's unzip and uv keep the bits.
+        sdist = zip_sdist(
+            tmp_path / "s",
+            [*_GOOD_SDIST, ("evil-1.0/configure", b"#!/bin/sh\n")],
+            modes={"evil-1.0/configure": stat.S_IFREG | 0o755},
+        )
+        tree = unpack_sdist(sdist, sdist.name, dest)
+        assert (tree / "configure").stat().st_mode & 0o111
+        assert not (tree / "evil.py").stat().st_mode & 0o111
+
     def test_symlink(self, tmp_path: Path, dest: Path) -> None:
         sdist = zip_sdist(
             tmp_path / "s",
