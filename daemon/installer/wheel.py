@@ -554,15 +554,6 @@ def _record_text(rows: list[tuple[str, str, str]]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def _write_new(path: str, data: bytes) -> None:
-    """Write ``data`` to a new file at ``path``: whatever was placed there is unlinked
-    first, since a placed file may be a hard link to the shared cache."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    with open(path, "xb") as f:
-        f.write(data)
-
-
 def install_layout(
     wheel: WheelLayout,
     linker: Linker,
@@ -628,11 +619,12 @@ def install_layout(
         if direct_url is not None:
             generated.append(("direct_url.json", direct_url.to_json()))
         generated += sorted((extra_metadata or {}).items())
+        # Replaced, never written into: a file placed here may be a hard link to the cache.
         for name, data in generated:
-            _write_new(os.path.join(staging, name), data)
+            replace_file(os.path.join(staging, name), data)
             rows.append((info_prefix + name, record_hash(data), str(len(data))))
         rows.append((info_prefix + "RECORD", "", ""))
-        _write_new(os.path.join(staging, "RECORD"), _record_text(rows))
+        replace_file(os.path.join(staging, "RECORD"), _record_text(rows))
         os.chmod(staging, 0o755)
         if os.path.lexists(final):
             remove_environment_tree(Path(final))
