@@ -98,13 +98,18 @@ def filename_project(filename: str, project: str | None = None) -> tuple[str, st
             else:
                 if project is None or name == project:
                     return name, str(version)
-            stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
+            stem = _sdist_stem(filename)
             raw = sdist_version(stem, project)
             if raw is not None:
                 return project, str(Version(raw))
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion, ValueError):
         return None
     return None
+
+
+def _sdist_stem(filename: str) -> str:
+    """Return an sdist filename (``.tar.gz`` or ``.zip``) without its suffix."""
+    return filename[: -7 if filename.endswith(".tar.gz") else -4]
 
 
 def sdist_version(stem: str, name: str) -> str | None:
@@ -251,7 +256,7 @@ class PageFiles:
                 fname = parts[0]
                 raw = parts[1]
             elif filename.endswith(SDIST_SUFFIXES):
-                stem = filename[: -7 if filename.endswith(".tar.gz") else -4]
+                stem = _sdist_stem(filename)
                 fname, sep, raw = stem.rpartition("-")
                 if not sep:
                     continue
