@@ -28,6 +28,8 @@ from typing import Final, Generic, TypeVar
 
 from msgspec import Struct, field
 
+from burrowd.daemon.index.bodies import THREADS
+
 __all__ = [
     "Foreground",
     "Limits",
@@ -543,6 +545,12 @@ class Limits(Struct, dict=True):
     network: PrioritySemaphore = field(
         default_factory=lambda: PrioritySemaphore("network", 48, background_limit=16)
     )
+    #: Concurrent wheel and sdist downloads, each in a download thread (a third for warming).
+    #: Each also takes a ``network`` slot, after this one: one waiting for a thread holds
+    #: no slot a page could use.
+    downloads: PrioritySemaphore = field(
+        default_factory=lambda: PrioritySemaphore("downloads", THREADS, background_limit=4)
+    )
     #: Concurrent unpacks, each in a worker thread: one per CPU. Creating files costs CPU in
     #: the kernel, not waiting, and each member also needs the GIL; more threads only took
     #: it from the downloads (a fill of the large set: downloads done at 4.6 s with six,
@@ -562,4 +570,4 @@ class Limits(Struct, dict=True):
 
     def all(self) -> list[PrioritySemaphore]:
         """Return every semaphore, for ``status``."""
-        return [self.network, self.unpack, self.build]
+        return [self.network, self.downloads, self.unpack, self.build]

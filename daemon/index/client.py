@@ -10,6 +10,7 @@ first-index-wins strategy; find-links locations add their files to whatever the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -89,7 +90,6 @@ MEMORY_METADATA: Final = 32768
 INLINE_PARSE: Final = 256 * 1024
 #: Wheels from this size up are unpacked in a worker process when the daemon has them.
 PROCESS_UNPACK_MIN: Final = 64 * 1024
-_CHUNK: Final = 256 * 1024
 
 #: ``--hash`` pins of one requirement: algorithm -> allowed hex digests.
 Pins = Mapping[str, frozenset[str]]
@@ -933,22 +933,20 @@ class IndexClient:
 
         async def once() -> tuple[dict[str, str], int]:
             hashers = {a: hashlib.new(a) for a in algorithms}
-            size = 0
+            got = 0
+
+            def counted(n: int) -> None:
+                nonlocal got
+                got += n
+                if on_bytes is not None:
+                    on_bytes(n)
+
             try:
-                # A full disk met in any of the workers below is a DiskFull naming ``dest``.
+                # A full disk met in the download thread is a DiskFull naming ``dest``.
                 with writing(dest):
-                    async with self.http.stream(url) as resp:
-                        out = await asyncio.to_thread(open, dest, "wb")
-                        try:
-                            async for chunk in resp.content.iter_chunked(_CHUNK):
-                                # Hashing and writing run in a worker so the loop stays free.
-                                await asyncio.to_thread(_consume, chunk, hashers, out)
-                                size += len(chunk)
-                                if on_bytes is not None:
-                                    on_bytes(len(chunk))
-                        finally:
-                            # Closing flushes the buffer: a full disk can show up only now.
-                            await asyncio.to_thread(out.close)
+                    size = await self.http.download(
+                        url, dest, functools.partial(_update, hashers.values()), counted
+                    )
                 hashes = {a: h.hexdigest() for a, h in hashers.items()}
                 if file is not None and _cut_short(file, hashes, size):
                     raise TransientError(
@@ -958,8 +956,8 @@ class IndexClient:
                         "proxy, then try again",
                     )
             except BaseException:
-                if on_bytes is not None and size:
-                    on_bytes(-size)  # a retry counts its bytes again
+                if on_bytes is not None and got:
+                    on_bytes(-got)  # a retry counts its bytes again
                 raise
             return hashes, size
 
@@ -999,10 +997,9 @@ def _stamp(file: IndexFile) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _consume(chunk: bytes, hashers: Mapping[str, hashlib._Hash], out: BinaryIO) -> None:
-    for h in hashers.values():
+def _update(hashers: Iterable[hashlib._Hash], chunk: memoryview) -> None:
+    for h in hashers:
         h.update(chunk)
-    out.write(chunk)
 
 
 def _copy(source: Path, dest: Path) -> None:

@@ -14,6 +14,7 @@ what failed, how many attempts were made and what to do. Anything else fails at 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import email.utils
@@ -27,9 +28,10 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.abc import Loader
 from importlib.machinery import ModuleSpec
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -47,6 +49,14 @@ from burrowd.daemon.config import (
     Config,
 )
 from burrowd.daemon.errors import NetworkError
+from burrowd.daemon.index.bodies import (
+    Aborted,
+    Bodies,
+    BodyRequest,
+    Failure,
+    Refused,
+    describe,
+)
 from burrowd.daemon.scheduler import Limits
 
 
@@ -315,6 +325,17 @@ _CONNECTION_HINT: Final = (
 )
 
 
+def _basic_auth(login: str, password: str) -> str:
+    """Return an ``Authorization`` value for HTTP Basic (Latin-1 as aiohttp and requests
+    encode it; UTF-8, as RFC 7617 allows, for a name or password outside it)."""
+    pair = f"{login}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
 def _retry_after(value: str | None, now: float) -> float | None:
     """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date)."""
     if not value:
@@ -328,8 +349,42 @@ def _retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _tls_failed(shown: str, detail: str) -> NetworkError:
+    return NetworkError(
+        shown,
+        f"TLS failed ({detail}); if a proxy or a private index uses its own "
+        "certificate authority, add it to SSL_CERT_FILE",
+    )
+
+
+def _timed_out(shown: str, timeout: float) -> TransientError:
+    return TransientError(
+        shown,
+        f"timed out: no data for {timeout:g}s",
+        hint="check the network and any proxy, or raise BURROW_HTTP_TIMEOUT for a slow index",
+    )
+
+
+def _cut_short(shown: str, detail: str) -> TransientError:
+    return TransientError(
+        shown,
+        f"the connection closed before the whole body arrived ({detail})",
+        hint=_CONNECTION_HINT,
+    )
+
+
+def _no_answer(shown: str) -> TransientError:
+    return TransientError(
+        shown, "the server closed the connection without an answer", hint=_CONNECTION_HINT
+    )
+
+
+def _no_connection(shown: str, detail: str) -> TransientError:
+    return TransientError(
+        shown,
+        f"cannot connect ({detail})",
+        hint="check the index URL, the network and any proxy (HTTPS_PROXY)",
+    )
 
 
 def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
@@ -340,38 +395,42 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
     """
     shown = redact(url)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return NetworkError(
-            shown,
-            f"TLS failed ({_describe(exc)}); if a proxy or a private index uses its own "
-            "certificate authority, add it to SSL_CERT_FILE",
-        )
+        return _tls_failed(shown, describe(exc))
     if isinstance(exc, aiohttp.InvalidURL):
         return NetworkError(shown, f"not a valid URL ({exc})")
     if isinstance(exc, TimeoutError):
-        return TransientError(
-            shown,
-            f"timed out: no data for {timeout:g}s",
-            hint="check the network and any proxy, or raise BURROW_HTTP_TIMEOUT for a slow index",
-        )
+        return _timed_out(shown, timeout)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return TransientError(
-            shown,
-            f"the connection closed before the whole body arrived ({exc})",
-            hint=_CONNECTION_HINT,
-        )
+        return _cut_short(shown, str(exc))
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return TransientError(
-            shown, "the server closed the connection without an answer", hint=_CONNECTION_HINT
-        )
+        return _no_answer(shown)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return TransientError(
-            shown,
-            f"cannot connect ({exc.strerror or _describe(exc)})",
-            hint="check the index URL, the network and any proxy (HTTPS_PROXY)",
-        )
+        return _no_connection(shown, exc.strerror or describe(exc))
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
         return TransientError(shown, "the connection was reset", hint=_CONNECTION_HINT)
-    return TransientError(shown, _describe(exc), hint=_CONNECTION_HINT)
+    return TransientError(shown, describe(exc), hint=_CONNECTION_HINT)
+
+
+def _classify_failure(url: str, failure: Failure, timeout: float) -> NetworkError:
+    """Return the :class:`NetworkError` a failed body fetch (:mod:`.bodies`) stands for,
+    with the messages and the transient kinds of :func:`_classify`."""
+    shown = redact(url)
+    kind = failure.kind
+    if kind == Failure.TLS:
+        return _tls_failed(shown, failure.detail)
+    if kind == Failure.URL:
+        return NetworkError(shown, f"not a valid URL ({failure.detail})")
+    if kind == Failure.REDIRECTS:
+        return NetworkError(shown, f"{failure.detail}: the server redirects in a loop")
+    if kind == Failure.TIMEOUT:
+        return _timed_out(shown, timeout)
+    if kind == Failure.CUT_SHORT:
+        return _cut_short(shown, failure.detail)
+    if kind == Failure.DISCONNECTED:
+        return _no_answer(shown)
+    if kind == Failure.CONNECT:
+        return _no_connection(shown, failure.detail)
+    return TransientError(shown, failure.detail, hint=_CONNECTION_HINT)
 
 
 class Http:
@@ -387,6 +446,7 @@ class Http:
         self.limits = limits
         self.policy = RetryPolicy() if policy is None else policy
         self._session: aiohttp.ClientSession | None = None
+        self._bodies: Bodies | None = None
         self._tls: concurrent.futures.Future[ssl.SSLContext] | None = None
         self._closed = False
         self._credentials: dict[str, tuple[str, str]] = {}
@@ -456,6 +516,9 @@ class Http:
         """Close the session and its connections; later requests fail, they never
         open a session nobody would close (a task outliving its request, at shutdown)."""
         self._closed = True
+        if self._bodies is not None:
+            self._bodies.close()
+            self._bodies = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -492,12 +555,17 @@ class Http:
         credentials, and refuses (ValueError) a request with both an explicit header and a
         netrc login for the host; and ``BasicAuth`` is deprecated.
         """
-        creds = self._credentials.get(_origin(url))
-        if creds is None:
-            creds = self._from_netrc(urlsplit(url).hostname or "")
+        creds = self._credentials_for(url)
         if creds is None:
             return url
         return yarl.URL(url).with_user(creds[0]).with_password(creds[1])
+
+    def _credentials_for(self, url: str) -> tuple[str, str] | None:
+        """Return the login and password for ``url``'s host: its index URL's, or netrc's."""
+        creds = self._credentials.get(_origin(url))
+        if creds is None:
+            creds = self._from_netrc(urlsplit(url).hostname or "")
+        return creds
 
     def _from_netrc(self, host: str) -> tuple[str, str] | None:
         if self._netrc is False:
@@ -571,7 +639,7 @@ class Http:
                 try:
                     async with self._get(url, headers) as resp:
                         if resp.status not in ok:
-                            self._refuse(url, resp)
+                            self._refuse(url, resp.status, resp.reason, resp.headers)
                         body = await resp.read()
                         # Case-insensitive, as HTTP header names are ("Etag" or "etag").
                         got = multidict.CIMultiDict(resp.headers)
@@ -611,41 +679,82 @@ class Http:
             self._proxies[key] = found
         return found
 
-    @contextlib.asynccontextmanager
-    async def stream(self, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Open one streaming GET of ``url``; raise :class:`NetworkError` unless it is a 200.
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        consume: Callable[[memoryview], None],
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> int:
+        """GET ``url`` into ``dest`` (created or truncated) once; return the body's size.
 
-        One attempt: a caller retries by running the whole download again inside
-        :meth:`retrying`. A failure while the body is read (a reset, a timeout, a body cut
-        short) leaves the block as a :class:`TransientError` too.
+        The body is read by a download thread (:mod:`.bodies`): each chunk goes to
+        ``consume`` there (in order), then to ``on_bytes`` on the event loop. Anything but
+        a 200 raises the :class:`NetworkError` it stands for, and a failure on the way (a
+        reset, a timeout, a body cut short) a :class:`TransientError`: a caller retries by
+        running the whole download again inside :meth:`retrying`. Cancelling the call
+        abandons the body at once. An error of ``dest`` itself is raised as it is.
         """
-        async with self.limits.network:
+        proxy, proxy_auth = self._proxy(url)
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        creds = self._credentials_for(url)
+        if creds is not None:
+            headers["Authorization"] = _basic_auth(*creds)
+        request = BodyRequest(
+            url=url,
+            headers=headers,
+            proxy=str(proxy) if proxy is not None else None,
+            proxy_headers={"Proxy-Authorization": proxy_auth.encode()} if proxy_auth else {},
+            connect_timeout=min(CONNECT_TIMEOUT, self.policy.timeout),
+            read_timeout=self.policy.timeout,
+        )
+        loop = asyncio.get_running_loop()
+
+        def progress(n: int) -> None:
+            if on_bytes is not None:
+                loop.call_soon_threadsafe(on_bytes, n)
+
+        abort = threading.Event()
+        async with self.limits.downloads, self.limits.network:
             self.requests += 1
+            bodies = self._bodies_pool()
+            future = bodies.submit(request, dest, consume, progress, abort)
             try:
-                async with self._get(url) as resp:
-                    if resp.status != 200:
-                        self._refuse(url, resp)
-                    yield resp
-            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-                raise _classify(url, exc, self.policy.timeout) from exc
+                return await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                bodies.stop(abort)
+                raise
+            except Refused as exc:
+                self._refuse(url, exc.status, exc.reason, exc.headers)
+            except Failure as exc:
+                raise _classify_failure(url, exc, self.policy.timeout) from exc
+            except Aborted as exc:
+                raise NetworkError(redact(url), "the daemon is stopping") from exc
+
+    def _bodies_pool(self) -> Bodies:
+        if self._closed:
+            raise RuntimeError("the daemon's HTTP client is closed (shutting down)")
+        if self._bodies is None:
+            self._bodies = Bodies(self._tls_context().result())
+        return self._bodies
 
     @staticmethod
-    def _refuse(url: str, resp: aiohttp.ClientResponse) -> NoReturn:
+    def _refuse(url: str, code: int, reason: str | None, headers: Mapping[str, str]) -> NoReturn:
         """Raise the error a response of an unwanted status stands for."""
-        status = f"HTTP {resp.status} {resp.reason or ''}".strip()
-        if resp.status in (401, 403):
+        status = f"HTTP {code} {reason or ''}".strip()
+        if code in (401, 403):
             raise NetworkError(
                 redact(url),
                 f"{status}: the index wants credentials; put them in the index URL "
                 "(https://user:token@host/simple) or in ~/.netrc",
-                status=resp.status,
+                status=code,
             )
-        if resp.status in RETRY_STATUSES:
+        if code in RETRY_STATUSES:
             raise TransientError(
                 redact(url),
                 status,
                 hint=_SERVER_HINT,
-                status=resp.status,
-                retry_after=_retry_after(resp.headers.get("Retry-After"), time.time()),
+                status=code,
+                retry_after=_retry_after(headers.get("Retry-After"), time.time()),
             )
-        raise NetworkError(redact(url), status, status=resp.status)
+        raise NetworkError(redact(url), status, status=code)

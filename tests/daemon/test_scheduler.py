@@ -1057,6 +1057,6 @@ class TestLimits:
 
     def test_all_lists_every_kind_of_work(self) -> None:
         limits = Limits()
-        assert limits.all() == [limits.network, limits.unpack, limits.build]
-        assert [sem.name for sem in limits.all()] == ["network", "unpack", "build"]
+        assert limits.all() == [limits.network, limits.downloads, limits.unpack, limits.build]
+        assert [sem.name for sem in limits.all()] == ["network", "downloads", "unpack", "build"]
         assert all(sem.running == 0 and sem.waiting() == (0, 0) for sem in limits.all())

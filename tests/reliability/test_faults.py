@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-import burrowd.daemon.index.client as client_module
+import burrowd.daemon.index.bodies as bodies_module
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, DiskFull
 from burrowd.daemon.cache.wheels import WheelKey, pointer_path, read_pointer
@@ -263,6 +263,12 @@ class _FullFile:
     def close(self) -> None:
         self.real.close()
 
+    def __enter__(self) -> _FullFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _fail_writes_under(
     monkeypatch: pytest.MonkeyPatch, name: str, root: Path, what: str = "write"
@@ -300,7 +306,8 @@ class TestDiskFull:
         def small_disk(path: Path, mode: str = "r") -> Any:
             return _FullFile(real_open(path, mode), room=entry.size // 2)
 
-        monkeypatch.setattr(client_module, "open", small_disk, raising=False)
+        # The body is written by a download thread (daemon/index/bodies.py).
+        monkeypatch.setattr(bodies_module, "open", small_disk, raising=False)
         with pytest.raises(DiskFull) as caught:
             await _fetch(stack, fake_index, "dlfull")
         self._check(caught.value, stack, fake_index, entry)

@@ -15,7 +15,7 @@ def test_status(project: Project) -> None:
     assert status["pid"] == project.env.daemons[0].pid
     for key in ("jobs", "queues", "watches", "errors", "requests", "subscribers", "foreground"):
         assert key in status, key
-    assert {q["name"] for q in status["queues"]} == {"network", "unpack", "build"}
+    assert {q["name"] for q in status["queues"]} == {"network", "downloads", "unpack", "build"}
 
 
 def test_resolve_gets_the_terminals_env(project: Project) -> None:
