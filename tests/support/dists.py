@@ -21,6 +21,7 @@ import io
 import json
 import re
 import shutil
+import struct
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -153,6 +154,9 @@ class Breakage(enum.Enum):
     """The first file is in the zip but not in RECORD."""
     RECORD_MISSING = "record-missing"
     """The wheel has no RECORD at all."""
+    BAD_CRC = "bad-crc"
+    """The zip's CRC-32 of the first member (in its local header and the central directory)
+    does not match its bytes: an archive damaged after it was built. RECORD is right."""
     TRUNCATED = "truncated"
     """The zip is cut at ``truncate_at`` (a fraction of its length): no central directory."""
     ZIP_SLIP = "zip-slip"
@@ -287,10 +291,30 @@ def build_wheel(
 
     path = dest / wheel_filename(spec)
     write_zip(path, members)
+    if broken is Breakage.BAD_CRC:
+        _flip_crc(path, members[0][0])
     if broken is Breakage.TRUNCATED:
         blob = path.read_bytes()
         path.write_bytes(blob[: max(1, int(len(blob) * truncate_at))])
     return path
+
+
+def _flip_crc(path: Path, member: str) -> None:
+    """Change the CRC-32 the zip at ``path`` records for ``member``, in both places."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+        entry = zf.start_dir  # the central directory's first entry
+    blob = bytearray(path.read_bytes())
+    wrong = struct.pack("<L", info.CRC ^ 0x1)
+    # A local header holds the CRC at offset 14, a central directory entry at offset 16.
+    blob[info.header_offset + 14 : info.header_offset + 18] = wrong
+    while blob[entry : entry + 4] == b"PK\x01\x02":
+        name, extra, comment = struct.unpack_from("<3H", blob, entry + 28)
+        if blob[entry + 46 : entry + 46 + name] == member.encode():
+            blob[entry + 16 : entry + 20] = wrong
+            break
+        entry += 46 + name + extra + comment
+    path.write_bytes(bytes(blob))
 
 
 # --- sdists ------------------------------------------------------------------------------------

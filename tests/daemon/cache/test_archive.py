@@ -126,7 +126,7 @@ class TestGoodWheels:
 
 
 _BROKEN = [
-    pytest.param(Breakage.RECORD_WRONG_HASH, "does not match its RECORD hash", id="record-hash"),
+    pytest.param(Breakage.BAD_CRC, "foo/__init__.py' is corrupt", id="bad-crc"),
     pytest.param(Breakage.RECORD_MISSING_ENTRY, "not listed in RECORD", id="record-entry"),
     pytest.param(Breakage.RECORD_MISSING, "RECORD is missing", id="record-missing"),
     pytest.param(Breakage.TRUNCATED, "not a readable zip archive", id="truncated"),
@@ -153,6 +153,19 @@ class TestBrokenWheels:
         assert not (tmp_path / "evil.py").exists()
         assert not (tmp_path / "cache" / "evil.py").exists()
 
+    def test_a_wrong_record_hash_is_unpacked_as_pip_and_uv_do(
+        self, tmp_path: Path, dist_factory: DistFactory
+    ) -> None:
+        # The wheel's bytes are what the index's hash says; only its RECORD row is wrong,
+        # as in some published wheels (torch): pip and uv install them, so burrowd does.
+        cache = Cache(tmp_path / "cache")
+        wheel = dist_factory.wheel("foo", "1.0", broken=Breakage.RECORD_WRONG_HASH)
+        target = _unpack(cache, wheel)
+        with zipfile.ZipFile(wheel) as zf:
+            assert (target / "foo" / "__init__.py").read_bytes() == zf.read("foo/__init__.py")
+        assert read_manifest(target) is not None
+        assert tmp_debris(cache) == []
+
     @pytest.mark.parametrize(
         "fraction",
         [pytest.param(0.1, id="early"), pytest.param(0.9, id="late"), pytest.param(0.99, id="end")],
@@ -173,7 +186,7 @@ class TestBrokenWheels:
         self, tmp_path: Path, dist_factory: DistFactory
     ) -> None:
         cache = Cache(tmp_path / "cache")
-        wheel = dist_factory.wheel("foo", "1.0", broken=Breakage.RECORD_WRONG_HASH)
+        wheel = dist_factory.wheel("foo", "1.0", broken=Breakage.BAD_CRC)
         half = cache.path(Bucket.ARCHIVE, _sha256(wheel))
         half.mkdir(parents=True)
         with pytest.raises(InvalidDistribution):

@@ -583,13 +583,24 @@ class TestRecord:
 
 
 class TestLyingWheels:
-    def test_a_wrong_record_hash_is_refused_at_unpack(
+    def test_a_damaged_member_is_refused_at_unpack(
         self, cache: Cache, dist_factory: DistFactory
     ) -> None:
-        wheel = dist_factory.wheel(tool_spec(), broken=Breakage.RECORD_WRONG_HASH)
-        with pytest.raises(InvalidDistribution, match="does not match its RECORD hash"):
+        wheel = dist_factory.wheel(tool_spec(), broken=Breakage.BAD_CRC)
+        with pytest.raises(InvalidDistribution, match="is corrupt"):
             unpack(cache, wheel)
         assert not cache.path(Bucket.ARCHIVE, sha256_of(wheel)).exists()
+
+    def test_a_wrong_record_hash_installs_as_with_pip_and_uv(
+        self, cache: Cache, env: Environment, dist_factory: DistFactory
+    ) -> None:
+        # Its RECORD row is wrong, its bytes are not: pip and uv install it (some torch
+        # releases are such wheels), and the installed RECORD keeps the wheel's rows.
+        wheel = dist_factory.wheel(tool_spec(), broken=Breakage.RECORD_WRONG_HASH)
+        install_wheel(cache, env, wheel)
+        assert (env.purelib / "tool" / "__init__.py").read_bytes() == TOOL
+        rows = installed_record(env.purelib / "tool-1.0.dist-info")
+        assert [r[0] for r in rows if r[0] == "tool/__init__.py"] == ["tool/__init__.py"]
 
     @pytest.mark.parametrize(
         ("ghost", "signed"),
