@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import http.client
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ class Refused(Exception):
     """The server answered with a status other than 200 (the caller says what it means)."""
 
     def __init__(self, status: int, reason: str, headers: Mapping[str, str]) -> None:
+        # ``headers`` is urllib3's: its names match in any case (``retry-after``).
         super().__init__(f"HTTP {status} {reason}".strip())
         self.status = status
         self.reason = reason
@@ -102,7 +105,8 @@ class Bodies:
         )
         self._lock = threading.Lock()
         self._managers: dict[tuple[str | None, tuple[tuple[str, str], ...]], Any] = {}
-        self._active: dict[int, urllib3.BaseHTTPResponse] = {}
+        #: The fetches under way: each one's abort event, and its socket once it is sent.
+        self._active: dict[int, tuple[threading.Event, socket.socket | None]] = {}
         self._closed = False
 
     def submit(
@@ -123,28 +127,39 @@ class Bodies:
         return self._executor.submit(self._fetch, request, dest, consume, progress, abort)
 
     def stop(self, abort: threading.Event) -> None:
-        """Abandon the bodies being read for ``abort``'s owner: a read waiting for the
-        network ends now, not after the read timeout."""
+        """Abandon the fetch of ``abort``'s owner: a read waiting for the server's answer
+        or for its body ends now, not after the read timeout."""
         abort.set()
         with self._lock:
-            response = self._active.get(id(abort))
-        if response is not None:
-            _shutdown(response)
+            entry = self._active.get(id(abort))
+        if entry is not None:
+            _hang_up(entry[1])
 
     def close(self) -> None:
-        """Abandon every body being read and let the threads end (without waiting)."""
+        """Abandon every fetch and let the threads end (without waiting for them)."""
         with self._lock:
             self._closed = True
-            responses = list(self._active.values())
+            active = list(self._active.values())
             managers = list(self._managers.values())
             self._managers.clear()
-        for response in responses:
-            _shutdown(response)
+        for abort, sock in active:
+            abort.set()
+            _hang_up(sock)
         self._executor.shutdown(wait=False, cancel_futures=True)
         for manager in managers:
             manager.clear()
 
     # -- in a download thread -----------------------------------------------------------------
+
+    def _sent(self, abort: threading.Event, sock: socket.socket | None) -> None:
+        """Note the socket a fetch's request went out on (a reused connection's too): from
+        now on :meth:`stop` ends the fetch however long the server takes to answer. The
+        socket, not the connection: ``http.client`` lets go of the connection's socket
+        when the answer says it will close, while the body is still read from it."""
+        with self._lock:
+            self._active[id(abort)] = (abort, sock)
+        if abort.is_set():
+            _hang_up(sock)
 
     def _manager(self, request: BodyRequest) -> Any:
         import urllib3  # noqa: PLC0415 - on the first download, in its thread
@@ -166,6 +181,7 @@ class Bodies:
                     manager = urllib3.ProxyManager(
                         request.proxy, proxy_headers=dict(request.proxy_headers), **options
                     )
+                manager.pool_classes_by_scheme = _pool_classes()
                 self._managers[key] = manager
         return manager
 
@@ -182,6 +198,11 @@ class Bodies:
         if abort.is_set():
             raise Aborted("cancelled")
         manager = self._manager(request)
+        with self._lock:
+            self._active[id(abort)] = (abort, None)
+        _sending.hook = functools.partial(self._sent, abort)
+        response = None
+        done = False
         try:
             response = manager.urlopen(
                 "GET",
@@ -195,34 +216,72 @@ class Bodies:
                 ),
                 timeout=urllib3.Timeout(connect=request.connect_timeout, read=request.read_timeout),
             )
-        except _network_errors() as exc:
-            raise _failure(exc) from exc
-        with self._lock:
-            self._active[id(abort)] = response
-        done = False
-        try:
-            if abort.is_set():  # stopped while connecting: stop() found nothing to shut
+            if abort.is_set():
                 raise Aborted("cancelled")
             if response.status != 200:
-                raise Refused(response.status, response.reason or "", dict(response.headers))
+                raise Refused(response.status, response.reason or "", response.headers)
             with open(dest, "wb") as out:
                 size = _copy(response, out, consume, progress, abort)
+            if abort.is_set():  # a hang-up reads as the end of a body of no stated length
+                raise Aborted("cancelled")
             done = True
             return size
-        except _network_errors() as exc:
-            # A read ended by stop() or close() fails as a broken connection does.
+        except Exception as exc:
+            # A read ended by stop() or close() fails as a broken connection does (or, on
+            # TLS, as a read of a closed socket).
             if abort.is_set():
                 raise Aborted("cancelled") from exc
-            raise _failure(exc) from exc
+            if isinstance(exc, _network_errors()):
+                raise _failure(exc) from exc
+            raise
         finally:
+            _sending.hook = None
             with self._lock:
                 self._active.pop(id(abort), None)
-            if not done:
-                # A connection left mid-body cannot carry another request.
+            if response is not None:
+                if not done:
+                    # A connection left mid-body cannot carry another request.
+                    with contextlib.suppress(Exception):
+                        response.close()
                 with contextlib.suppress(Exception):
-                    response.close()
-            with contextlib.suppress(Exception):
-                response.release_conn()
+                    response.release_conn()
+
+
+class _Sending(threading.local):
+    """Per download thread: what a connection calls with its socket, its request sent."""
+
+    hook: Callable[[socket.socket | None], None] | None = None
+
+
+_sending = _Sending()
+
+
+@functools.cache
+def _pool_classes() -> dict[str, type]:
+    """Return urllib3's connection pools whose connections tell the fetch of their thread
+    their socket as they wait for the answer (:meth:`Bodies._sent`)."""
+    import urllib3  # noqa: PLC0415
+    from urllib3.connection import HTTPConnection, HTTPSConnection  # noqa: PLC0415
+
+    def told(base: Any) -> type:
+        def getresponse(self: Any, *args: Any, **kwargs: Any) -> Any:
+            hook = _sending.hook
+            if hook is not None:
+                hook(self.sock)
+            return base.getresponse(self, *args, **kwargs)
+
+        return type(f"Told{base.__name__}", (base,), {"getresponse": getresponse})
+
+    return {
+        "http": type(
+            "ToldHTTPPool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": told(HTTPConnection)}
+        ),
+        "https": type(
+            "ToldHTTPSPool",
+            (urllib3.HTTPSConnectionPool,),
+            {"ConnectionCls": told(HTTPSConnection)},
+        ),
+    }
 
 
 def _copy(
@@ -245,9 +304,15 @@ def _copy(
     return size
 
 
-def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
-    with contextlib.suppress(Exception):
-        response.shutdown()
+def _hang_up(sock: socket.socket | None) -> None:
+    """Stop reads on ``sock``, from any thread: a read waiting in another ends at once.
+
+    The plain socket's ``shutdown``, also for TLS: ``SSLSocket.shutdown`` would drop the
+    TLS state under the reading thread's feet; this way that read just meets the end.
+    """
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RD)
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -710,9 +710,15 @@ class Http:
         )
         loop = asyncio.get_running_loop()
 
+        def report(n: int) -> None:
+            # Checked on the loop: once a cancelled call has taken back what it counted,
+            # a report its thread posted meanwhile must not count again.
+            if on_bytes is not None and not abort.is_set():
+                on_bytes(n)
+
         def progress(n: int) -> None:
             if on_bytes is not None:
-                loop.call_soon_threadsafe(on_bytes, n)
+                loop.call_soon_threadsafe(report, n)
 
         abort = threading.Event()
         async with self.limits.downloads, self.limits.network:

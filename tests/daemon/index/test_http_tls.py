@@ -7,11 +7,7 @@ carry, the request fails at once (no retry) with an error that names the fix.
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import subprocess
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -20,34 +16,15 @@ from aiohttp import web
 from burrowd.daemon.errors import NetworkError
 from burrowd.daemon.index.http import Http, RetryPolicy
 from burrowd.daemon.scheduler import Limits
+from tests.support.tls import HAVE_OPENSSL, Pki, issue_pki, server_context
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
-
-
-class Pki(NamedTuple):
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
+pytestmark = pytest.mark.skipif(not HAVE_OPENSSL, reason="needs the openssl CLI")
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A test authority, and a certificate it issued for the IP address 127.0.0.1 only."""
-    d = tmp_path_factory.mktemp("pki")
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=burrowd test CA",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
-    _openssl("req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", "srv.key", "-out", "srv.csr",
-             cwd=d)  # fmt: skip
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "srv.pem",
-             cwd=d)  # fmt: skip
-    return Pki(d / "ca.pem", d / "srv.pem", d / "srv.key")
+    return issue_pki(tmp_path_factory.mktemp("pki"))
 
 
 class Server(NamedTuple):
@@ -65,8 +42,7 @@ async def server(pki: Pki) -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_get("/simple/demo/", page)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki.cert, pki.key)
+    context = server_context(pki)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
