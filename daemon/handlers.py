@@ -249,12 +249,7 @@ class Handlers:
                 read_requirement_inputs, params.env, params.requirements, params.requirement_files
             )
             index = merge_index_options(params.index, inputs.options)
-            # Pages of the pins are asked for while the interpreter is found (on a cold
-            # cache, its query is the first tenth of a second of a fill).
-            pinned = (e.name for e in inputs.entries if e.path is None and not e.requirement.url)
-            request = await prepare(
-                s, params.env, index, params.python, warm=pinned, build=params.build
-            )
+            request = await prepare(s, params.env, index, params.python, build=params.build)
             prefetcher = Prefetcher(s.index, s.candidates, request, ctx.progress, builder=s.builder)
             wheels = await prefetcher.run(inputs.entries)
         return m.PrefetchResult(
