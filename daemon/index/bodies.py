@@ -35,7 +35,16 @@ if TYPE_CHECKING:
 
     import urllib3
 
-__all__ = ["THREADS", "Aborted", "Bodies", "BodyRequest", "Failure", "Refused", "describe"]
+__all__ = [
+    "THREADS",
+    "Aborted",
+    "Bodies",
+    "BodyRequest",
+    "Failure",
+    "Refused",
+    "Sink",
+    "describe",
+]
 
 #: Bodies fetched at once. Eight to twelve connections already take this machine's whole
 #: bandwidth (250 MB in half a second); more only start every download later, while the
@@ -81,6 +90,17 @@ class Failure(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Sink:
+    """Where a body goes: ``dest`` (created or truncated), each chunk to ``consume``
+    (hashing) and its length to ``progress`` before it is written; ``abort`` abandons it."""
+
+    dest: Path
+    consume: Callable[[memoryview], None]
+    progress: Callable[[int], None]
+    abort: threading.Event
+
+
+@dataclass(frozen=True, slots=True)
 class BodyRequest:
     """One GET, decided on the event loop's thread (credentials and proxy looked up there)."""
 
@@ -109,22 +129,14 @@ class Bodies:
         self._active: dict[int, tuple[threading.Event, socket.socket | None]] = {}
         self._closed = False
 
-    def submit(
-        self,
-        request: BodyRequest,
-        dest: Path,
-        consume: Callable[[memoryview], None],
-        progress: Callable[[int], None],
-        abort: threading.Event,
-    ) -> concurrent.futures.Future[int]:
-        """Start fetching ``request`` into ``dest`` (created or truncated) in a thread.
+    def submit(self, request: BodyRequest, sink: Sink) -> concurrent.futures.Future[int]:
+        """Start fetching ``request`` into ``sink`` in a thread.
 
-        Each chunk goes to ``consume`` (hashing) and ``progress`` (its length) before it is
-        written. The future's result is the body's size; it fails with :class:`Refused`,
-        :class:`Failure`, :class:`Aborted` (``abort`` set, or :meth:`close`) or an
-        :class:`OSError` of ``dest``.
+        The future's result is the body's size; it fails with :class:`Refused`,
+        :class:`Failure`, :class:`Aborted` (``sink.abort`` set, or :meth:`close`) or an
+        :class:`OSError` of ``sink.dest``.
         """
-        return self._executor.submit(self._fetch, request, dest, consume, progress, abort)
+        return self._executor.submit(self._fetch, request, sink)
 
     def stop(self, abort: threading.Event) -> None:
         """Abandon the fetch of ``abort``'s owner: a read waiting for the server's answer
@@ -185,15 +197,10 @@ class Bodies:
                 self._managers[key] = manager
         return manager
 
-    def _fetch(
-        self,
-        request: BodyRequest,
-        dest: Path,
-        consume: Callable[[memoryview], None],
-        progress: Callable[[int], None],
-        abort: threading.Event,
-    ) -> int:
+    def _fetch(self, request: BodyRequest, sink: Sink) -> int:
         import urllib3  # noqa: PLC0415
+
+        abort = sink.abort
 
         if abort.is_set():
             raise Aborted("cancelled")
@@ -220,8 +227,8 @@ class Bodies:
                 raise Aborted("cancelled")
             if response.status != 200:
                 raise Refused(response.status, response.reason or "", response.headers)
-            with open(dest, "wb") as out:
-                size = _copy(response, out, consume, progress, abort)
+            with open(sink.dest, "wb") as out:
+                size = _copy(response, out, sink)
             if abort.is_set():  # a hang-up reads as the end of a body of no stated length
                 raise Aborted("cancelled")
             done = True
@@ -284,23 +291,17 @@ def _pool_classes() -> dict[str, type]:
     }
 
 
-def _copy(
-    response: urllib3.BaseHTTPResponse,
-    out: BinaryIO,
-    consume: Callable[[memoryview], None],
-    progress: Callable[[int], None],
-    abort: threading.Event,
-) -> int:
+def _copy(response: urllib3.BaseHTTPResponse, out: BinaryIO, sink: Sink) -> int:
     buffer = memoryview(bytearray(_CHUNK))
     size = 0
     while n := response.readinto(buffer):
-        if abort.is_set():
+        if sink.abort.is_set():
             raise Aborted("cancelled")
         chunk = buffer[:n]
-        consume(chunk)
+        sink.consume(chunk)
         out.write(chunk)
         size += n
-        progress(n)
+        sink.progress(n)
     return size
 
 

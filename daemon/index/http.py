@@ -55,6 +55,7 @@ from burrowd.daemon.index.bodies import (
     BodyRequest,
     Failure,
     Refused,
+    Sink,
     describe,
 )
 from burrowd.daemon.scheduler import Limits
@@ -724,7 +725,7 @@ class Http:
         async with self.limits.downloads, self.limits.network:
             self.requests += 1
             bodies = self._bodies_pool()
-            future = bodies.submit(request, dest, consume, progress, abort)
+            future = bodies.submit(request, Sink(dest, consume, progress, abort))
             try:
                 return await asyncio.wrap_future(future)
             except asyncio.CancelledError:

@@ -16,7 +16,6 @@ import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 from aiohttp import web
@@ -216,12 +215,7 @@ class StallingServer:
         self._spawn(self._accept)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -492,6 +486,31 @@ async def test_a_stalled_body_times_out_and_is_retried(
 # -- 5, 6. cancelling, closing ------------------------------------------------------------------
 
 
+async def _reading(
+    stack: Stack,
+    fake_index: FakeIndex,
+    server: StallingServer,
+    on_bytes: Callable[[int], None],
+    first: asyncio.Event,
+) -> asyncio.Future[WheelPointer]:
+    """Start fetching the wheel from ``server``; return once its thread reads the body."""
+    _serve_file_at(fake_index, server.url + FILE_PATH)
+    waiter = asyncio.ensure_future(_fetch(stack, fake_index, on_bytes=on_bytes))
+    await asyncio.wait_for(first.wait(), 5)
+    return waiter
+
+
+async def _asked(
+    stack: Stack, fake_index: FakeIndex, server: StallingServer
+) -> asyncio.Future[WheelPointer]:
+    """Start fetching the wheel from ``server``; return once the server has the request
+    (and answers nothing yet)."""
+    _serve_file_at(fake_index, server.url + FILE_PATH)
+    waiter = asyncio.ensure_future(_fetch(stack, fake_index))
+    assert await asyncio.to_thread(server.answered.wait, 5.0)
+    return waiter
+
+
 async def _cancel_flights(stack: Stack) -> None:
     """Cancel the downloads in flight, as the daemon does at shutdown (a waiter's own
     cancellation never cancels a download others may share)."""
@@ -504,9 +523,7 @@ async def test_cancelling_a_download_stalled_mid_body_hangs_up_at_once(
 ) -> None:
     seen, first, on_bytes = _progress()
     with StallingServer(fake_index.served_bytes(WHEEL), upto=CHUNK + 1000) as server:
-        _serve_file_at(fake_index, server.url + FILE_PATH)
-        waiter = asyncio.ensure_future(_fetch(stack, fake_index, on_bytes=on_bytes))
-        await asyncio.wait_for(first.wait(), 5)  # the thread is reading the body
+        waiter = await _reading(stack, fake_index, server, on_bytes, first)
         await _cancel_flights(stack)
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -521,9 +538,7 @@ async def test_cancelling_a_download_waiting_for_its_headers_hangs_up_at_once(
     stack: Stack, fake_index: FakeIndex, foo: IndexedFile
 ) -> None:
     with StallingServer(fake_index.served_bytes(WHEEL), upto=None) as server:
-        _serve_file_at(fake_index, server.url + FILE_PATH)
-        waiter = asyncio.ensure_future(_fetch(stack, fake_index))
-        assert await asyncio.to_thread(server.answered.wait, 5.0)  # the request is in
+        waiter = await _asked(stack, fake_index, server)
         await _cancel_flights(stack)
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -539,9 +554,7 @@ async def test_closing_the_client_ends_a_download_stalled_mid_body(
 ) -> None:
     _, first, on_bytes = _progress()
     with StallingServer(fake_index.served_bytes(WHEEL), upto=CHUNK + 1000) as server:
-        _serve_file_at(fake_index, server.url + FILE_PATH)
-        waiter = asyncio.ensure_future(_fetch(stack, fake_index, on_bytes=on_bytes))
-        await asyncio.wait_for(first.wait(), 5)  # the thread is reading the body
+        waiter = await _reading(stack, fake_index, server, on_bytes, first)
         await stack.http.close()
         # The HTTP timeout is 30 s: the download ends because the client closed.
         done, _ = await asyncio.wait({waiter}, timeout=5)
@@ -556,9 +569,7 @@ async def test_closing_the_client_ends_a_download_waiting_for_its_headers(
     stack: Stack, fake_index: FakeIndex, foo: IndexedFile
 ) -> None:
     with StallingServer(fake_index.served_bytes(WHEEL), upto=None) as server:
-        _serve_file_at(fake_index, server.url + FILE_PATH)
-        waiter = asyncio.ensure_future(_fetch(stack, fake_index))
-        assert await asyncio.to_thread(server.answered.wait, 5.0)
+        waiter = await _asked(stack, fake_index, server)
         await stack.http.close()
         done, _ = await asyncio.wait({waiter}, timeout=3)
         hung_up = server.hung_up.is_set()
