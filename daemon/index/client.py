@@ -997,7 +997,7 @@ def _stamp(file: IndexFile) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _update(hashers: Iterable[hashlib._Hash], chunk: memoryview) -> None:
+def _update(hashers: Iterable[hashlib._Hash], chunk: bytes) -> None:
     for h in hashers:
         h.update(chunk)
 

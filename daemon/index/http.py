@@ -14,7 +14,6 @@ what failed, how many attempts were made and what to do. Anything else fails at 
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import email.utils
@@ -33,7 +32,7 @@ from importlib.abc import Loader
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from msgspec import Struct
@@ -49,15 +48,7 @@ from burrowd.daemon.config import (
     Config,
 )
 from burrowd.daemon.errors import NetworkError
-from burrowd.daemon.index.bodies import (
-    Aborted,
-    Bodies,
-    BodyRequest,
-    Failure,
-    Refused,
-    Sink,
-    describe,
-)
+from burrowd.daemon.index.bodies import Bodies, Refused, Sink, Stopping
 from burrowd.daemon.scheduler import Limits
 
 
@@ -326,17 +317,6 @@ _CONNECTION_HINT: Final = (
 )
 
 
-def _basic_auth(login: str, password: str) -> str:
-    """Return an ``Authorization`` value for HTTP Basic (Latin-1 as aiohttp and requests
-    encode it; UTF-8, as RFC 7617 allows, for a name or password outside it)."""
-    pair = f"{login}:{password}"
-    try:
-        raw = pair.encode("latin-1")
-    except UnicodeEncodeError:
-        raw = pair.encode("utf-8")
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
 def _retry_after(value: str | None, now: float) -> float | None:
     """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date)."""
     if not value:
@@ -348,6 +328,10 @@ def _retry_after(value: str | None, now: float) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _tls_failed(shown: str, detail: str) -> NetworkError:
@@ -396,9 +380,14 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
     """
     shown = redact(url)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return _tls_failed(shown, describe(exc))
+        return _tls_failed(shown, _describe(exc))
     if isinstance(exc, aiohttp.InvalidURL):
         return NetworkError(shown, f"not a valid URL ({exc})")
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        # The same redirects would come again: final, not retried.
+        return NetworkError(
+            shown, f"{len(exc.history)} redirects in a row: the server redirects in a loop"
+        )
     if isinstance(exc, TimeoutError):
         return _timed_out(shown, timeout)
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -406,32 +395,10 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return _no_answer(shown)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _no_connection(shown, exc.strerror or describe(exc))
+        return _no_connection(shown, exc.strerror or _describe(exc))
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
         return TransientError(shown, "the connection was reset", hint=_CONNECTION_HINT)
-    return TransientError(shown, describe(exc), hint=_CONNECTION_HINT)
-
-
-def _classify_failure(url: str, failure: Failure, timeout: float) -> NetworkError:
-    """Return the :class:`NetworkError` a failed body fetch (:mod:`.bodies`) stands for,
-    with the messages and the transient kinds of :func:`_classify`."""
-    shown = redact(url)
-    kind = failure.kind
-    if kind == Failure.TLS:
-        return _tls_failed(shown, failure.detail)
-    if kind == Failure.URL:
-        return NetworkError(shown, f"not a valid URL ({failure.detail})")
-    if kind == Failure.REDIRECTS:
-        return NetworkError(shown, f"{failure.detail}: the server redirects in a loop")
-    if kind == Failure.TIMEOUT:
-        return _timed_out(shown, timeout)
-    if kind == Failure.CUT_SHORT:
-        return _cut_short(shown, failure.detail)
-    if kind == Failure.DISCONNECTED:
-        return _no_answer(shown)
-    if kind == Failure.CONNECT:
-        return _no_connection(shown, failure.detail)
-    return TransientError(shown, failure.detail, hint=_CONNECTION_HINT)
+    return TransientError(shown, _describe(exc), hint=_CONNECTION_HINT)
 
 
 class Http:
@@ -518,7 +485,7 @@ class Http:
         open a session nobody would close (a task outliving its request, at shutdown)."""
         self._closed = True
         if self._bodies is not None:
-            self._bodies.close()
+            await self._bodies.close()
             self._bodies = None
         if self._session is not None:
             await self._session.close()
@@ -654,13 +621,7 @@ class Http:
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> aiohttp.client._RequestContextManager:
         """Start a GET of ``url`` with its host's credentials and proxy."""
-        proxy, proxy_auth = self._proxy(url)
-        return self.session.get(
-            self._authorized(url),
-            headers=dict(headers or {}),
-            proxy=proxy,
-            proxy_auth=proxy_auth,
-        )
+        return self.session.get(self._authorized(url), **self._options(url, headers or {}))
 
     def _proxy(self, url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
         """Return the proxy the environment names for ``url``'s host, looked up once.
@@ -684,66 +645,75 @@ class Http:
         self,
         url: str,
         dest: Path,
-        consume: Callable[[memoryview], None],
+        consume: Callable[[bytes], None],
         on_bytes: Callable[[int], None] | None = None,
     ) -> int:
-        """GET ``url`` into ``dest`` (created or truncated) once; return the body's size.
+        """GET ``url`` into ``dest`` once; return the body's size.
 
-        The body is read by a download thread (:mod:`.bodies`): each chunk goes to
-        ``consume`` there (in order), then to ``on_bytes`` on the event loop. Anything but
-        a 200 raises the :class:`NetworkError` it stands for, and a failure on the way (a
-        reset, a timeout, a body cut short) a :class:`TransientError`: a caller retries by
-        running the whole download again inside :meth:`retrying`. Cancelling the call
-        abandons the body at once. An error of ``dest`` itself is raised as it is.
+        ``dest`` must exist (it is truncated). The body is read on the bodies' own loop
+        (:mod:`.bodies`): each chunk goes to ``consume`` there, in order, then to
+        ``on_bytes`` on this loop. Anything but a 200 raises the :class:`NetworkError` it
+        stands for, and a failure on the way (a reset, a timeout, a body cut short) a
+        :class:`TransientError`: a caller retries by running the whole download again
+        inside :meth:`retrying`. An error of ``dest`` itself is raised as it is.
         """
-        proxy, proxy_auth = self._proxy(url)
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        creds = self._credentials_for(url)
-        if creds is not None:
-            headers["Authorization"] = _basic_auth(*creds)
-        request = BodyRequest(
-            url=url,
-            headers=headers,
-            proxy=str(proxy) if proxy is not None else None,
-            proxy_headers={"Proxy-Authorization": proxy_auth.encode()} if proxy_auth else {},
-            connect_timeout=min(CONNECT_TIMEOUT, self.policy.timeout),
-            read_timeout=self.policy.timeout,
-        )
         loop = asyncio.get_running_loop()
+        cancelled = False
 
         def report(n: int) -> None:
-            # Checked on the loop: once a cancelled call has taken back what it counted,
-            # a report its thread posted meanwhile must not count again.
-            if on_bytes is not None and not abort.is_set():
+            # Once a cancelled call has taken back what it counted, a report posted by the
+            # bodies' thread meanwhile must not count again.
+            if on_bytes is not None and not cancelled:
                 on_bytes(n)
 
         def progress(n: int) -> None:
             if on_bytes is not None:
                 loop.call_soon_threadsafe(report, n)
 
-        abort = threading.Event()
+        # A file is sent as it is: a server that gzips a .tar.gz on the way would change
+        # the bytes whose hash is checked.
+        options = self._options(url, {"Accept-Encoding": "identity"})
         async with self.limits.downloads, self.limits.network:
             self.requests += 1
             bodies = self._bodies_pool()
-            future = bodies.submit(request, Sink(dest, consume, progress, abort))
             try:
-                return await asyncio.wrap_future(future)
+                return await bodies.fetch(
+                    self._authorized(url), options, Sink(dest, consume, progress)
+                )
             except asyncio.CancelledError:
-                bodies.stop(abort)
+                cancelled = True
                 raise
+            except Stopping as exc:
+                raise NetworkError(redact(url), "the daemon is stopping") from exc
             except Refused as exc:
                 self._refuse(url, exc.status, exc.reason, exc.headers)
-            except Failure as exc:
-                raise _classify_failure(url, exc, self.policy.timeout) from exc
-            except Aborted as exc:
-                raise NetworkError(redact(url), "the daemon is stopping") from exc
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                raise _classify(url, exc, self.policy.timeout) from exc
 
     def _bodies_pool(self) -> Bodies:
-        if self._closed:
-            raise RuntimeError("the daemon's HTTP client is closed (shutting down)")
         if self._bodies is None:
-            self._bodies = Bodies(self._tls_context().result())
+            _ = self.session  # aiohttp loads on this thread (LazyLoader is not thread-safe)
+            self._bodies = Bodies(self._open)
         return self._bodies
+
+    def _options(self, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """Return the ``ClientSession.get`` options of ``url``: ``headers``, and its proxy.
+
+        The proxy's credentials go as a header (aiohttp 3.14 deprecates ``proxy_auth``):
+        in the ``CONNECT`` of an HTTPS target, in the request itself of an HTTP one (which
+        goes to the proxy whole).
+        """
+        options: dict[str, Any] = {"headers": dict(headers)}
+        proxy, auth = self._proxy(url)
+        if proxy is not None:
+            options["proxy"] = proxy
+            if auth is not None:
+                credentials = {"Proxy-Authorization": auth.encode()}
+                if urlsplit(url).scheme == "https":
+                    options["proxy_headers"] = credentials
+                else:
+                    options["headers"].update(credentials)
+        return options
 
     @staticmethod
     def _refuse(url: str, code: int, reason: str | None, headers: Mapping[str, str]) -> NoReturn:
