@@ -286,7 +286,7 @@ class StallingServer:
             conn.settimeout(0.02)
 
 
-def _ignore(chunk: memoryview) -> None:
+def _ignore(chunk: bytes) -> None:
     """A ``consume`` for :meth:`Http.download` that keeps nothing."""
 
 
