@@ -418,7 +418,7 @@ class Http:
         self._tls: concurrent.futures.Future[ssl.SSLContext] | None = None
         self._closed = False
         self._credentials: dict[str, tuple[str, str]] = {}
-        self._proxies: dict[tuple[str, str], tuple[yarl.URL | None, aiohttp.BasicAuth | None]] = {}
+        self._proxies: dict[tuple[str, str], yarl.URL | None] = {}
         self._netrc: netrc.netrc | bool | None = False
         self.requests = 0
         #: Attempts that failed transiently and were tried again.
@@ -623,22 +623,31 @@ class Http:
         """Start a GET of ``url`` with its host's credentials and proxy."""
         return self.session.get(self._authorized(url), **self._options(url, headers or {}))
 
-    def _proxy(self, url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
-        """Return the proxy the environment names for ``url``'s host, looked up once.
+    def _proxy(self, url: str) -> yarl.URL | None:
+        """Return the proxy the environment names for ``url``'s host (its credentials in
+        the URL, as the variable gave them), looked up once per host.
 
-        aiohttp's ``trust_env`` would look it up (and read netrc) again in a worker thread
-        for every request: two thread hops each, a measurable share of a cold resolve.
-        The daemon's environment never changes, so one answer per host holds.
+        ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, read as pip and
+        uv read them (``urllib.request``). Not aiohttp's lookup: it fills a proxy's missing
+        login from netrc, where a ``default`` line would send the index's credentials to
+        the proxy; and with ``trust_env`` it would look up again, in a worker thread, for
+        every request. The daemon's environment never changes: one answer per host holds.
         """
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "")
-        found = self._proxies.get(key)
-        if found is None:
+        if key in self._proxies:
+            return self._proxies[key]
+        import urllib.request  # noqa: PLC0415 - not at the daemon's start: ~10 ms
+
+        found: yarl.URL | None = None
+        proxies = urllib.request.getproxies()
+        named = proxies.get(parts.scheme) or proxies.get("all")
+        if named and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
             try:
-                found = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(url))
-            except LookupError:
-                found = (None, None)
-            self._proxies[key] = found
+                found = yarl.URL(named if "://" in named else f"http://{named}")
+            except ValueError:
+                log.warning("ignoring a proxy URL that is not one: %s", redact(named))
+        self._proxies[key] = found
         return found
 
     async def download(
@@ -699,20 +708,15 @@ class Http:
     def _options(self, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
         """Return the ``ClientSession.get`` options of ``url``: ``headers``, and its proxy.
 
-        The proxy's credentials go as a header (aiohttp 3.14 deprecates ``proxy_auth``):
-        in the ``CONNECT`` of an HTTPS target, in the request itself of an HTTP one (which
-        goes to the proxy whole).
+        The proxy's credentials ride in its URL (:meth:`_proxy`): aiohttp sends them in the
+        ``CONNECT`` of an HTTPS target and in the request of an HTTP one, on every hop of
+        a redirect (``proxy_auth`` does the same, but aiohttp 3.14 deprecates it, and its
+        ``proxy_headers`` reach only a ``CONNECT``).
         """
         options: dict[str, Any] = {"headers": dict(headers)}
-        proxy, auth = self._proxy(url)
+        proxy = self._proxy(url)
         if proxy is not None:
             options["proxy"] = proxy
-            if auth is not None:
-                credentials = {"Proxy-Authorization": auth.encode()}
-                if urlsplit(url).scheme == "https":
-                    options["proxy_headers"] = credentials
-                else:
-                    options["headers"].update(credentials)
         return options
 
     @staticmethod
