@@ -37,6 +37,7 @@ from tests.daemon.cache.harness import (
 )
 from tests.support.dists import DistCache, DistSpec
 from tests.support.index import FakeIndex, Fault, IndexedFile, ThreadedServer
+from tests.support.sockets import POLL, SocketServer
 from tests.support.tls import HAVE_OPENSSL, Pki, issue_pki, server_context
 
 WHEEL = "foo-1.0-py3-none-any.whl"
@@ -183,7 +184,7 @@ def redirects(
         yield state
 
 
-class StallingServer:
+class StallingServer(SocketServer):
     """A raw HTTP server on 127.0.0.1 that answers every request with a 200 and a
     ``Content-Length`` for all of ``body`` (or none, ``content_length`` false: the body ends
     when the connection closes), sends only its first ``upto`` bytes (None: not even the
@@ -201,49 +202,21 @@ class StallingServer:
         #: A client closed (or reset) its connection while this server was stalling.
         self.hung_up = threading.Event()
         self.release = threading.Event()
-        self._stop = threading.Event()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.02)
-        self.port = self._sock.getsockname()[1]
-        self._threads: list[threading.Thread] = []
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> StallingServer:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._sock.close()
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            self._spawn(self._serve, conn)
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         with conn:
-            conn.settimeout(0.02)
+            conn.settimeout(POLL)
             request = b""
             while b"\r\n\r\n" not in request:
                 try:
                     got = conn.recv(65536)
                 except TimeoutError:
-                    if self._stop.is_set():
+                    if self.stopping:
                         return
                     continue
                 if not got:
@@ -260,7 +233,7 @@ class StallingServer:
                 self._send(conn, head + self.body[: self.upto])
                 rest = self.body[self.upto :]
             self.answered.set()
-            while not self._stop.is_set():
+            while not self.stopping:
                 if self.release.is_set() and rest:
                     with contextlib.suppress(OSError):
                         self._send(conn, rest)
@@ -283,7 +256,7 @@ class StallingServer:
         try:
             conn.sendall(data)
         finally:
-            conn.settimeout(0.02)
+            conn.settimeout(POLL)
 
 
 def _ignore(chunk: bytes) -> None:

@@ -18,8 +18,7 @@ import base64
 import contextlib
 import select
 import socket
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +34,7 @@ from burrowd.daemon.index.client import Freshness
 from tests.daemon.cache.harness import Stack, archive_problems, stack_on, tmp_debris
 from tests.support.dists import DistSpec
 from tests.support.index import FakeIndex, IndexedFile, ThreadedServer
+from tests.support.sockets import POLL, SocketServer
 from tests.support.tls import HAVE_OPENSSL, Pki, issue_pki, server_context
 
 # aiohttp 3.14 deprecates ``BasicAuth`` and ``proxy_auth``: the daemon must use neither
@@ -50,7 +50,6 @@ INDEX_LOGIN = ("index-user", "index-secret")
 Source = Literal["none", "url", "netrc"]
 SOURCES = [pytest.param(s, id=s) for s in ("none", "url", "netrc")]
 #: Seconds a test's socket waits before it checks whether to stop.
-_POLL = 0.02
 
 
 def _basic(login: tuple[str, str]) -> str:
@@ -89,7 +88,7 @@ def _parse(head: bytes) -> Seen:
 # -- the proxy ----------------------------------------------------------------------------------
 
 
-class Proxy:
+class Proxy(SocketServer):
     """An HTTP proxy on 127.0.0.1 that asks for ``login`` (a 407 without it; None: it asks
     for none) and records the head of every request it reads (:attr:`seen`).
 
@@ -100,11 +99,7 @@ class Proxy:
     def __init__(self, login: tuple[str, str] | None = PROXY_LOGIN) -> None:
         self.login = login
         self.seen: list[Seen] = []
-        self._stop = threading.Event()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(_POLL)
-        self.port: int = self._sock.getsockname()[1]
-        self._threads: list[threading.Thread] = []
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -112,33 +107,10 @@ class Proxy:
         login = f"{self.login[0]}:{self.login[1]}@" if self.login else ""
         return f"http://{login}127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Proxy:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._sock.close()
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            self._spawn(self._serve, conn)
-
     def _readable(self, *socks: socket.socket) -> list[socket.socket]:
         """Wait until one of ``socks`` can be read; [] once the proxy stops."""
-        while not self._stop.is_set():
-            ready, _, _ = select.select(socks, [], [], _POLL)
+        while not self.stopping:
+            ready, _, _ = select.select(socks, [], [], POLL)
             if ready:
                 return ready
         return []
@@ -156,7 +128,7 @@ class Proxy:
         head, _, rest = data.partition(b"\r\n\r\n")
         return head, rest
 
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
             read = self._head(conn)
             if read is None:
