@@ -13,7 +13,9 @@ fast): the daemon's HTTP behaviour then had to be done again by hand, and a revi
 twelve ways it differed (no happy eyeballs, credentials of a URL or a proxied redirect
 lost, a stale keep-alive connection counted as a failure, a thread in ``connect()`` that
 nothing could stop...). A second session of the same client keeps all of it, and a
-cancelled request cancels its task, which closes its connection.
+cancelled request cancels its task, which closes its connection. One difference stays: a
+cookie an index page sets is not sent with file downloads (each session has its own jar;
+aiohttp's is not safe across loops). uv keeps no cookies at all.
 
 :class:`~burrowd.daemon.index.http.Http` decides the credentials, the proxy, the retries
 and what a status or an error means; this module only moves bytes.
@@ -22,6 +24,7 @@ and what a status or an error means; this module only moves bytes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -88,6 +91,8 @@ class Bodies:
         )
         self._thread.start()
         self._closed = False
+        #: The reads under way, as the callers' side holds them.
+        self._pending: set[concurrent.futures.Future[int]] = set()
 
     @property
     def closed(self) -> bool:
@@ -105,6 +110,7 @@ class Bodies:
         if self._closed:
             raise Stopping
         future = asyncio.run_coroutine_threadsafe(self._fetch(target, options, sink), self._loop)
+        self._pending.add(future)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -112,6 +118,8 @@ class Bodies:
             if future.cancelled() and self.closed and not (task and task.cancelling()):
                 raise Stopping from None  # cancelled by close(), not by our caller
             raise
+        finally:
+            self._pending.discard(future)
 
     async def close(self) -> None:
         """Cancel every read, close the session and stop the loop (waiting a little)."""
@@ -119,11 +127,18 @@ class Bodies:
             return
         self._closed = True
         ended = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
-        try:
-            await asyncio.wait_for(asyncio.wrap_future(ended), _CLOSE_GRACE)
-        except (TimeoutError, Exception) as exc:  # never keeps the daemon from stopping
-            log.warning("the download loop did not close cleanly: %s", exc)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        # The loop stops once its reads are cancelled and the session is closed, however
+        # late that is: stopped before, it would leave them half done.
+        ended.add_done_callback(lambda _: self._loop.call_soon_threadsafe(self._loop.stop))
+        # Not wait_for: a timeout must not cancel _close before it runs.
+        done, _ = await asyncio.wait({asyncio.wrap_future(ended)}, timeout=_CLOSE_GRACE)
+        if not done:
+            # The loop is stuck (a write to a stalled disk): its callers are told now, and
+            # the (daemon) thread ends whenever the loop runs again.
+            log.warning("the download loop did not stop within %gs", _CLOSE_GRACE)
+            for future in list(self._pending):
+                future.cancel()
+            return
         await asyncio.to_thread(self._thread.join, _CLOSE_GRACE)
         if not self._thread.is_alive():
             self._loop.close()

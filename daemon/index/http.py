@@ -23,6 +23,7 @@ import logging
 import netrc
 import os
 import random
+import re
 import ssl
 import sys
 import threading
@@ -330,8 +331,34 @@ def _retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
+#: The user part of a URL inside a text (``scheme://user:secret@host``).
+_USERINFO: Final = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+
+
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """Return ``exc`` as its type and message, any URL's user part hidden: aiohttp names
+    the proxy's URL, with the proxy's password, in some of its errors."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return _USERINFO.sub(r"\1****@", text)
+
+
+def _proxy_url(named: str) -> yarl.URL | None:
+    """Return the proxy a variable names, or None (direct) for one burrowd cannot use: a
+    SOCKS proxy (aiohttp speaks HTTP to proxies only), or no URL at all; a warning says
+    which."""
+    written = named if "://" in named else f"http://{named}"
+    try:
+        proxy = yarl.URL(written)
+    except ValueError:
+        proxy = None
+    if proxy is None or proxy.scheme not in ("http", "https") or not proxy.host:
+        log.warning(
+            "ignoring the proxy %s: burrowd reaches indexes through HTTP proxies only "
+            "(http:// or https://); requests go direct",
+            redact(written),
+        )
+        return None
+    return proxy
 
 
 def _tls_failed(shown: str, detail: str) -> NetworkError:
@@ -383,6 +410,20 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
         return _tls_failed(shown, _describe(exc))
     if isinstance(exc, aiohttp.InvalidURL):
         return NetworkError(shown, f"not a valid URL ({exc})")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        if exc.status == 407:
+            return NetworkError(
+                shown,
+                "HTTP 407 from the proxy: it wants credentials; put them in the proxy's URL "
+                "(HTTPS_PROXY=http://user:password@proxy:port)",
+                status=407,
+            )
+        return TransientError(
+            shown,
+            f"the proxy answered HTTP {exc.status} {exc.message}".strip(),
+            hint="check the proxy (HTTPS_PROXY, HTTP_PROXY) and the network",
+            status=exc.status,
+        )
     if isinstance(exc, aiohttp.TooManyRedirects):
         # The same redirects would come again: final, not retried.
         return NetworkError(
@@ -418,7 +459,7 @@ class Http:
         self._tls: concurrent.futures.Future[ssl.SSLContext] | None = None
         self._closed = False
         self._credentials: dict[str, tuple[str, str]] = {}
-        self._proxies: dict[tuple[str, str], yarl.URL | None] = {}
+        self._proxies: dict[tuple[str, str, int | None], yarl.URL | None] = {}
         self._netrc: netrc.netrc | bool | None = False
         self.requests = 0
         #: Attempts that failed transiently and were tried again.
@@ -634,7 +675,8 @@ class Http:
         every request. The daemon's environment never changes: one answer per host holds.
         """
         parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "")
+        host = parts.hostname or ""
+        key = (parts.scheme, host, parts.port)
         if key in self._proxies:
             return self._proxies[key]
         import urllib.request  # noqa: PLC0415 - not at the daemon's start: ~10 ms
@@ -642,11 +684,11 @@ class Http:
         found: yarl.URL | None = None
         proxies = urllib.request.getproxies()
         named = proxies.get(parts.scheme) or proxies.get("all")
-        if named and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
-            try:
-                found = yarl.URL(named if "://" in named else f"http://{named}")
-            except ValueError:
-                log.warning("ignoring a proxy URL that is not one: %s", redact(named))
+        # NO_PROXY names hosts (``::1``, not ``[::1]:8080``), or a host with its port.
+        bypass = urllib.request.proxy_bypass
+        port = f":{parts.port}" if parts.port is not None else ""
+        if named and not (bypass(host) or (port and bypass(f"{host}{port}"))):
+            found = _proxy_url(named)
         self._proxies[key] = found
         return found
 
@@ -700,6 +742,8 @@ class Http:
                 raise _classify(url, exc, self.policy.timeout) from exc
 
     def _bodies_pool(self) -> Bodies:
+        if self._closed:
+            raise RuntimeError("the daemon's HTTP client is closed (shutting down)")
         if self._bodies is None:
             _ = self.session  # aiohttp loads on this thread (LazyLoader is not thread-safe)
             self._bodies = Bodies(self._open)
