@@ -28,8 +28,6 @@ from typing import Final, Generic, TypeVar
 
 from msgspec import Struct, field
 
-from burrowd.daemon.index.bodies import THREADS
-
 __all__ = [
     "Foreground",
     "Limits",
@@ -545,11 +543,13 @@ class Limits(Struct, dict=True):
     network: PrioritySemaphore = field(
         default_factory=lambda: PrioritySemaphore("network", 48, background_limit=16)
     )
-    #: Concurrent wheel and sdist downloads, each in a download thread (a third for warming).
-    #: Each also takes a ``network`` slot, after this one: one waiting for a thread holds
-    #: no slot a page could use.
+    #: Concurrent wheel and sdist downloads, read on the bodies' loop (a third for warming).
+    #: Eight to twelve connections already take this machine's whole bandwidth (250 MB in
+    #: half a second); more only start every download later, while the unpacks wait for a
+    #: first one to finish. Each also takes a ``network`` slot, after this one: a download
+    #: waiting here holds no slot a page could use.
     downloads: PrioritySemaphore = field(
-        default_factory=lambda: PrioritySemaphore("downloads", THREADS, background_limit=4)
+        default_factory=lambda: PrioritySemaphore("downloads", 12, background_limit=4)
     )
     #: Concurrent unpacks, each in a worker thread: one per CPU. Creating files costs CPU in
     #: the kernel, not waiting, and each member also needs the GIL; more threads only took

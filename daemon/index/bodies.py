@@ -37,14 +37,10 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["THREADS", "Bodies", "Refused", "Sink", "Stopping"]
+__all__ = ["Bodies", "Refused", "Sink", "Stopping"]
 
 log = logging.getLogger(__name__)
 
-#: Bodies read at once. Eight to twelve connections already take this machine's whole
-#: bandwidth (250 MB in half a second); more only start every download later, while the
-#: unpacks wait for a first one to finish. (The name is older than the second loop.)
-THREADS: Final = 12
 _CHUNK: Final = 256 * 1024
 #: Seconds :meth:`Bodies.close` waits for the bodies' loop to cancel its reads and stop.
 _CLOSE_GRACE: Final = 5.0

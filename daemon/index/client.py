@@ -942,7 +942,7 @@ class IndexClient:
                     on_bytes(n)
 
             try:
-                # A full disk met in the download thread is a DiskFull naming ``dest``.
+                # A full disk met on the bodies' loop is a DiskFull naming ``dest``.
                 with writing(dest):
                     size = await self.http.download(
                         url, dest, functools.partial(_update, hashers.values()), counted

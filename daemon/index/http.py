@@ -361,44 +361,6 @@ def _proxy_url(named: str) -> yarl.URL | None:
     return proxy
 
 
-def _tls_failed(shown: str, detail: str) -> NetworkError:
-    return NetworkError(
-        shown,
-        f"TLS failed ({detail}); if a proxy or a private index uses its own "
-        "certificate authority, add it to SSL_CERT_FILE",
-    )
-
-
-def _timed_out(shown: str, timeout: float) -> TransientError:
-    return TransientError(
-        shown,
-        f"timed out: no data for {timeout:g}s",
-        hint="check the network and any proxy, or raise BURROW_HTTP_TIMEOUT for a slow index",
-    )
-
-
-def _cut_short(shown: str, detail: str) -> TransientError:
-    return TransientError(
-        shown,
-        f"the connection closed before the whole body arrived ({detail})",
-        hint=_CONNECTION_HINT,
-    )
-
-
-def _no_answer(shown: str) -> TransientError:
-    return TransientError(
-        shown, "the server closed the connection without an answer", hint=_CONNECTION_HINT
-    )
-
-
-def _no_connection(shown: str, detail: str) -> TransientError:
-    return TransientError(
-        shown,
-        f"cannot connect ({detail})",
-        hint="check the index URL, the network and any proxy (HTTPS_PROXY)",
-    )
-
-
 def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
     """Return the :class:`NetworkError` an aiohttp (or socket) failure of ``url`` stands for.
 
@@ -407,7 +369,11 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
     """
     shown = redact(url)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return _tls_failed(shown, _describe(exc))
+        return NetworkError(
+            shown,
+            f"TLS failed ({_describe(exc)}); if a proxy or a private index uses its own "
+            "certificate authority, add it to SSL_CERT_FILE",
+        )
     if isinstance(exc, aiohttp.InvalidURL):
         return NetworkError(shown, f"not a valid URL ({exc})")
     if isinstance(exc, aiohttp.ClientHttpProxyError):
@@ -430,13 +396,27 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
             shown, f"{len(exc.history)} redirects in a row: the server redirects in a loop"
         )
     if isinstance(exc, TimeoutError):
-        return _timed_out(shown, timeout)
+        return TransientError(
+            shown,
+            f"timed out: no data for {timeout:g}s",
+            hint="check the network and any proxy, or raise BURROW_HTTP_TIMEOUT for a slow index",
+        )
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return _cut_short(shown, str(exc))
+        return TransientError(
+            shown,
+            f"the connection closed before the whole body arrived ({exc})",
+            hint=_CONNECTION_HINT,
+        )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return _no_answer(shown)
+        return TransientError(
+            shown, "the server closed the connection without an answer", hint=_CONNECTION_HINT
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _no_connection(shown, exc.strerror or _describe(exc))
+        return TransientError(
+            shown,
+            f"cannot connect ({exc.strerror or _describe(exc)})",
+            hint="check the index URL, the network and any proxy (HTTPS_PROXY)",
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
         return TransientError(shown, "the connection was reset", hint=_CONNECTION_HINT)
     return TransientError(shown, _describe(exc), hint=_CONNECTION_HINT)
@@ -564,17 +544,12 @@ class Http:
         credentials, and refuses (ValueError) a request with both an explicit header and a
         netrc login for the host; and ``BasicAuth`` is deprecated.
         """
-        creds = self._credentials_for(url)
-        if creds is None:
-            return url
-        return yarl.URL(url).with_user(creds[0]).with_password(creds[1])
-
-    def _credentials_for(self, url: str) -> tuple[str, str] | None:
-        """Return the login and password for ``url``'s host: its index URL's, or netrc's."""
         creds = self._credentials.get(_origin(url))
         if creds is None:
             creds = self._from_netrc(urlsplit(url).hostname or "")
-        return creds
+        if creds is None:
+            return url
+        return yarl.URL(url).with_user(creds[0]).with_password(creds[1])
 
     def _from_netrc(self, host: str) -> tuple[str, str] | None:
         if self._netrc is False:
@@ -726,7 +701,7 @@ class Http:
         options = self._options(url, {"Accept-Encoding": "identity"})
         async with self.limits.downloads, self.limits.network:
             self.requests += 1
-            bodies = self._bodies_pool()
+            bodies = self._bodies_loop()
             try:
                 return await bodies.fetch(
                     self._authorized(url), options, Sink(dest, consume, progress)
@@ -741,7 +716,7 @@ class Http:
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 raise _classify(url, exc, self.policy.timeout) from exc
 
-    def _bodies_pool(self) -> Bodies:
+    def _bodies_loop(self) -> Bodies:
         if self._closed:
             raise RuntimeError("the daemon's HTTP client is closed (shutting down)")
         if self._bodies is None:

@@ -306,7 +306,7 @@ class TestDiskFull:
         def small_disk(path: Path, mode: str = "r") -> Any:
             return _FullFile(real_open(path, mode), room=entry.size // 2)
 
-        # The body is written by a download thread (daemon/index/bodies.py).
+        # The body is written on the bodies' loop (daemon/index/bodies.py).
         monkeypatch.setattr(bodies_module, "open", small_disk, raising=False)
         with pytest.raises(DiskFull) as caught:
             await _fetch(stack, fake_index, "dlfull")

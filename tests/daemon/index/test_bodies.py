@@ -1,4 +1,4 @@
-"""Wheel bodies fetched by download threads (urllib3): TLS, redirects, retries, cancelling.
+"""Wheel bodies read on the bodies' own loop: TLS, redirects, retries, cancelling.
 
 End to end through :meth:`IndexClient.fetch_wheel` (pages from a fake index on 127.0.0.1,
 the file wherever the page points: the index itself, an HTTPS server, a server that
@@ -467,7 +467,7 @@ async def _reading(
     on_bytes: Callable[[int], None],
     first: asyncio.Event,
 ) -> asyncio.Future[WheelPointer]:
-    """Start fetching the wheel from ``server``; return once its thread reads the body."""
+    """Start fetching the wheel from ``server``; return once its body is being read."""
     _serve_file_at(fake_index, server.url + FILE_PATH)
     waiter = asyncio.ensure_future(_fetch(stack, fake_index, on_bytes=on_bytes))
     await asyncio.wait_for(first.wait(), 5)
@@ -508,7 +508,7 @@ async def test_cancelling_a_download_stalled_mid_body_hangs_up_at_once(
         await _cancel_flights(stack)
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        # The HTTP timeout is 30 s: the thread hung up because it was told to.
+        # The HTTP timeout is 30 s: the read hung up because it was told to.
         assert await asyncio.to_thread(server.hung_up.wait, 3.0)
         assert tmp_debris(stack.cache) == []
         assert server.connections == 1
@@ -526,7 +526,7 @@ async def test_cancelling_a_download_waiting_for_its_headers_hangs_up_at_once(
         with pytest.raises(asyncio.CancelledError):
             await waiter
         hung_up = await asyncio.to_thread(server.hung_up.wait, 2.0)
-        server.release.set()  # the answer comes late: the thread must not write it anywhere
+        server.release.set()  # the answer comes late: nothing may write it anywhere
         await asyncio.to_thread(server.hung_up.wait, 2.0)
         debris = tmp_debris(stack.cache)
         assert (hung_up, debris) == (True, [])
