@@ -237,7 +237,7 @@ class Prefetcher:
             )
             pins = None  # the pins checked the source archive; the wheel is built here
         file = located.file
-        cached = await asyncio.to_thread(read_pointer, self.index.cache, located.key) is not None
+        cached = await self.index.cached_pointer(located.key) is not None
         if not cached and self.request.fresh.offline and not is_local(file.url):
             raise OfflineMiss(f"the wheel {file.filename} ({redact(file.url)})")
         pointer = await self.index.fetch_wheel(

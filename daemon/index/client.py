@@ -590,7 +590,7 @@ class IndexClient:
             return meta
         source = f"{file.filename} ({redact(file.url)})"
         if offline and not is_local(file.url):
-            pointer = await self._read_pointer(key)
+            pointer = await self.cached_pointer(key)
             if pointer is None:
                 raise OfflineMiss(f"the metadata of {file.filename}")
         if file.is_wheel:
@@ -606,14 +606,14 @@ class IndexClient:
         )
         return meta
 
-    async def _read_pointer(self, key: WheelKey) -> WheelPointer | None:
+    async def cached_pointer(self, key: WheelKey) -> WheelPointer | None:
         """Return :func:`read_pointer`'s answer; a miss costs a stat, not a thread hop."""
         return await _if_present(
             pointer_path(self.cache, key), lambda: read_pointer(self.cache, key)
         )
 
     async def _metadata_bytes(self, file: IndexFile, key: WheelKey, source: str) -> bytes:
-        pointer = await self._read_pointer(key)
+        pointer = await self.cached_pointer(key)
         if pointer is not None:
             return await asyncio.to_thread(self._archive_metadata, pointer)
         if is_local(file.url):
@@ -727,7 +727,7 @@ class IndexClient:
                 raise InvalidDistribution(str(path), f"cannot read it: {exc.strerror}") from exc
         if file.is_wheel:
             key = self.wheel_key(file, location, name)
-            pointer = await self._read_pointer(key)
+            pointer = await self.cached_pointer(key)
             if pointer is not None and "sha256" in pointer.hashes:
                 return pointer.hashes["sha256"]
         if offline:
@@ -809,14 +809,14 @@ class IndexClient:
         on_bytes: ByteProgress | None,
         body: bytes | None,
     ) -> WheelPointer:
-        pointer = await self._read_pointer(key)
+        pointer = await self.cached_pointer(key)
         if pointer is not None and _pointer_matches(pointer, file, key, pins):
             return pointer
         lock = self.cache.entry_lock(pointer_path(self.cache, key), f"the wheel {file.filename}")
         # The shared root lock is held by the work itself, not only by the requests that
         # wait for it: shielded work may outlive them, and clean/prune must wait for it.
         async with self.cache.operation(), lock:
-            pointer = await self._read_pointer(key)
+            pointer = await self.cached_pointer(key)
             if pointer is not None and _pointer_matches(pointer, file, key, pins):
                 return pointer
             if is_local(file.url):
@@ -845,7 +845,10 @@ class IndexClient:
         body: bytes | None,
     ) -> WheelPointer:
         algorithms = _algorithms(file, pins)
-        tmp = await asyncio.to_thread(self._temp_path, "dl-", ".whl")
+        # Created here, not in a worker thread: one ``open`` costs microseconds, and a
+        # thread hop while the loop parses a fill's index pages delayed every download's
+        # start by tens of milliseconds.
+        tmp = self._temp_path("dl-", ".whl")
         try:
             if body is not None:
                 hashes = {a: hashlib.new(a, body).hexdigest() for a in algorithms}
@@ -862,7 +865,7 @@ class IndexClient:
             await _discard(tmp)
 
     def _temp_path(self, prefix: str, suffix: str) -> Path:
-        """Create an empty temporary file in the cache (blocking: run it in a worker)."""
+        """Create an empty temporary file in the cache."""
         fd, path = self.cache.temp_file(prefix=prefix, suffix=suffix)
         os.close(fd)
         return path
