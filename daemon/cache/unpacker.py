@@ -62,6 +62,14 @@ _EXIT_GRACE: Final = 5.0
 _WAIT_POLL: Final = 0.05
 
 
+#: glibc's allocator in a worker keeps freed memory for the next member. By default a
+#: large inflated member gets pages of its own (``mmap``, from 128 KiB up, a threshold that
+#: only grows as such blocks are freed), given back when freed, so the next one is written
+#: into memory the kernel must find and clear anew. Below 32 MiB (glibc's ceiling for this
+#: threshold) members now reuse the heap, which is trimmed only past 256 MiB free.
+_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
 class WorkerDied(Exception):
     """A worker process ended before it answered."""
 
@@ -97,6 +105,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            env={**os.environ, **_MALLOC},
         )
 
     @property

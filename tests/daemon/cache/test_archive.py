@@ -249,6 +249,61 @@ class TestBrokenWheels:
             _unpack(cache, wheel)
 
 
+def _damage_member(wheel: Path, member: str, *, header: bool) -> None:
+    """Overwrite ``member``'s local header signature (``header``) or its first data bytes,
+    leaving the central directory (what ``zipfile`` opens by) as it was."""
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(member)
+    with open(wheel, "r+b") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        assert local[:4] == b"PK\x03\x04"
+        if header:
+            f.seek(info.header_offset)
+            f.write(b"XX")
+        else:
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            f.write(b"\xff" * min(8, info.compress_size))
+
+
+class TestMembersBrokenInsideTheMap:
+    """Members read from the memory map fail with their own error, never with the map's
+    (a view still alive would make closing it raise instead), and leave nothing behind."""
+
+    @pytest.mark.parametrize(
+        ("compression", "header", "reason"),
+        [
+            pytest.param(zipfile.ZIP_DEFLATED, True, "bad local header", id="header"),
+            pytest.param(zipfile.ZIP_DEFLATED, False, "cannot be inflated", id="deflate-data"),
+            pytest.param(zipfile.ZIP_STORED, False, "bad CRC", id="stored-data"),
+        ],
+    )
+    def test_rejected_with_nothing_left_behind(
+        self, tmp_path: Path, compression: int, header: bool, reason: str
+    ) -> None:
+        cache = Cache(tmp_path / "cache")
+        body = b"VALUE = 1\n" * 200
+        files = [("bad/__init__.py", body), ("bad/other.py", b"X = 2\n")]
+        wheel = write_wheel(tmp_path / "w", "bad", "1.0", files, compression=compression)
+        _damage_member(wheel, "bad/__init__.py", header=header)
+        with pytest.raises(InvalidDistribution, match=f"bad/__init__.py' is corrupt.*{reason}"):
+            _unpack(cache, wheel)
+        assert not cache.path(Bucket.ARCHIVE, _sha256(wheel)).exists()
+        assert tmp_debris(cache) == []
+
+    def test_members_after_a_large_one_read_from_the_same_map(self, tmp_path: Path) -> None:
+        cache = Cache(tmp_path / "cache")
+        big = os.urandom(3 * 1024 * 1024)
+        files = [("big/blob.bin", big), ("big/after.py", b"A = 1\n"), ("big/stored.txt", b"s")]
+        wheel = write_wheel(tmp_path / "w", "big", "1.0", files)
+        target = _unpack(cache, wheel)
+        assert (target / "big" / "blob.bin").read_bytes() == big
+        assert (target / "big" / "after.py").read_bytes() == b"A = 1\n"
+        assert archive_problems(target) == []
+
+
 class TestDistInfo:
     @pytest.mark.parametrize(
         ("names", "expected"),
