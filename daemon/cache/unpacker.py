@@ -66,8 +66,9 @@ _WAIT_POLL: Final = 0.05
 #: large inflated member gets pages of its own (``mmap``, from 128 KiB up, a threshold that
 #: only grows as such blocks are freed), given back when freed, so the next one is written
 #: into memory the kernel must find and clear anew. Below 32 MiB (glibc's ceiling for this
-#: threshold) members now reuse the heap, which is trimmed only past 256 MiB free.
-_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+#: threshold) members now reuse the heap, which is trimmed past 64 MiB free. A value the
+#: user set stays; other allocators ignore these names.
+_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
 class WorkerDied(Exception):
@@ -105,7 +106,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
-            env={**os.environ, **_MALLOC},
+            env={**_MALLOC, **os.environ},
         )
 
     @property

@@ -103,21 +103,32 @@ class TestJobs:
             pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
         assert len(pool.pids()) == 1  # one job at a time: one worker was enough
 
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+    @pytest.mark.parametrize("users", [None, "1048576"], ids=["default", "the-users-own"])
     def test_workers_keep_freed_memory_for_the_next_member(
-        self, tmp_path: Path, pool: UnpackPool, monkeypatch: pytest.MonkeyPatch
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, users: str | None
     ) -> None:
-        # The allocator settings go to the worker only, on top of the daemon's environment.
+        # The allocator settings go to the worker only, on top of the daemon's environment;
+        # a value the user set is theirs.
         monkeypatch.setenv("BURROW_TEST_MARK", "kept")
-        cache = Cache(tmp_path / "cache")
-        wheel = write_wheel(tmp_path / "w", "env", "1.0", [("env/x.py", b"x = 1\n")])
-        pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
-        (pid,) = pool.pids()
-        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if users is None:
+            monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+        else:
+            monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", users)
+        pool = UnpackPool(1)
+        try:
+            cache = Cache(tmp_path / "cache")
+            wheel = write_wheel(tmp_path / "w", "env", "1.0", [("env/x.py", b"x = 1\n")])
+            pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+            (pid,) = pool.pids()
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        finally:
+            pool.close()
         environ = dict(item.split(b"=", 1) for item in raw if b"=" in item)
-        assert environ[b"MALLOC_MMAP_THRESHOLD_"] == str(32 << 20).encode()
-        assert environ[b"MALLOC_TRIM_THRESHOLD_"] == str(256 << 20).encode()
+        assert environ[b"MALLOC_MMAP_THRESHOLD_"] == (users or str(32 << 20)).encode()
+        assert environ[b"MALLOC_TRIM_THRESHOLD_"] == str(64 << 20).encode()
         assert environ[b"BURROW_TEST_MARK"] == b"kept"
-        assert "MALLOC_MMAP_THRESHOLD_" not in os.environ
+        assert os.environ.get("MALLOC_MMAP_THRESHOLD_") == users
 
     def test_more_jobs_than_workers_wait_their_turn(self, tmp_path: Path) -> None:
         cache = Cache(tmp_path / "cache")
