@@ -237,7 +237,9 @@ class Prefetcher:
             )
             pins = None  # the pins checked the source archive; the wheel is built here
         file = located.file
-        cached = await self.index.cached_pointer(located.key) is not None
+        # Cached means usable as it is: a pointer of another file under this name, or one
+        # that cannot check a pin's algorithm, needs a download (offline, a miss).
+        cached = await self.index.usable_pointer(file, located.key, pins) is not None
         if not cached and self.request.fresh.offline and not is_local(file.url):
             raise OfflineMiss(f"the wheel {file.filename} ({redact(file.url)})")
         pointer = await self.index.fetch_wheel(

@@ -44,7 +44,6 @@ from burrowd.daemon.builder.source import (
 from burrowd.daemon.cache.archive import unpack_sdist, wheel_metadata_bytes
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache, remove_tree
-from burrowd.daemon.cache.wheels import read_pointer
 from burrowd.daemon.candidates import tag_rank, unsupported_wheel, wheel_parts
 from burrowd.daemon.errors import (
     BuildFailed,
@@ -190,10 +189,9 @@ class BuildEnvironments:
             steps: list[Step] = []
             for file, location, name in pins.values():
                 key = services.index.wheel_key(file, location, name)
-                if request.fresh.offline and not is_local(file.url):
-                    cached = await asyncio.to_thread(read_pointer, cache, key)
-                    if cached is None:
-                        raise OfflineMiss(f"the build requirement {file.filename}")
+                offline = request.fresh.offline and not is_local(file.url)
+                if offline and await services.index.usable_pointer(file, key) is None:
+                    raise OfflineMiss(f"the build requirement {file.filename}")
                 pointer = await services.index.fetch_wheel(file, key)
                 archive = cache.path(Bucket.ARCHIVE, pointer.archive)
                 version = pointer.filename.split("-")[1]

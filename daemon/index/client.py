@@ -612,6 +612,16 @@ class IndexClient:
             pointer_path(self.cache, key), lambda: read_pointer(self.cache, key)
         )
 
+    async def usable_pointer(
+        self, file: IndexFile, key: WheelKey, pins: Pins | None = None
+    ) -> WheelPointer | None:
+        """Return the cached pointer of ``file`` if :meth:`fetch_wheel` would use it as it is
+        (no download): it describes the same file and can check ``pins``."""
+        pointer = await self.cached_pointer(key)
+        if pointer is None or not _pointer_matches(pointer, file, key, pins):
+            return None
+        return pointer
+
     async def _metadata_bytes(self, file: IndexFile, key: WheelKey, source: str) -> bytes:
         pointer = await self.cached_pointer(key)
         if pointer is not None:
@@ -809,15 +819,15 @@ class IndexClient:
         on_bytes: ByteProgress | None,
         body: bytes | None,
     ) -> WheelPointer:
-        pointer = await self.cached_pointer(key)
-        if pointer is not None and _pointer_matches(pointer, file, key, pins):
+        pointer = await self.usable_pointer(file, key, pins)
+        if pointer is not None:
             return pointer
         lock = self.cache.entry_lock(pointer_path(self.cache, key), f"the wheel {file.filename}")
         # The shared root lock is held by the work itself, not only by the requests that
         # wait for it: shielded work may outlive them, and clean/prune must wait for it.
         async with self.cache.operation(), lock:
-            pointer = await self.cached_pointer(key)
-            if pointer is not None and _pointer_matches(pointer, file, key, pins):
+            pointer = await self.usable_pointer(file, key, pins)
+            if pointer is not None:
                 return pointer
             if is_local(file.url):
                 return await self._unpack_local(file, key, pins)

@@ -183,6 +183,28 @@ class TestPrefetch:
         assert not fake_index.hits
         assert tmp_debris(stack.cache) == []
 
+    async def test_offline_with_a_pin_the_cached_wheel_cannot_answer(
+        self, stack: Stack, fake_index: FakeIndex, tmp_path: Path
+    ) -> None:
+        # Cached unpinned, the wheel's pointer knows only its sha256: a sha512 pin needs the
+        # file again, which offline is a miss, not a download.
+        (foo,) = fake_index.add_many([DistSpec("foo", "1.0")])
+        settings = stack.settings(fake_index.simple_url)
+        await stack.prefetch(["foo==1.0"], settings)
+        pins = tmp_path / "pins.txt"
+        pins.write_text(
+            f"foo==1.0 --hash=sha512:{hashlib.sha512(foo.path.read_bytes()).hexdigest()}\n"
+        )
+        entries = parse_requirements_file(pins, cwd=tmp_path).requirements
+        fake_index.reset_hits()
+        with pytest.raises(OfflineMiss) as info:
+            await stack.prefetcher(settings, fresh=Freshness(offline=True)).run(entries)
+        assert "foo-1.0-py3-none-any.whl" in str(info.value)
+        assert not fake_index.hits
+        assert tmp_debris(stack.cache) == []
+        online = await stack.prefetcher(settings).run(entries)
+        assert [w.cached for w in online] == [False]
+
 
 class TestDirect:
     async def test_local_wheel(
