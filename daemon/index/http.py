@@ -496,10 +496,26 @@ class Http:
             ),
             headers={"User-Agent": USER_AGENT},
             auto_decompress=True,
-            # Proxies come from the environment per host (:meth:`_proxy`), credentials
-            # from the URL or netrc (:meth:`_authorized`).
+            # Proxies come from the environment per host and per hop (:meth:`_hop_proxy`),
+            # credentials from the URL or netrc (:meth:`_authorized`).
             trust_env=False,
+            middlewares=(self._hop_proxy,),
         )
+
+    async def _hop_proxy(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """Send each hop of a request through the proxy of its own URL (a client middleware).
+
+        aiohttp follows a redirect through the proxy its first URL was given. pip (requests)
+        and uv choose again for every hop, so a redirect to a host in ``NO_PROXY`` goes
+        direct, and one from such a host to another goes through the proxy. The proxy's
+        credentials ride in its URL (:meth:`_proxy`): aiohttp sends them in the ``CONNECT``
+        of an HTTPS target and in the request of an HTTP one (``proxy_auth`` would do the
+        same, but aiohttp 3.14 deprecates it; ``proxy_headers`` reach only a ``CONNECT``).
+        """
+        request.update_proxy(self._proxy(str(request.url)), None, None)
+        return await handler(request)
 
     async def close(self) -> None:
         """Close the session and its connections; later requests fail, they never
@@ -637,7 +653,7 @@ class Http:
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> aiohttp.client._RequestContextManager:
         """Start a GET of ``url`` with its host's credentials and proxy."""
-        return self.session.get(self._authorized(url), **self._options(url, headers or {}))
+        return self.session.get(self._authorized(url), **self._options(headers or {}))
 
     def _proxy(self, url: str) -> yarl.URL | None:
         """Return the proxy the environment names for ``url``'s host (its credentials in
@@ -698,7 +714,7 @@ class Http:
 
         # A file is sent as it is: a server that gzips a .tar.gz on the way would change
         # the bytes whose hash is checked.
-        options = self._options(url, {"Accept-Encoding": "identity"})
+        options = self._options({"Accept-Encoding": "identity"})
         async with self.limits.downloads, self.limits.network:
             self.requests += 1
             bodies = self._bodies_loop()
@@ -724,19 +740,11 @@ class Http:
             self._bodies = Bodies(self._open)
         return self._bodies
 
-    def _options(self, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
-        """Return the ``ClientSession.get`` options of ``url``: ``headers``, and its proxy.
-
-        The proxy's credentials ride in its URL (:meth:`_proxy`): aiohttp sends them in the
-        ``CONNECT`` of an HTTPS target and in the request of an HTTP one, on every hop of
-        a redirect (``proxy_auth`` does the same, but aiohttp 3.14 deprecates it, and its
-        ``proxy_headers`` reach only a ``CONNECT``).
-        """
-        options: dict[str, Any] = {"headers": dict(headers)}
-        proxy = self._proxy(url)
-        if proxy is not None:
-            options["proxy"] = proxy
-        return options
+    @staticmethod
+    def _options(headers: Mapping[str, str]) -> dict[str, Any]:
+        """Return the ``ClientSession.get`` options of a request: its ``headers`` (each
+        hop's proxy is chosen by :meth:`_hop_proxy`)."""
+        return {"headers": dict(headers)}
 
     @staticmethod
     def _refuse(url: str, code: int, reason: str | None, headers: Mapping[str, str]) -> NoReturn:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -484,3 +485,75 @@ async def test_a_redirect_from_http_to_https_keeps_the_proxy_login(
     assert [s.method for s in proxy.seen] == ["GET", "CONNECT", "CONNECT"]
     for seen in proxy.seen:
         assert seen.headers.get("proxy-authorization") == PROXY_AUTH
+
+
+# -- 5. NO_PROXY on every hop of a redirect -----------------------------------------------------
+
+
+def _moving_to(target: str) -> web.Application:
+    """An app that redirects every request to the same path on ``target``."""
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target + request.path_qs)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", moved)
+    return app
+
+
+def _by_name(url: str) -> str:
+    """Return ``url`` with its host 127.0.0.1 written ``localhost``: another host for
+    ``NO_PROXY`` to name, on the same loopback."""
+    return url.replace("//127.0.0.1:", "//localhost:", 1)
+
+
+async def _fetch_via(stack: Stack, index_url: str, files_url: str) -> WheelPointer:
+    """Read the page from ``index_url`` (``Http.get``), then download the wheel from
+    ``files_url`` (``Http.download``), each request redirected once."""
+    settings = stack.settings(index_url)
+    files = await stack.index.project_files(settings, "foo", Freshness())
+    file, location = next((f, loc) for f, loc in files.files if f.filename == WHEEL)
+    moved = msgspec.structs.replace(file, url=files_url + FILE_PATH)
+    return await stack.index.fetch_wheel(moved, stack.index.wheel_key(moved, location, "foo"))
+
+
+# pip (requests) and uv choose the proxy again for each hop of a redirect; aiohttp kept the
+# first hop's. A redirect to a host in NO_PROXY went to the proxy (which here refuses any
+# host but 127.0.0.1), and one away from such a host skipped the proxy.
+async def test_a_redirect_to_a_host_in_no_proxy_goes_direct(
+    env: Environment, proxy: Proxy, http_origin: Origin, foo: IndexedFile
+) -> None:
+    with ThreadedServer(_moving_to(_by_name(http_origin.url))) as mover:
+        async with env.services(http_origin, no_proxy="localhost") as stack:
+            pointer = await _fetch_via(stack, mover.url + "/simple", mover.url)
+            _stored(stack, pointer, foo)
+    # The first hops (to 127.0.0.1) went through the proxy, with its login; the second
+    # (to localhost) straight to the index.
+    assert [(s.method, s.target) for s in proxy.seen] == [
+        ("GET", mover.url + PAGE_PATH),
+        ("GET", mover.url + FILE_PATH),
+    ]
+    for seen in proxy.seen:
+        assert seen.headers["proxy-authorization"] == PROXY_AUTH
+    assert http_origin.paths() == [PAGE_PATH, FILE_PATH]
+    for seen in http_origin.seen:
+        assert "proxy-authorization" not in seen.headers
+
+
+async def test_a_redirect_away_from_a_host_in_no_proxy_goes_through_the_proxy(
+    env: Environment, proxy: Proxy, http_origin: Origin, foo: IndexedFile
+) -> None:
+    with ThreadedServer(_moving_to(http_origin.url)) as mover:
+        first = _by_name(mover.url)
+        async with env.services(http_origin, no_proxy="localhost") as stack:
+            pointer = await _fetch_via(stack, first + "/simple", first)
+            _stored(stack, pointer, foo)
+    # The first hops (to localhost) went direct; the second (to 127.0.0.1) through the
+    # proxy, with its login.
+    assert [(s.method, s.target) for s in proxy.seen] == [
+        ("GET", http_origin.url + PAGE_PATH),
+        ("GET", http_origin.url + FILE_PATH),
+    ]
+    for seen in proxy.seen:
+        assert seen.headers["proxy-authorization"] == PROXY_AUTH
+    assert http_origin.paths() == [PAGE_PATH, FILE_PATH]
