@@ -361,6 +361,13 @@ def _proxy_url(named: str) -> yarl.URL | None:
     return proxy
 
 
+#: A 407 from the proxy: of a ``CONNECT`` (an HTTPS target), or of an HTTP target's request.
+_PROXY_LOGIN_WANTED: Final = (
+    "HTTP 407 from the proxy: it wants credentials; put them in the proxy's URL "
+    "(HTTPS_PROXY=http://user:password@proxy:port)"
+)
+
+
 def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
     """Return the :class:`NetworkError` an aiohttp (or socket) failure of ``url`` stands for.
 
@@ -378,12 +385,7 @@ def _classify(url: str, exc: BaseException, timeout: float) -> NetworkError:
         return NetworkError(shown, f"not a valid URL ({exc})")
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         if exc.status == 407:
-            return NetworkError(
-                shown,
-                "HTTP 407 from the proxy: it wants credentials; put them in the proxy's URL "
-                "(HTTPS_PROXY=http://user:password@proxy:port)",
-                status=407,
-            )
+            return NetworkError(shown, _PROXY_LOGIN_WANTED, status=407)
         return TransientError(
             shown,
             f"the proxy answered HTTP {exc.status} {exc.message}".strip(),
@@ -514,7 +516,14 @@ class Http:
         of an HTTPS target and in the request of an HTTP one (``proxy_auth`` would do the
         same, but aiohttp 3.14 deprecates it; ``proxy_headers`` reach only a ``CONNECT``).
         """
-        request.update_proxy(self._proxy(str(request.url)), None, None)
+        url = request.url
+        # The port as written: yarl leaves a default one out of str(url), and NO_PROXY may
+        # name it (``localhost:443``).
+        proxy = self._proxy_for(url.scheme, url.host or "", url.explicit_port)
+        # A fresh dict each hop (aiohttp adds Host to it): the CONNECT names burrowd, as
+        # every request does, not aiohttp and Python's versions.
+        headers = {"User-Agent": USER_AGENT} if proxy is not None else None
+        request.update_proxy(proxy, None, headers)
         return await handler(request)
 
     async def close(self) -> None:
@@ -666,19 +675,23 @@ class Http:
         every request. The daemon's environment never changes: one answer per host holds.
         """
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        key = (parts.scheme, host, parts.port)
+        return self._proxy_for(parts.scheme, parts.hostname or "", parts.port)
+
+    def _proxy_for(self, scheme: str, host: str, port: int | None) -> yarl.URL | None:
+        """:meth:`_proxy` of a URL's parts (``port`` as written, None if none is)."""
+        host = host.lower()
+        key = (scheme, host, port)
         if key in self._proxies:
             return self._proxies[key]
         import urllib.request  # noqa: PLC0415 - not at the daemon's start: ~10 ms
 
         found: yarl.URL | None = None
         proxies = urllib.request.getproxies()
-        named = proxies.get(parts.scheme) or proxies.get("all")
+        named = proxies.get(scheme) or proxies.get("all")
         # NO_PROXY names hosts (``::1``, not ``[::1]:8080``), or a host with its port.
         bypass = urllib.request.proxy_bypass
-        port = f":{parts.port}" if parts.port is not None else ""
-        if named and not (bypass(host) or (port and bypass(f"{host}{port}"))):
+        written = f":{port}" if port is not None else ""
+        if named and not (bypass(host) or (written and bypass(f"{host}{written}"))):
             found = _proxy_url(named)
         self._proxies[key] = found
         return found
@@ -750,6 +763,10 @@ class Http:
     def _refuse(url: str, code: int, reason: str | None, headers: Mapping[str, str]) -> NoReturn:
         """Raise the error a response of an unwanted status stands for."""
         status = f"HTTP {code} {reason or ''}".strip()
+        if code == 407:
+            # Only a proxy sends it: here to an HTTP target's request (the CONNECT of an
+            # HTTPS one fails in _classify), so the fix is the same.
+            raise NetworkError(redact(url), _PROXY_LOGIN_WANTED, status=code)
         if code in (401, 403):
             raise NetworkError(
                 redact(url),

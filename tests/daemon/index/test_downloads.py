@@ -241,8 +241,8 @@ class TestProxy:
         foo: IndexedFile,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        # The session does not read the environment per request (no trust_env): the
-        # daemon looks the proxy up once per host and passes it to every request.
+        # The session does not read the environment (no trust_env): the daemon looks the
+        # proxy up once per host, and gives each hop of a request its host's.
         seen: list[str] = []
 
         async def forward(request: web.Request) -> web.Response:

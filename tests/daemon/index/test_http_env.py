@@ -25,6 +25,7 @@ from typing import Literal
 
 import aiohttp
 import pytest
+import yarl
 
 from burrowd.daemon.errors import NetworkError
 from burrowd.daemon.index import bodies
@@ -111,6 +112,44 @@ def test_no_proxy_host_port_entry_is_answered_per_port(env: pytest.MonkeyPatch) 
     assert http._proxy("http://example.org:9090/simple/") is not None
 
 
+# A redirect's hop gets its proxy from its own URL as written: yarl leaves a default port out
+# of the URL's text, and an entry ``host:443`` must still match ``https://host:443/``.
+@pytest.mark.parametrize(
+    ("url", "direct"),
+    [("https://localhost:443/simple/", True), ("https://localhost/simple/", False)],
+)
+async def test_each_hop_is_judged_by_its_port_as_written(
+    env: pytest.MonkeyPatch, url: str, direct: bool
+) -> None:
+    env.setenv("https_proxy", PROXY)
+    env.setenv("no_proxy", "localhost:443")
+    http = Http(Limits())
+
+    class Hop:
+        def __init__(self) -> None:
+            self.url = yarl.URL(url)
+            self.chosen: tuple[object, object] | None = None
+
+        def update_proxy(self, proxy: object, auth: object, headers: object) -> None:
+            assert auth is None
+            self.chosen = (proxy, headers)
+
+    hop = Hop()
+
+    async def handler(request: object) -> aiohttp.ClientResponse:
+        return aiohttp.ClientResponse.__new__(aiohttp.ClientResponse)
+
+    await http._hop_proxy(hop, handler)  # type: ignore[arg-type]
+    assert hop.chosen is not None
+    proxy, headers = hop.chosen
+    if direct:
+        assert (proxy, headers) == (None, None)
+    else:
+        assert str(proxy) == PROXY
+        assert isinstance(headers, dict)
+        assert headers["User-Agent"].startswith("burrowd/")
+
+
 # -- 2. a SOCKS proxy ---------------------------------------------------------------------------
 
 
@@ -178,15 +217,22 @@ async def test_a_socks_proxy_is_ignored_with_a_warning(
 # A proxy's login rides in its URL, which aiohttp names in its proxy errors: a proxy that
 # refused the CONNECT (407) put the password in the error, which reaches the client and the
 # logs. A 407 is also no broken connection: the same login would be refused again, so it
-# is final (not retried) and says how to give the proxy its login.
+# is final (not retried) and says how to give the proxy its login: for an HTTPS target (the
+# CONNECT is refused) and for an HTTP one (the request itself is).
+@pytest.mark.parametrize("scheme", ["https", "http"])
 @pytest.mark.parametrize("how", HOWS)
 async def test_a_407_from_the_proxy_is_final_and_never_shows_the_password(
-    env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: How
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    how: How,
+    scheme: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    url = "https://127.0.0.1:9/simple/foo/" if how == "get" else "https://127.0.0.1:9/x.whl"
+    path = "/simple/foo/" if how == "get" else "/x.whl"
+    url = f"{scheme}://127.0.0.1:9{path}"
     with Proxy(login=("proxy-user", "right")) as proxy:
-        env.setenv("https_proxy", f"http://proxy-user:wrong-secret@127.0.0.1:{proxy.port}")
+        env.setenv(f"{scheme}_proxy", f"http://proxy-user:wrong-secret@127.0.0.1:{proxy.port}")
         http = Http(Limits(), RetryPolicy(retries=2, backoff=0.01, timeout=5))
         await http.open()
         try:
@@ -199,7 +245,8 @@ async def test_a_407_from_the_proxy_is_final_and_never_shows_the_password(
     assert not isinstance(caught.value, TransientError | RetriesExhausted), caught.value
     assert caught.value.status == 407
     assert "HTTPS_PROXY=http://user:password@proxy:port" in str(caught.value)
-    assert [s.method for s in proxy.seen] == ["CONNECT"]  # asked once, not retried
+    # Asked once, not retried.
+    assert [s.method for s in proxy.seen] == ["CONNECT" if scheme == "https" else "GET"]
 
 
 # A variable without a scheme is read as an http:// proxy. One that is no URL even so (a

@@ -395,6 +395,8 @@ async def test_an_https_index_through_a_tunnel_gets_each_login_where_it_belongs(
     assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", host)] * 2
     for seen in proxy.seen:
         assert seen.headers["proxy-authorization"] == PROXY_AUTH
+        # Named burrowd, as every request is (not aiohttp and Python's versions).
+        assert seen.headers["user-agent"].startswith("burrowd/")
         assert "authorization" not in seen.headers
         assert not seen.carries(INDEX_AUTH)
     # Inside the tunnel the index gets its login, and never the proxy's.
