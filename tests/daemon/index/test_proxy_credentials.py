@@ -522,40 +522,30 @@ async def _fetch_via(stack: Stack, index_url: str, files_url: str) -> WheelPoint
 # pip (requests) and uv choose the proxy again for each hop of a redirect; aiohttp kept the
 # first hop's. A redirect to a host in NO_PROXY went to the proxy (which here refuses any
 # host but 127.0.0.1), and one away from such a host skipped the proxy.
-async def test_a_redirect_to_a_host_in_no_proxy_goes_direct(
-    env: Environment, proxy: Proxy, http_origin: Origin, foo: IndexedFile
+@pytest.mark.parametrize(
+    "into_no_proxy",
+    [pytest.param(True, id="into-no-proxy"), pytest.param(False, id="out-of-no-proxy")],
+)
+async def test_each_hop_of_a_redirect_gets_its_own_hosts_proxy(
+    env: Environment, proxy: Proxy, http_origin: Origin, foo: IndexedFile, into_no_proxy: bool
 ) -> None:
-    with ThreadedServer(_moving_to(_by_name(http_origin.url))) as mover:
+    # localhost is in NO_PROXY, 127.0.0.1 is not: into it, the first hops (the page's and
+    # the wheel's) go to 127.0.0.1 and are redirected to localhost; out of it, the reverse.
+    with ThreadedServer(
+        _moving_to(_by_name(http_origin.url) if into_no_proxy else http_origin.url)
+    ) as mover:
+        first = mover.url if into_no_proxy else _by_name(mover.url)
         async with env.services(http_origin, no_proxy="localhost") as stack:
-            pointer = await _fetch_via(stack, mover.url + "/simple", mover.url)
+            pointer = await _fetch_via(stack, first + "/simple", first)
             _stored(stack, pointer, foo)
-    # The first hops (to 127.0.0.1) went through the proxy, with its login; the second
-    # (to localhost) straight to the index.
+    # Only the hops to 127.0.0.1 went through the proxy, each with its login.
+    proxied = mover.url if into_no_proxy else http_origin.url
     assert [(s.method, s.target) for s in proxy.seen] == [
-        ("GET", mover.url + PAGE_PATH),
-        ("GET", mover.url + FILE_PATH),
+        ("GET", proxied + PAGE_PATH),
+        ("GET", proxied + FILE_PATH),
     ]
     for seen in proxy.seen:
         assert seen.headers["proxy-authorization"] == PROXY_AUTH
     assert http_origin.paths() == [PAGE_PATH, FILE_PATH]
     for seen in http_origin.seen:
         assert "proxy-authorization" not in seen.headers
-
-
-async def test_a_redirect_away_from_a_host_in_no_proxy_goes_through_the_proxy(
-    env: Environment, proxy: Proxy, http_origin: Origin, foo: IndexedFile
-) -> None:
-    with ThreadedServer(_moving_to(http_origin.url)) as mover:
-        first = _by_name(mover.url)
-        async with env.services(http_origin, no_proxy="localhost") as stack:
-            pointer = await _fetch_via(stack, first + "/simple", first)
-            _stored(stack, pointer, foo)
-    # The first hops (to localhost) went direct; the second (to 127.0.0.1) through the
-    # proxy, with its login.
-    assert [(s.method, s.target) for s in proxy.seen] == [
-        ("GET", http_origin.url + PAGE_PATH),
-        ("GET", http_origin.url + FILE_PATH),
-    ]
-    for seen in proxy.seen:
-        assert seen.headers["proxy-authorization"] == PROXY_AUTH
-    assert http_origin.paths() == [PAGE_PATH, FILE_PATH]
