@@ -555,7 +555,9 @@ async def test_closing_the_client_ends_a_download_waiting_for_its_headers(
         waiter = await _asked(stack, fake_index, server)
         await stack.http.close()
         done, _ = await asyncio.wait({waiter}, timeout=3)
-        hung_up = server.hung_up.is_set()
+        # The server sees the hang-up at its next look at the socket, which may come after
+        # the waiter has ended: wait for it (before any release, which would end it too).
+        hung_up = await asyncio.to_thread(server.hung_up.wait, 3.0)
         if not done:  # end it, so the test does not leave it behind
             server.release.set()
             await asyncio.wait({waiter}, timeout=5)
