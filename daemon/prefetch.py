@@ -239,11 +239,12 @@ class Prefetcher:
         file = located.file
         # Cached means usable as it is: a pointer of another file under this name, or one
         # that cannot check a pin's algorithm, needs a download (offline, a miss).
-        cached = await self.index.usable_pointer(file, located.key, pins) is not None
+        usable = await self.index.usable_pointer(file, located.key, pins)
+        cached = usable is not None
         if not cached and self.request.fresh.offline and not is_local(file.url):
             raise OfflineMiss(f"the wheel {file.filename} ({redact(file.url)})")
         pointer = await self.index.fetch_wheel(
-            file, located.key, pins=pins, on_bytes=self._on_bytes
+            file, located.key, pins=pins, on_bytes=self._on_bytes, usable=usable
         )
         archive = self.index.cache.path(Bucket.ARCHIVE, pointer.archive)
         self._done += 1

@@ -794,19 +794,25 @@ class IndexClient:
         pins: Pins | None = None,
         on_bytes: ByteProgress | None = None,
         body: bytes | None = None,
+        usable: WheelPointer | None = None,
     ) -> WheelPointer:
         """Make sure the wheel is unpacked in the cache; return its pointer.
 
         One download and unpack per wheel at a time in this daemon (single-flight) and across
         processes (the entry lock). ``pins`` are ``--hash`` values the file must match.
+        ``usable`` is what :meth:`usable_pointer` just returned for these arguments (not
+        read again).
         """
-        # Requests with other pins do not share a download: a wrong pin fails only its own
-        # request (and stores nothing), and pinned algorithms get computed.
-        flight = (file.url, file.sha256 or "", _pins_key(pins))
-        await pace()
-        pointer = await self._wheel_flights.run(
-            flight, lambda: self._fetch_wheel(file, key, pins, on_bytes, body)
-        )
+        if usable is not None:
+            pointer = usable
+        else:
+            # Requests with other pins do not share a download: a wrong pin fails only its
+            # own request (and stores nothing), and pinned algorithms get computed.
+            flight = (file.url, file.sha256 or "", _pins_key(pins))
+            await pace()
+            pointer = await self._wheel_flights.run(
+                flight, lambda: self._fetch_wheel(file, key, pins, on_bytes, body)
+            )
         if pins:
             _check_pins(file, pointer.hashes, pins)
         return pointer

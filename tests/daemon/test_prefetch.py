@@ -205,6 +205,28 @@ class TestPrefetch:
         online = await stack.prefetcher(settings).run(entries)
         assert [w.cached for w in online] == [False]
 
+    async def test_a_cached_wheel_is_still_checked_against_the_pins(
+        self, stack: Stack, fake_index: FakeIndex, tmp_path: Path
+    ) -> None:
+        # Cached unpinned, the pointer is used as it is (no download, not read twice); the
+        # pins are checked against it all the same.
+        (foo,) = fake_index.add_many([DistSpec("foo", "1.0")])
+        settings = stack.settings(fake_index.simple_url)
+        await stack.prefetch(["foo==1.0"], settings)
+        pins = tmp_path / "pins.txt"
+        pins.write_text(f"foo==1.0 --hash=sha256:{'e' * 64}\n")
+        entries = parse_requirements_file(pins, cwd=tmp_path).requirements
+        fake_index.reset_hits()
+        with pytest.raises(HashMismatch) as info:
+            await stack.prefetcher(settings).run(entries)
+        assert "e" * 64 in str(info.value)
+        assert foo.sha256 in str(info.value)
+        pins.write_text(f"foo==1.0 --hash=sha256:{foo.sha256}\n")
+        entries = parse_requirements_file(pins, cwd=tmp_path).requirements
+        wheels = await stack.prefetcher(settings).run(entries)
+        assert [w.cached for w in wheels] == [True]
+        assert f"/files/{foo.filename}" not in fake_index.hits
+
 
 class TestDirect:
     async def test_local_wheel(
