@@ -33,7 +33,7 @@ from importlib.abc import Loader
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from msgspec import Struct
@@ -516,10 +516,7 @@ class Http:
         of an HTTPS target and in the request of an HTTP one (``proxy_auth`` would do the
         same, but aiohttp 3.14 deprecates it; ``proxy_headers`` reach only a ``CONNECT``).
         """
-        url = request.url
-        # The port as written: yarl leaves a default one out of str(url), and NO_PROXY may
-        # name it (``localhost:443``).
-        proxy = self._proxy_for(url.scheme, url.host or "", url.explicit_port)
+        proxy = self._proxy(request.url)
         # A fresh dict each hop (aiohttp adds Host to it): the CONNECT names burrowd, as
         # every request does, not aiohttp and Python's versions.
         headers = {"User-Agent": USER_AGENT} if proxy is not None else None
@@ -662,11 +659,11 @@ class Http:
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> aiohttp.client._RequestContextManager:
         """Start a GET of ``url`` with its host's credentials and proxy."""
-        return self.session.get(self._authorized(url), **self._options(headers or {}))
+        return self.session.get(self._authorized(url), headers=dict(headers or {}))
 
-    def _proxy(self, url: str) -> yarl.URL | None:
-        """Return the proxy the environment names for ``url``'s host (its credentials in
-        the URL, as the variable gave them), looked up once per host.
+    def _proxy(self, url: yarl.URL) -> yarl.URL | None:
+        """Return the proxy the environment names for ``url``'s host and port as written
+        (its credentials in the URL, as the variable gave them), looked up once per host.
 
         ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, read as pip and
         uv read them (``urllib.request``). Not aiohttp's lookup: it fills a proxy's missing
@@ -674,12 +671,9 @@ class Http:
         the proxy; and with ``trust_env`` it would look up again, in a worker thread, for
         every request. The daemon's environment never changes: one answer per host holds.
         """
-        parts = urlsplit(url)
-        return self._proxy_for(parts.scheme, parts.hostname or "", parts.port)
-
-    def _proxy_for(self, scheme: str, host: str, port: int | None) -> yarl.URL | None:
-        """:meth:`_proxy` of a URL's parts (``port`` as written, None if none is)."""
-        host = host.lower()
+        # The port as written: yarl leaves a default one out of str(url), and NO_PROXY may
+        # name it (``localhost:443``).
+        scheme, host, port = url.scheme, (url.host or "").lower(), url.explicit_port
         key = (scheme, host, port)
         if key in self._proxies:
             return self._proxies[key]
@@ -727,7 +721,7 @@ class Http:
 
         # A file is sent as it is: a server that gzips a .tar.gz on the way would change
         # the bytes whose hash is checked.
-        options = self._options({"Accept-Encoding": "identity"})
+        options = {"headers": {"Accept-Encoding": "identity"}}
         async with self.limits.downloads, self.limits.network:
             self.requests += 1
             bodies = self._bodies_loop()
@@ -752,12 +746,6 @@ class Http:
             _ = self.session  # aiohttp loads on this thread (LazyLoader is not thread-safe)
             self._bodies = Bodies(self._open)
         return self._bodies
-
-    @staticmethod
-    def _options(headers: Mapping[str, str]) -> dict[str, Any]:
-        """Return the ``ClientSession.get`` options of a request: its ``headers`` (each
-        hop's proxy is chosen by :meth:`_hop_proxy`)."""
-        return {"headers": dict(headers)}
 
     @staticmethod
     def _refuse(url: str, code: int, reason: str | None, headers: Mapping[str, str]) -> NoReturn:

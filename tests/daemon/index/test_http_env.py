@@ -96,9 +96,9 @@ def test_no_proxy_matches_an_ipv6_literal(env: pytest.MonkeyPatch, url: str) -> 
     env.setenv("https_proxy", PROXY)
     env.setenv("no_proxy", "localhost,127.0.0.1,::1")
     http = Http(Limits())
-    assert http._proxy(url) is None
+    assert http._proxy(yarl.URL(url)) is None
     # Another IPv6 host still goes through the proxy (the answer above is not "never").
-    assert http._proxy("http://[::2]:8080/simple/") is not None
+    assert http._proxy(yarl.URL("http://[::2]:8080/simple/")) is not None
 
 
 # A ``host:port`` entry exempts that port only: the answer for one port must not be kept
@@ -108,8 +108,8 @@ def test_no_proxy_host_port_entry_is_answered_per_port(env: pytest.MonkeyPatch) 
     env.setenv("https_proxy", PROXY)
     env.setenv("no_proxy", "example.org:8080")
     http = Http(Limits())
-    assert http._proxy("http://example.org:8080/simple/") is None
-    assert http._proxy("http://example.org:9090/simple/") is not None
+    assert http._proxy(yarl.URL("http://example.org:8080/simple/")) is None
+    assert http._proxy(yarl.URL("http://example.org:9090/simple/")) is not None
 
 
 # A redirect's hop gets its proxy from its own URL as written: yarl leaves a default port out
@@ -258,7 +258,7 @@ def test_the_warning_about_a_schemeless_proxy_hides_its_password(
 ) -> None:
     env.setenv("https_proxy", "user:s3cret@proxy.example:99999")
     caplog.set_level(logging.WARNING)
-    assert Http(Limits())._proxy("https://pypi.org/simple/") is None
+    assert Http(Limits())._proxy(yarl.URL("https://pypi.org/simple/")) is None
     assert "proxy.example" in caplog.text  # warned about it...
     assert "s3cret" not in caplog.text  # ...without its password
 
