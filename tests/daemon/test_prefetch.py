@@ -22,14 +22,14 @@ from burrowd.daemon.errors import (
     OfflineMiss,
     PackageNotFound,
 )
-from burrowd.daemon.index.client import Freshness
+from burrowd.daemon.index.client import Freshness, IndexSettings
 from burrowd.daemon.inputs.model import Origin, RequirementEntry
 from burrowd.daemon.inputs.requirements_txt import parse_requirements_file
 from burrowd.daemon.prefetch import command_line_entries, pinned_version, pins_of
 from burrowd.protocol.errors import ErrorCode
 from tests.daemon.cache.harness import ProgressLog, Stack, archive_problems, stack_on, tmp_debris
 from tests.support.dists import DistSpec
-from tests.support.index import FakeIndex
+from tests.support.index import FakeIndex, IndexedFile
 from tests.support.plugin import DistFactory
 
 
@@ -188,14 +188,9 @@ class TestPrefetch:
     ) -> None:
         # Cached unpinned, the wheel's pointer knows only its sha256: a sha512 pin needs the
         # file again, which offline is a miss, not a download.
-        (foo,) = fake_index.add_many([DistSpec("foo", "1.0")])
-        settings = stack.settings(fake_index.simple_url)
-        await stack.prefetch(["foo==1.0"], settings)
-        pins = tmp_path / "pins.txt"
-        pins.write_text(
-            f"foo==1.0 --hash=sha512:{hashlib.sha512(foo.path.read_bytes()).hexdigest()}\n"
-        )
-        entries = parse_requirements_file(pins, cwd=tmp_path).requirements
+        foo, settings = await _cached_unpinned(stack, fake_index)
+        sha512 = hashlib.sha512(foo.path.read_bytes()).hexdigest()
+        entries = _pinned(tmp_path, f"sha512:{sha512}")
         fake_index.reset_hits()
         with pytest.raises(OfflineMiss) as info:
             await stack.prefetcher(settings, fresh=Freshness(offline=True)).run(entries)
@@ -210,22 +205,32 @@ class TestPrefetch:
     ) -> None:
         # Cached unpinned, the pointer is used as it is (no download, not read twice); the
         # pins are checked against it all the same.
-        (foo,) = fake_index.add_many([DistSpec("foo", "1.0")])
-        settings = stack.settings(fake_index.simple_url)
-        await stack.prefetch(["foo==1.0"], settings)
-        pins = tmp_path / "pins.txt"
-        pins.write_text(f"foo==1.0 --hash=sha256:{'e' * 64}\n")
-        entries = parse_requirements_file(pins, cwd=tmp_path).requirements
+        foo, settings = await _cached_unpinned(stack, fake_index)
         fake_index.reset_hits()
         with pytest.raises(HashMismatch) as info:
-            await stack.prefetcher(settings).run(entries)
+            await stack.prefetcher(settings).run(_pinned(tmp_path, f"sha256:{'e' * 64}"))
         assert "e" * 64 in str(info.value)
         assert foo.sha256 in str(info.value)
-        pins.write_text(f"foo==1.0 --hash=sha256:{foo.sha256}\n")
-        entries = parse_requirements_file(pins, cwd=tmp_path).requirements
-        wheels = await stack.prefetcher(settings).run(entries)
+        wheels = await stack.prefetcher(settings).run(_pinned(tmp_path, f"sha256:{foo.sha256}"))
         assert [w.cached for w in wheels] == [True]
         assert f"/files/{foo.filename}" not in fake_index.hits
+
+
+async def _cached_unpinned(
+    stack: Stack, fake_index: FakeIndex
+) -> tuple[IndexedFile, IndexSettings]:
+    """Serve foo 1.0 and prefetch it without pins: its pointer knows its sha256 only."""
+    (foo,) = fake_index.add_many([DistSpec("foo", "1.0")])
+    settings = stack.settings(fake_index.simple_url)
+    await stack.prefetch(["foo==1.0"], settings)
+    return foo, settings
+
+
+def _pinned(tmp_path: Path, pin: str) -> list[RequirementEntry]:
+    """Return the entries of a requirements file holding ``foo==1.0 --hash=<pin>``."""
+    pins = tmp_path / "pins.txt"
+    pins.write_text(f"foo==1.0 --hash={pin}\n")
+    return parse_requirements_file(pins, cwd=tmp_path).requirements
 
 
 class TestDirect:
