@@ -7,9 +7,10 @@ set, downloads that take 1.7 s alone took 4.6 s beside the unpacks, and the unpa
 not use both CPUs. Worker processes have their own interpreter.
 
 :class:`UnpackPool` keeps up to ``size`` workers (``python -m
-burrowd.daemon.cache.unpacker``), started when first needed and reused. A job is one
-:func:`~burrowd.daemon.cache.archive.unpack_wheel` call; its result or error comes back
-whole (an :class:`InvalidDistribution` with the same message, a full disk as the same
+burrowd.daemon.cache.unpacker``), started when first needed (by the index client as soon as
+a wheel that will need one starts to download: :meth:`UnpackPool.prestart`) and reused. A
+job is one :func:`~burrowd.daemon.cache.archive.unpack_wheel` call; its result or error comes
+back whole (an :class:`InvalidDistribution` with the same message, a full disk as the same
 ``OSError``), so callers see what an unpack in a thread gives. ``multiprocessing`` is not
 used: its pools re-import the daemon's ``__main__`` and start helper processes, and a dead
 worker breaks the whole pool; here a worker is a plain child speaking length-prefixed
@@ -170,6 +171,28 @@ class UnpackPool:
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()
         self._closed = False
+
+    def prestart(self, wanted: int) -> None:
+        """Start workers now, up to ``wanted`` (at most ``size``); blocks (call it from a
+        worker thread).
+
+        A worker takes about a tenth of a second of CPU to start (an interpreter and its
+        imports). Started when the first wheel is ready to unpack, that is in the way of
+        the fill's first unpacks; started when its download begins, it runs while the
+        daemon is still reading index pages on one CPU, and the unpacks find it waiting.
+        """
+        while True:
+            with self._lock:
+                if self._closed or len(self._workers) >= min(wanted, self.size):
+                    return
+                worker = _Worker()
+                self._workers.add(worker)
+            self._idle.put(worker)
+
+    @property
+    def started(self) -> int:
+        """Return how many workers are running or starting."""
+        return len(self._workers)
 
     def pids(self) -> list[int]:
         """Return the pids of the running workers."""

@@ -10,6 +10,7 @@ first-index-wins strategy; find-links locations add their files to whatever the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -259,6 +260,8 @@ class IndexClient:
         )
         self._digests: dict[tuple[str, tuple[int, int] | None], str] = {}
         self.downloads = 0
+        #: Wheels downloading or unpacking that an unpack worker will take.
+        self._for_workers = 0
         self._writes = BackgroundWrites(cache)
 
     def flight_maps(self) -> list[OnceMap[Any, Any]]:
@@ -865,7 +868,9 @@ class IndexClient:
         # thread hop while the loop parses a fill's index pages delayed every download's
         # start by tens of milliseconds.
         tmp = self._temp_path("dl-", ".whl")
+        for_worker = False
         try:
+            for_worker = self._prestart_worker(file)
             if body is not None:
                 hashes = {a: hashlib.new(a, body).hexdigest() for a in algorithms}
                 with writing(tmp):
@@ -878,7 +883,28 @@ class IndexClient:
                 file, key, tmp, hashes=hashes, pins=pins, size=size, source=None
             )
         finally:
+            self._for_workers -= for_worker
             await _discard(tmp)
+
+    def _prestart_worker(self, file: IndexFile) -> bool:
+        """Start an unpack worker while ``file`` downloads, if it will want one and the
+        pool has fewer workers than such wheels under way; return whether it will.
+
+        Only a size the index gave counts: a small wheel unpacks in a thread, and a worker
+        started for it would be a process for nothing.
+        """
+        pool = self.unpacker
+        if pool is None or file.size is None or file.size < PROCESS_UNPACK_MIN:
+            return False
+        self._for_workers += 1
+        if pool.started < min(self._for_workers, pool.size):
+            # A worker that cannot start now is started (or its error raised) by the unpack.
+            with contextlib.suppress(RuntimeError):  # the daemon is stopping
+                started = asyncio.get_running_loop().run_in_executor(
+                    None, pool.prestart, self._for_workers
+                )
+                started.add_done_callback(_prestart_failed)
+        return True
 
     def _temp_path(self, prefix: str, suffix: str) -> Path:
         """Create an empty temporary file in the cache."""
@@ -981,6 +1007,11 @@ class IndexClient:
             return hashes, size
 
         return await self.http.retrying(url, once)
+
+
+def _prestart_failed(started: asyncio.Future[None]) -> None:
+    if not started.cancelled() and (exc := started.exception()) is not None:
+        log.debug("could not start an unpack worker ahead of its wheel: %s", exc)
 
 
 async def _discard(path: Path) -> None:

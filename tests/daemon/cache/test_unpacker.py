@@ -3,6 +3,7 @@ workers reused, replaced when they die, and gone when their daemon is."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import errno
 import hashlib
@@ -16,6 +17,7 @@ import textwrap
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +131,27 @@ class TestJobs:
         assert environ[b"MALLOC_TRIM_THRESHOLD_"] == str(64 << 20).encode()
         assert environ[b"BURROW_TEST_MARK"] == b"kept"
         assert os.environ.get("MALLOC_MMAP_THRESHOLD_") == users
+
+    def test_prestart_starts_what_is_wanted_up_to_the_size(
+        self, tmp_path: Path, pool: UnpackPool
+    ) -> None:
+        pool.prestart(1)
+        assert pool.started == 1
+        pool.prestart(1)  # as many as wanted run already
+        assert pool.started == 1
+        pool.prestart(5)
+        assert pool.started == pool.size == 2
+        started = pool.pids()
+        cache = Cache(tmp_path / "cache")
+        wheel = write_wheel(tmp_path / "w", "pre", "1.0", [("pre/x.py", b"x = 1\n")])
+        pool.unpack(cache, wheel, filename=wheel.name, sha256=_sha256(wheel))
+        assert pool.pids() == started  # the job went to a started worker
+
+    def test_prestart_after_close_starts_nothing(self) -> None:
+        pool = UnpackPool(2)
+        pool.close()
+        pool.prestart(2)
+        assert pool.started == 0
 
     def test_more_jobs_than_workers_wait_their_turn(self, tmp_path: Path) -> None:
         cache = Cache(tmp_path / "cache")
@@ -408,6 +431,51 @@ async def test_the_index_client_unpacks_large_wheels_in_workers(
             # Only the large wheel needed a worker.
             assert len(pool.pids()) == (name == "large")
     finally:
+        pool.close()
+
+
+async def test_a_large_wheels_worker_starts_while_it_downloads(
+    stack: Stack, fake_index: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from burrowd.daemon.index.client import Freshness  # noqa: PLC0415
+
+    fake_index.add(
+        DistSpec("large", "1.0", files={"large/blob.bin": os.urandom(PROCESS_UNPACK_MIN)})
+    )
+    pool = UnpackPool(2)
+    stack.index.unpacker = pool
+    files = await stack.index.project_files(
+        stack.settings(fake_index.simple_url), "large", Freshness()
+    )
+    ((file, location),) = files.files
+    assert file.size is not None
+    assert file.size >= PROCESS_UNPACK_MIN
+    key = stack.index.wheel_key(file, location, "large")
+    # The download waits until the test lets it go: the worker must start before.
+    gate = asyncio.Event()
+    stream = stack.index._stream_to
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await stream(*args, **kwargs)
+
+    monkeypatch.setattr(stack.index, "_stream_to", held)
+    fetch = asyncio.create_task(stack.index.fetch_wheel(file, key))
+    try:
+        for _ in range(1000):
+            if pool.pids() or fetch.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not fetch.done()
+        started = pool.pids()
+        assert len(started) == 1  # one wheel under way: one worker, not the pool's two
+        gate.set()
+        pointer = await fetch
+        assert archive_problems(stack.cache.path(Bucket.ARCHIVE, pointer.archive)) == []
+        assert pool.pids() == started  # the unpack went to the worker started for it
+    finally:
+        gate.set()
+        await asyncio.gather(fetch, return_exceptions=True)
         pool.close()
 
 
