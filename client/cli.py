@@ -326,6 +326,9 @@ def do_prefetch(ctx: Context) -> int:
 
 
 _SOURCE_SUFFIXES = (".in", ".txt", ".toml", ".cfg", ".py")
+#: A wheel or an sdist (the daemon's ``DIST_SUFFIXES``; the client does not import the
+#: daemon): a requirement, not a file to read.
+_DIST_SUFFIXES = (".whl", ".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz", ".txz", ".tar", ".zip")
 
 
 def _redact_secrets(text: str) -> str:
@@ -375,7 +378,7 @@ def do_compile(ctx: Context) -> int:
     direct: list[str] = []
     for src in a.src:
         # A project directory or a distribution file is a requirement, not a file to read.
-        archive = src.endswith((".whl", ".tar.gz", ".zip", ".tar.bz2"))
+        archive = src.endswith(_DIST_SUFFIXES)
         if src == "-" or src.endswith(_SOURCE_SUFFIXES) or (os.path.isfile(src) and not archive):
             files.append(src)
         else:

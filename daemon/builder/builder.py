@@ -57,6 +57,7 @@ from burrowd.daemon.errors import (
 from burrowd.daemon.index.client import hash_file, is_local
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
+from burrowd.daemon.index.parse import parse_sdist
 from burrowd.daemon.index.sdist import sdist_metadata
 from burrowd.daemon.inputs.model import Origin
 from burrowd.daemon.inputs.requirements_txt import parse_requirement_text
@@ -764,10 +765,10 @@ def _revision_name(sha256: str, editable: bool) -> str:
 
 
 def _sdist_version(filename: str) -> str | None:
-    from packaging.utils import InvalidSdistFilename, parse_sdist_filename  # noqa: PLC0415
+    from packaging.utils import InvalidSdistFilename  # noqa: PLC0415
 
     try:
-        return str(parse_sdist_filename(filename)[1])
+        return str(parse_sdist(filename)[1])
     except InvalidSdistFilename:
         return None
 

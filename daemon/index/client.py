@@ -58,6 +58,7 @@ from burrowd.daemon.index.parse import (
     parse_html_page,
     parse_json_page,
     scan_directory,
+    sdist_suffix,
 )
 from burrowd.daemon.index.sdist import sdist_metadata
 from burrowd.daemon.metadata import CoreMetadata, check_identity, parse_metadata
@@ -657,7 +658,7 @@ class IndexClient:
             return await asyncio.to_thread(
                 sdist_metadata, path, file.filename, name, version, limits=self.cache.unpack_limits
             )
-        suffix = ".zip" if file.filename.endswith(".zip") else ".tar.gz"
+        suffix = sdist_suffix(file.filename) or ".tar.gz"
         fd, tmp = self.cache.temp_file(prefix="sdist-", suffix=suffix)
         os.close(fd)
         try:

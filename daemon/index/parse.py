@@ -19,8 +19,8 @@ import msgspec
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
+    NormalizedName,
     canonicalize_name,
-    parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
@@ -35,14 +35,20 @@ __all__ = [
     "page_listing",
     "parse_html_page",
     "parse_json_page",
+    "parse_sdist",
     "scan_directory",
+    "sdist_suffix",
     "sdist_version",
     "split_hash",
 ]
 
 log = logging.getLogger(__name__)
 
-DIST_SUFFIXES: Final = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar")
+#: Source archives that are candidates, as for pip and uv: PEP 625's ``.tar.gz``, and the
+#: formats of releases uploaded before it (``.zip``, ``.tar.bz2``...) that Python's ``tarfile``
+#: and ``zipfile`` read. Longer suffixes first: :func:`sdist_suffix` takes the first match.
+SDIST_SUFFIXES: Final = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz", ".txz", ".tar", ".zip")
+DIST_SUFFIXES: Final = (".whl", *SDIST_SUFFIXES)
 
 _ANCHOR: Final = re.compile(rb"<a\s([^>]*)>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
 _ATTR: Final = re.compile(
@@ -89,9 +95,9 @@ def filename_project(filename: str, project: str | None = None) -> tuple[str, st
         if filename.endswith(".whl"):
             name, version, _b, _t = parse_wheel_filename(filename)
             return name, str(version)
-        if filename.endswith((".tar.gz", ".zip")):
+        if filename.endswith(SDIST_SUFFIXES):
             try:
-                name, version = parse_sdist_filename(filename)
+                name, version = parse_sdist(filename)
             except InvalidSdistFilename:
                 if project is None:
                     raise
@@ -107,9 +113,40 @@ def filename_project(filename: str, project: str | None = None) -> tuple[str, st
     return None
 
 
+def sdist_suffix(filename: str) -> str | None:
+    """Return the suffix of :data:`SDIST_SUFFIXES` that ``filename`` ends with, if any."""
+    for suffix in SDIST_SUFFIXES:
+        if filename.endswith(suffix):
+            return suffix
+    return None
+
+
 def _sdist_stem(filename: str) -> str:
-    """Return an sdist filename (``.tar.gz`` or ``.zip``) without its suffix."""
-    return filename[: -7 if filename.endswith(".tar.gz") else -4]
+    """Return an sdist filename (one of :data:`SDIST_SUFFIXES`) without its suffix."""
+    return filename[: -len(sdist_suffix(filename) or "")]
+
+
+def parse_sdist(filename: str) -> tuple[NormalizedName, Version]:
+    """Return the name and version of an sdist filename, split at its last dash as
+    packaging's ``parse_sdist_filename`` does, for every suffix of :data:`SDIST_SUFFIXES`
+    (packaging knows ``.tar.gz`` and ``.zip`` only). Raise :class:`InvalidSdistFilename`.
+    """
+    suffix = sdist_suffix(filename)
+    if suffix is None:
+        raise InvalidSdistFilename(
+            f"Invalid sdist filename (extension must be one of {', '.join(SDIST_SUFFIXES)}): "
+            f"{filename!r}"
+        )
+    name_part, sep, version_part = filename[: -len(suffix)].rpartition("-")
+    if not sep:
+        raise InvalidSdistFilename(f"Invalid sdist filename: {filename!r}")
+    try:
+        version = Version(version_part)
+    except InvalidVersion as exc:
+        raise InvalidSdistFilename(
+            f"Invalid sdist filename (invalid version): {filename!r}"
+        ) from exc
+    return canonicalize_name(name_part), version
 
 
 def sdist_version(stem: str, name: str) -> str | None:
@@ -145,8 +182,6 @@ class _RawJsonPage(msgspec.Struct, frozen=True):
 class _Filename(msgspec.Struct, frozen=True, gc=False):
     filename: str
 
-
-SDIST_SUFFIXES: Final = (".tar.gz", ".zip")
 
 _raw_page_decoder: Final = msgspec.json.Decoder(_RawJsonPage)
 _filename_decoder: Final = msgspec.json.Decoder(_Filename)

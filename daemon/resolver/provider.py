@@ -32,7 +32,6 @@ from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
-    parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
@@ -55,7 +54,7 @@ from burrowd.daemon.errors import (
 from burrowd.daemon.index.client import DIRECT, IndexClient
 from burrowd.daemon.index.http import redact
 from burrowd.daemon.index.models import IndexFile
-from burrowd.daemon.index.parse import SDIST_SUFFIXES, split_hash
+from burrowd.daemon.index.parse import SDIST_SUFFIXES, parse_sdist, split_hash
 from burrowd.daemon.index.sdist import tree_metadata
 from burrowd.daemon.inputs.model import RequirementEntry
 from burrowd.daemon.interfaces import SourceBuilder
@@ -842,7 +841,7 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetad
     plain = clean.startswith(("https://", "http://", "file:"))  # not git+https:// etc.
     if plain and filename.endswith(SDIST_SUFFIXES):
         try:
-            name, version = parse_sdist_filename(filename)
+            name, version = parse_sdist(filename)
         except InvalidSdistFilename as exc:
             raise _bad_filename(entry, filename, "sdist", exc) from None
         _check_direct_name(entry, name, filename)

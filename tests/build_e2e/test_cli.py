@@ -8,7 +8,13 @@ environments. Everything builds offline with the in-tree test backend
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import re
+import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -335,6 +341,64 @@ class TestRefusals:
         assert "--no-build forbids building it" in stderr, stderr
         assert burrow.names(venv) == {}
         assert counters(burrow).builds == before.builds
+
+
+def _repack(sdist: Path, dest: Path) -> Path:
+    """Write the members of the ``.tar.gz`` ``sdist`` to ``dest``, compressed as its
+    suffix says."""
+    raw = io.BytesIO()
+    with tarfile.open(sdist, "r:gz") as src, tarfile.open(fileobj=raw, mode="w") as out:
+        for member in src.getmembers():
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
+    compress = _COMPRESS[next(x for x in _COMPRESS if dest.name.endswith(x))]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(compress(raw.getvalue()))
+    return dest
+
+
+#: How each older sdist format compresses its tar.
+_COMPRESS: Final[dict[str, Callable[[bytes], bytes]]] = {
+    ".tar.bz2": bz2.compress,
+    ".tar.xz": lzma.compress,
+    ".tgz": gzip.compress,
+    ".tar": bytes,
+}
+
+
+@pytest.mark.parametrize(
+    ("suffix", "static"),
+    [
+        pytest.param(".tar.bz2", False, id="tar.bz2-built-for-its-metadata"),
+        pytest.param(".tar.xz", True, id="tar.xz-static-metadata"),
+        pytest.param(".tgz", True, id="tgz"),
+        pytest.param(".tar", False, id="uncompressed-tar"),
+    ],
+)
+def test_an_sdist_in_a_format_older_than_pep_625_is_built_and_installed(
+    burrow: Burrow, fake_index: FakeIndex, tmp_path: Path, suffix: str, static: bool
+) -> None:
+    # Releases uploaded before PEP 625 have sdists of other formats; pip and uv take them.
+    (made,) = fake_index.add(DYN, sdist=True, wheel=False, static_metadata=static)
+    fake_index.remove("dyn")
+    legacy = _repack(made.path, tmp_path / "legacy" / f"dyn-1.0{suffix}")
+    fake_index.add(legacy)
+    fake_index.add(DEP)
+    assert [f.filename for f in fake_index.files("dyn")] == [f"dyn-1.0{suffix}"]
+    venv = make_venv(tmp_path / "venv")
+
+    out = burrow.ok("install", "dyn", "-p", venv, "-i", fake_index.simple_url)
+    assert _plain(out).splitlines()[-2:] == [" + dep==1.0", " + dyn==1.0"], out
+    assert python_says(venv, "import dyn; print(dyn.__version__)") == "1.0\n"
+    assert burrow.names(venv) == {"dep": "1.0", "dyn": "1.0"}
+
+    # The same file named directly: compiled to its URL, and installed from it.
+    url = fake_index.simple_url
+    pinned = burrow.ok("compile", legacy, "--no-header", "--no-annotate", "-i", url)
+    assert pinned == f"dep==1.0\ndyn @ {legacy.as_uri()}\n"
+    direct = make_venv(tmp_path / "direct")
+    out = burrow.ok("install", legacy, "-p", direct, "-i", url)
+    assert _plain(out).splitlines()[-2:] == [" + dep==1.0", f" + dyn @ {legacy.as_uri()}"], out
+    assert python_says(direct, "import dyn; print(dyn.__version__)") == "1.0\n"
 
 
 def test_install_builds_a_package_that_only_has_an_sdist(

@@ -37,3 +37,12 @@ def test_help_fits_the_width_columns_gives(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("COLUMNS", "200")
     wide = build_parser(["compile"]).format_help()
     assert max(len(line) for line in wide.splitlines()) > 60
+
+
+def test_the_client_knows_the_daemons_distribution_suffixes() -> None:
+    # The client keeps its own copy (it does not import the daemon): a distribution file
+    # named on `burrow compile`'s command line is a requirement, not a file to read.
+    from burrowd.client import cli  # noqa: PLC0415
+    from burrowd.daemon.index.parse import DIST_SUFFIXES  # noqa: PLC0415
+
+    assert cli._DIST_SUFFIXES == DIST_SUFFIXES

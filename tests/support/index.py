@@ -856,16 +856,25 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
+#: The source archives indexes serve (PEP 625's .tar.gz and the formats before it).
+_SDIST_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz", ".txz", ".tar", ".zip")
+
+
 def _name_version(filename: str, kind: Literal["wheel", "sdist"]) -> tuple[str, str]:
     try:
         if kind == "wheel":
             name, version, _, _ = parse_wheel_filename(filename)
             return str(name), str(version)
-        sdist_name, sdist_version = parse_sdist_filename(filename)
+        # packaging reads .tar.gz and .zip only; the older formats split the same way.
+        suffix = next((x for x in _SDIST_SUFFIXES if filename.endswith(x)), "")
+        sdist_name, sdist_version = parse_sdist_filename(
+            filename.removesuffix(suffix) + ".tar.gz" if suffix else filename
+        )
         return str(sdist_name), str(sdist_version)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         # Files with invalid names are test input too: split as loosely as clients do.
-        stem = filename.removesuffix(".whl").removesuffix(".tar.gz").removesuffix(".zip")
+        stem = filename.removesuffix(".whl")
+        stem = next((stem.removesuffix(x) for x in _SDIST_SUFFIXES if stem.endswith(x)), stem)
         loose_name, _, rest = stem.partition("-")
         return loose_name, rest.split("-")[0]
 

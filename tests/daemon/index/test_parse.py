@@ -47,6 +47,14 @@ class TestHelpers:
             pytest.param("Foo_Bar-1.0-py3-none-any.whl", ("foo-bar", "1.0"), id="wheel"),
             pytest.param("foo-1.0.tar.gz", ("foo", "1.0"), id="sdist"),
             pytest.param("foo-1.0.zip", ("foo", "1.0"), id="zip"),
+            # Formats of releases uploaded before PEP 625, which pip and uv take too.
+            pytest.param("Foo-1.0.tar.bz2", ("foo", "1.0"), id="tar.bz2"),
+            pytest.param("foo-1.0rc1.tar.xz", ("foo", "1.0rc1"), id="tar.xz"),
+            pytest.param("foo-1.0.tgz", ("foo", "1.0"), id="tgz"),
+            pytest.param("foo-1.0.tbz", ("foo", "1.0"), id="tbz"),
+            pytest.param("foo-1.0.txz", ("foo", "1.0"), id="txz"),
+            pytest.param("foo-1.0.tar", ("foo", "1.0"), id="tar"),
+            pytest.param("foo-1.0.tar.zst", None, id="zstd-unreadable-here"),
             pytest.param("foo-1.0.exe", None, id="installer"),
             pytest.param("foo.whl", None, id="bad-wheel"),
         ],
@@ -62,6 +70,7 @@ class TestHelpers:
             pytest.param("Foo.Bar-1.0-1.tar.gz", "foo-bar", ("foo-bar", "1.0.post1"), id="name"),
             pytest.param("foo-bar-1.0.tar.gz", "foo", None, id="another-project"),
             pytest.param("foo-1.0.tar.gz", "foo", ("foo", "1.0"), id="plain"),
+            pytest.param("foo-1.0-1.tar.bz2", "foo", ("foo", "1.0.post1"), id="legacy-format"),
             # Without the project the split is packaging's, at the last dash.
             pytest.param("foo-1.0-1.tar.gz", None, ("foo-1-0", "1"), id="no-project-given"),
         ],
@@ -222,9 +231,11 @@ class TestJsonOnDemand:
             _entry("foo.whl"),  # no version
             _entry("foo-2.0.exe"),
             _entry("foo_bar-3.0-py3-none-any.whl"),
+            _entry("foo-0.9.tar.bz2"),  # a format older than PEP 625
+            _entry("foo-0.8.tgz"),
         )
         listing = parse_json_page(body, PAGE_URL, "https://host/simple/").listing
-        assert listing.groups("foo") == {"1.0": [0, 3], "2.0": [2]}
+        assert listing.groups("foo") == {"1.0": [0, 3], "2.0": [2], "0.9": [7], "0.8": [8]}
         assert listing.grouped("foo")
         assert not listing.grouped("foo-bar")
         assert listing.groups("foo-bar") == {"3.0": [6]}
