@@ -21,13 +21,16 @@ filter for tars). These functions block; the daemon runs them in worker threads.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import csv
 import errno
 import functools
+import gzip
 import hashlib
 import io
 import logging
+import lzma
 import mmap
 import os
 import stat
@@ -36,8 +39,9 @@ import tarfile
 import time
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import msgspec
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -51,9 +55,12 @@ from burrowd.daemon.metadata import check_identity, parse_metadata
 
 __all__ = [
     "MANIFEST",
+    "TAR_ERRORS",
     "ArchiveManifest",
+    "check_declared_size",
     "check_member_count",
     "find_dist_info",
+    "open_tar_sdist",
     "read_manifest",
     "unpack_sdist",
     "unpack_wheel",
@@ -248,6 +255,12 @@ def _check_size(
             "which looks like a zip bomb; nothing was kept. Raise BURROW_MAX_UNPACKED_SIZE "
             "if you trust it",
         )
+
+
+def check_declared_size(filename: str, total: int, limits: UnpackLimits, member: str) -> None:
+    """Refuse an archive whose members declared so far (``total`` bytes, up to ``member``)
+    exceed ``limits``."""
+    _check_size(filename, total, limits, member, declared=True)
 
 
 def _check_declared(filename: str, sizes: list[tuple[str, int]], limits: UnpackLimits) -> None:
@@ -510,7 +523,7 @@ def unpack_sdist(
             _unpack_tar_sdist(path, filename, dest, limits)
     except DaemonError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+    except (zipfile.BadZipFile, *TAR_ERRORS) as exc:
         raise InvalidDistribution(filename, f"not a readable source archive ({exc})") from exc
     tops = list(dest.iterdir())
     if len(tops) == 1 and tops[0].is_dir() and not tops[0].is_symlink():
@@ -540,6 +553,100 @@ def _sdist_member(filename: str, name: str, seen: dict[str, bool], *, is_dir: bo
     seen[clean] = is_dir
 
 
+#: No header of a real tar (a long name, a PAX record) comes near this; tarfile reads one
+#: whole into memory, so a larger one is a bomb (bz2 packs a GiB of one byte in a KiB).
+_MAX_TAR_READ: Final = 64 * 1024 * 1024
+#: What a tar adds around each member's data at most, besides long names and PAX records:
+#: its header and the padding to a whole block.
+_TAR_MEMBER_OVERHEAD: Final = 1024
+
+
+class _Bounded:
+    """A decompressed tar stream that refuses to go past what ``limits`` allow.
+
+    The members' declared sizes are checked as the headers come; this bounds the rest,
+    which no member size counts: long-name and PAX headers, and whatever a reader skips
+    over. Raise :class:`InvalidDistribution` past ``limits.max_size`` (plus each allowed
+    member's header and padding), and for a single read larger than any header.
+    """
+
+    def __init__(
+        self, stream: BinaryIO | io.BufferedIOBase, filename: str, limits: UnpackLimits
+    ) -> None:
+        self._stream = stream
+        self._filename = filename
+        self._cap = (
+            limits.max_size + limits.max_files * _TAR_MEMBER_OVERHEAD + _MAX_TAR_READ
+            if limits.max_size
+            else None
+        )
+
+    def _check(self, position: int) -> int:
+        if self._cap is not None and position > self._cap:
+            raise InvalidDistribution(
+                self._filename,
+                f"it decompresses to more than {_human(self._cap)} (BURROW_MAX_UNPACKED_SIZE "
+                "and the tar headers around it), which looks like an archive bomb; nothing "
+                "was kept. Raise BURROW_MAX_UNPACKED_SIZE if you trust it",
+            )
+        return position
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > _MAX_TAR_READ:
+            raise InvalidDistribution(
+                self._filename,
+                f"a tar header in it asks to read {size:,} bytes at once, more than any real "
+                f"one ({_human(_MAX_TAR_READ)}); it looks like an archive bomb",
+            )
+        data = self._stream.read(size)
+        self._check(self._stream.tell())
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            self._check(offset)
+        return self._check(self._stream.seek(offset, whence))
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+def _decompressing(raw: BinaryIO) -> io.BufferedIOBase | None:
+    """Return the reader of ``raw``'s compression (gzip, bzip2 or xz, told by its first
+    bytes, as tarfile's ``r:*`` does), or ``None`` for a plain tar."""
+    head = raw.read(6)
+    raw.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw)
+    return None
+
+
+@contextlib.contextmanager
+def open_tar_sdist(path: Path, filename: str, limits: UnpackLimits) -> Iterator[tarfile.TarFile]:
+    """Open a tar sdist (plain, gzip, bzip2 or xz) whose decompressed stream ``limits``
+    bound (see :class:`_Bounded`).
+
+    When the block is done, the rest of the stream is read: tarfile stops at the tar's end
+    marker, before the gzip trailer whose CRC-32 would tell that a member's data was
+    damaged (xz and bzip2 check theirs as they go, xz's last one there too).
+    """
+    with open(path, "rb") as raw, contextlib.ExitStack() as stack:
+        reader = _decompressing(raw)
+        stream = raw if reader is None else stack.enter_context(reader)
+        bounded = _Bounded(stream, filename, limits)
+        yield stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))  # type: ignore[call-overload]
+        while bounded.read(_CHUNK):
+            pass
+
+
+#: The errors a broken tar sdist raises while read (lzma's is no OSError).
+TAR_ERRORS: Final = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
 #: tarfile's extraction filters came with Python 3.11.4.
 _HAS_DATA_FILTER: Final = hasattr(tarfile, "data_filter")
 
@@ -552,7 +659,7 @@ def _unpack_tar_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimit
     """
     seen: dict[str, bool] = {}
     total = 0
-    with tarfile.open(path, "r:*") as tf:
+    with open_tar_sdist(path, filename, limits) as tf:
         # Iterating reads headers one at a time: a bomb of members stops at the limit.
         for count, member in enumerate(tf, start=1):
             check_member_count(filename, count, limits)
@@ -560,7 +667,7 @@ def _unpack_tar_sdist(path: Path, filename: str, dest: Path, limits: UnpackLimit
             _sdist_member(filename, name, seen, is_dir=member.isdir())
             if member.isfile():
                 total += member.size
-                _check_size(filename, total, limits, name, declared=True)
+                check_declared_size(filename, total, limits, name)
             elif member.issym() or member.islnk():
                 _check_link(filename, name, member.linkname, hard=member.islnk())
             elif not member.isdir():

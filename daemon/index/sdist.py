@@ -8,7 +8,6 @@ without running a build backend, as uv does. Anything else raises :class:`BuildR
 
 from __future__ import annotations
 
-import tarfile
 import tomllib
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -16,7 +15,12 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from burrowd.daemon.cache.archive import check_member_count
+from burrowd.daemon.cache.archive import (
+    TAR_ERRORS,
+    check_declared_size,
+    check_member_count,
+    open_tar_sdist,
+)
 from burrowd.daemon.config import UnpackLimits
 from burrowd.daemon.errors import BuildRequired, InvalidDistribution
 from burrowd.daemon.metadata import CoreMetadata, parse_metadata
@@ -44,9 +48,14 @@ def _read_members(path: Path, filename: str, limits: UnpackLimits) -> dict[str, 
                     if len(parts) == 2 and parts[1] in wanted and info.file_size < _MAX_MEMBER:
                         out[parts[1]] = zf.read(info)
             return out
-        with tarfile.open(path, "r:*") as tf:
+        total = 0
+        with open_tar_sdist(path, filename, limits) as tf:
             for count, member in enumerate(tf, start=1):
                 check_member_count(filename, count, limits)
+                if member.isfile():
+                    # As for an unpack: a declared bomb is refused at its header, not read.
+                    total += member.size
+                    check_declared_size(filename, total, limits, member.name)
                 parts = PurePosixPath(member.name).parts
                 if len(parts) == 2 and parts[1] in wanted and member.isfile():
                     if member.size >= _MAX_MEMBER:
@@ -54,7 +63,7 @@ def _read_members(path: Path, filename: str, limits: UnpackLimits) -> dict[str, 
                     f = tf.extractfile(member)
                     if f is not None:
                         out[parts[1]] = f.read()
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, *TAR_ERRORS) as exc:
         raise InvalidDistribution(filename, f"not a readable source archive ({exc})") from exc
     return out
 

@@ -12,18 +12,23 @@ nothing was written outside the destination. One case of each kind also runs end
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
+import lzma
 import os
 import stat
 import tarfile
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
 import pytest
 
+from burrowd.daemon.cache import archive
 from burrowd.daemon.cache.archive import unpack_sdist, unpack_wheel
 from burrowd.daemon.cache.layout import Bucket
 from burrowd.daemon.cache.store import Cache
@@ -587,6 +592,106 @@ class TestHostileTarSdists:
         with pytest.raises(InvalidDistribution, match="BURROW_MAX_ARCHIVE_FILES"):
             sdist_metadata(sdist, sdist.name, "evil", "1.0", limits=SMALL)
         assert sdist_metadata(sdist, sdist.name, "evil", "1.0").name == "evil"
+
+
+def _tar_bytes(
+    members: Members, headers: Sequence[tarfile.TarInfo] = (), fill: bytes = b""
+) -> bytes:
+    """Return a tar: each of ``headers`` with ``fill`` as its data (cut or padded to its
+    size and a whole block), then the files ``members``."""
+    out = io.BytesIO()
+    for header in headers:
+        out.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        out.write(fill[: header.size].ljust(-(-header.size // 512) * 512, b"\0"))
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tf.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+#: The compressions of the tar sdists burrowd reads.
+COMPRESS: Final[dict[str, Callable[[bytes], bytes]]] = {
+    ".tar.gz": gzip.compress,
+    ".tar.bz2": bz2.compress,
+    ".tar.xz": lzma.compress,
+}
+
+
+def _compressed_sdist(dest: Path, suffix: str, tar: bytes) -> Path:
+    """Write ``tar`` compressed as ``evil-1.0<suffix>`` into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"evil-1.0{suffix}"
+    path.write_bytes(COMPRESS[suffix](tar))
+    return path
+
+
+def _long_name(size: int) -> tarfile.TarInfo:
+    """Return a GNU long-name header whose name is ``size`` bytes long."""
+    info = tarfile.TarInfo("././@LongLink")
+    info.size = size
+    info.type = tarfile.GNUTYPE_LONGNAME
+    return info
+
+
+class TestCompressedTarBombs:
+    """What tarfile holds or skips outside any member (long names, PAX records, the data a
+    metadata read passes over) is bounded too: bz2 packs a GiB of one byte in a KiB."""
+
+    @pytest.fixture(autouse=True)
+    def _small_reads(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The real bound is 64 MiB a read; 1 MiB keeps the bombs quick to build.
+        monkeypatch.setattr(archive, "_MAX_TAR_READ", 2**20)
+
+    @pytest.mark.parametrize("suffix", list(COMPRESS))
+    def test_a_long_name_larger_than_any_real_one(
+        self, tmp_path: Path, dest: Path, suffix: str
+    ) -> None:
+        tar = _tar_bytes(_GOOD_SDIST, [_long_name(2 * 2**20)], b"a" * 2**21)
+        sdist = _compressed_sdist(tmp_path / "s", suffix, tar)
+        sdist_refused(sdist, dest, "asks to read 2,097,152 bytes at once")
+        with pytest.raises(InvalidDistribution, match="archive bomb"):
+            sdist_metadata(sdist, sdist.name, "evil", "1.0")
+
+    def test_long_names_that_add_up_past_the_limit(self, tmp_path: Path, dest: Path) -> None:
+        # Each is within a read; together they pass what SMALL allows with its headers.
+        size = 2**20 - 1024
+        tar = _tar_bytes(_GOOD_SDIST, [_long_name(size)] * 4, b"a" * size)
+        sdist = _compressed_sdist(tmp_path / "s", ".tar.bz2", tar)
+        assert sdist.stat().st_size < 4096
+        sdist_refused(sdist, dest, "decompresses to more than", SMALL)
+        with pytest.raises(InvalidDistribution, match="decompresses to more than"):
+            sdist_metadata(sdist, sdist.name, "evil", "1.0", limits=SMALL)
+
+    def test_a_metadata_read_refuses_a_declared_bomb_at_its_header(self, tmp_path: Path) -> None:
+        # As an unpack does: what it declares is not inflated only to be skipped.
+        tar = _tar_bytes([*_GOOD_SDIST, ("evil-1.0/zeros", b"\0" * 2**18)])
+        sdist = _compressed_sdist(tmp_path / "s", ".tar.bz2", tar)
+        with pytest.raises(InvalidDistribution, match="declare more than"):
+            sdist_metadata(sdist, sdist.name, "evil", "1.0", limits=SMALL)
+
+    @pytest.mark.parametrize("suffix", list(COMPRESS))
+    def test_a_damaged_stream_is_an_invalid_distribution(
+        self, tmp_path: Path, dest: Path, suffix: str
+    ) -> None:
+        tar = _tar_bytes([*_GOOD_SDIST, ("evil-1.0/noise", os.urandom(200_000))])
+        data = bytearray(COMPRESS[suffix](tar))
+        middle = len(data) // 2
+        data[middle : middle + 100] = bytes(b ^ 0xFF for b in data[middle : middle + 100])
+        sdist = tmp_path / "s" / f"evil-1.0{suffix}"
+        sdist.parent.mkdir()
+        sdist.write_bytes(bytes(data))
+        sdist_refused(sdist, dest, "not a readable source archive")
+        with pytest.raises(InvalidDistribution, match="not a readable source archive"):
+            sdist_metadata(sdist, sdist.name, "evil", "1.0")
+
+    @pytest.mark.parametrize("suffix", list(COMPRESS))
+    def test_a_good_one_unpacks(self, tmp_path: Path, dest: Path, suffix: str) -> None:
+        sdist = _compressed_sdist(tmp_path / "s", suffix, _tar_bytes(_GOOD_SDIST))
+        tree_root = unpack_sdist(sdist, sdist.name, dest, limits=SMALL)
+        assert files_under(tree_root) == ["PKG-INFO", "evil.py"]
+        assert sdist_metadata(sdist, sdist.name, "evil", "1.0", limits=SMALL).name == "evil"
 
 
 class TestHostileZipSdists:
