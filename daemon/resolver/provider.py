@@ -806,6 +806,11 @@ class _TransitiveUrl(Exception):
     """A package's metadata names a direct URL the user's requirements do not."""
 
 
+#: Source archives pip names that Python's standard library cannot open (lzip, lzma,
+#: zstd): a direct reference to one gets an error that says so.
+_UNREADABLE_SDIST_SUFFIXES: Final = (".tar.lz", ".tlz", ".tar.lzma", ".tar.zst", ".tzst")
+
+
 def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetadata | None]:
     """Return the file a direct reference names, its version and, if read here, metadata.
 
@@ -846,6 +851,14 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetad
             raise _bad_filename(entry, filename, "sdist", exc) from None
         _check_direct_name(entry, name, filename)
         return IndexFile(filename=filename, url=clean, hashes=hashes), version, None
+    if plain and filename.lower().endswith(_UNREADABLE_SDIST_SUFFIXES):
+        raise InvalidRequirement(
+            f"{filename} is a source archive in a format burrowd cannot read (it reads "
+            f"{', '.join(SDIST_SUFFIXES)}); repack it as a .tar.gz, or point the requirement "
+            "at a wheel",
+            file=entry.origin.file,
+            line=entry.origin.line,
+        )
     if not filename.endswith(".whl"):
         raise BuildRequired(
             entry.name,

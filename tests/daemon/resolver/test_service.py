@@ -791,6 +791,19 @@ class TestDirectReferences:
         assert pins(result) == {"srcpkg": "1.2", "lib": "1.0"}
         assert f"srcpkg @ {(compiler.cwd / sdist.name).as_uri()}" in result.output
 
+    @pytest.mark.parametrize("suffix", [".tar.lz", ".tar.zst"])
+    async def test_an_sdist_in_a_format_the_standard_library_cannot_read(
+        self, compiler: Compiler, suffix: str
+    ) -> None:
+        archive = compiler.cwd / f"srcpkg-1.2{suffix}"
+        archive.write_bytes(b"not read")
+        error = await compiler.fail(f"srcpkg @ {archive.as_uri()}")
+        assert error.code == ErrorCode.INVALID_REQUIREMENT
+        assert error.message.startswith(
+            f"srcpkg-1.2{suffix} is a source archive in a format burrowd cannot read"
+        )
+        assert "repack it as a .tar.gz" in error.message
+
     async def test_a_remote_sdist_with_static_metadata(self, compiler: Compiler) -> None:
         index = compiler.index
         (sdist,) = index.add(
