@@ -10,7 +10,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -40,13 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CleanupContext", "Lifecycle", "Services", "open_services", "summary"]
 
-log = logging.getLogger(__name__)
-
 #: Failures ``status`` remembers.
 MAX_ERRORS: Final = 20
-#: Seconds a start waits for the interrupted changes it finishes before it serves requests:
-#: well within the 10 s a client waits for a daemon it starts to be ready.
-REPLAY_WAIT: Final = 5.0
 
 
 class Lifecycle(Protocol):
@@ -226,37 +220,12 @@ async def _janitor(services: Services) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _journals(services: Services) -> AsyncIterator[None]:
-    """Finish the changes a killed daemon left half done, before the first request.
-
-    An environment left half changed is then whole again before anybody reads it. A
-    finish that takes longer than :data:`REPLAY_WAIT` (an environment on a file system
-    that stopped answering) goes on while the daemon serves: it holds the lock of the
-    environment it finishes, so only that environment's requests wait for it (and say
-    which lock they wait for), and the daemon starts whatever one of them does.
-    """
-    if not services.replay_at_start:
-        yield
-        return
-    replaying = asyncio.ensure_future(_replay(services))
-    done, _ = await asyncio.wait({replaying}, timeout=REPLAY_WAIT)
-    if not done:
-        log.warning(
-            "finishing the changes interrupted by the last daemon takes longer than %gs: "
-            "serving requests meanwhile (the environment being finished stays locked)",
-            REPLAY_WAIT,
-        )
-    try:
-        yield
-    finally:
-        if not replaying.done():
-            # What it had not finished stays in its journal, for the next start.
-            replaying.cancel()
-            await asyncio.gather(replaying, return_exceptions=True)
-
-
-async def _replay(services: Services) -> None:
-    for prefix, exc in await replay_interrupted(services.journals, services.environments):
-        services.record_error(f"finishing the change of {prefix}", int(exc.code), exc.message)
+    # Before the first request: an environment a killed daemon left half changed is whole
+    # again before anybody reads it.
+    if services.replay_at_start:
+        for prefix, exc in await replay_interrupted(services.journals, services.environments):
+            services.record_error(f"finishing the change of {prefix}", int(exc.code), exc.message)
+    yield
 
 
 #: Cleanup contexts run in order at start-up and in reverse order at exit.

@@ -247,9 +247,6 @@ class Builder:
         self._flights: OnceMap[tuple[str, ...], Any] = OnceMap("build", _describe_build)
         #: Backends running at once: a build is CPU work and holds a worker thread.
         self._slots = services.limits.build
-        #: This daemon's lock of each revision being built, and how many builds hold or
-        #: wait for it (see :meth:`_building`).
-        self._revisions: dict[Path, tuple[asyncio.Lock, list[int]]] = {}
 
     @property
     def cache(self) -> Cache:
@@ -496,34 +493,11 @@ class Builder:
                 **kwargs,
             )
 
-    @contextlib.asynccontextmanager
-    async def _building(self, source: Source, rev: Path) -> AsyncIterator[None]:
-        """Hold the build lock of the revision ``rev``: this daemon's own first, then the
-        file lock that other processes take.
-
-        Builds of one revision with different flights (its metadata and its wheel, wheels
-        for two interpreters) take turns. Waiting for another build of this daemon has no
-        timeout, as waiting for a flight has none: that build ends, however long it takes
-        (a large C extension builds for many minutes), and it was the timeout of the file
-        lock that failed such waits with a ``LockTimeout`` naming this daemon's own pid.
-        Only another process's build is waited for up to ``BURROW_LOCK_TIMEOUT``.
-        """
-        lock, users = self._revisions.setdefault(rev, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                file_lock = self.cache.entry_lock(rev, f"the build of {source.describe()}")
-                async with self.cache.operation(), file_lock:
-                    yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._revisions[rev]
-
     async def _build_metadata(
         self, source: Source, rev: Path, request: PackageRequest
     ) -> CoreMetadata:
-        async with self._building(source, rev):
+        lock = self.cache.entry_lock(rev, f"the build of {source.describe()}")
+        async with self.cache.operation(), lock:
             cached = await asyncio.to_thread(_read_metadata, rev)
             if cached is not None:
                 return cached
@@ -567,7 +541,8 @@ class Builder:
     async def _build_wheel(
         self, source: Source, rev: Path, request: PackageRequest
     ) -> tuple[Path, CoreMetadata]:
-        async with self._building(source, rev):
+        lock = self.cache.entry_lock(rev, f"the build of {source.describe()}")
+        async with self.cache.operation(), lock:
             found = await asyncio.to_thread(_find_wheel, rev, request.target.tag_strings)
             meta = await asyncio.to_thread(_read_metadata, rev)
             if found is not None and meta is not None:

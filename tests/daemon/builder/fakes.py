@@ -21,7 +21,6 @@ __all__ = [
     "FAILING_BACKEND",
     "RECORDING_BACKEND",
     "RECORDING_FILE",
-    "SLOW_BACKEND",
     "fake_generator",
     "fake_setuptools",
 ]
@@ -195,22 +194,3 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         fh.write(sys.prefix)
     return _base.build_wheel(wheel_directory, config_settings, metadata_directory)
 '''
-
-SLOW_BACKEND = """\
-\"\"\"The in-tree test backend, each hook a second and a half slow.\"\"\"
-
-import time
-
-import burrow_test_backend as _base
-from burrow_test_backend import *  # noqa: F403
-
-
-def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
-    time.sleep(1.5)
-    return _base.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
-
-
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    time.sleep(1.5)
-    return _base.build_wheel(wheel_directory, config_settings, metadata_directory)
-"""

@@ -7,7 +7,6 @@ index stands in for the legacy backend. ``stack.builds`` counts the backend runs
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ from tests.daemon.builder.fakes import (
     FAILING_BACKEND,
     RECORDING_BACKEND,
     RECORDING_FILE,
-    SLOW_BACKEND,
     fake_generator,
     fake_setuptools,
 )
@@ -269,27 +267,6 @@ class TestFailedBuild:
         assert stack.built() == []
         assert stack.built("metadata.msgpack") == []
         assert venv_tree(stack.venv) == before
-
-
-class TestConcurrentBuilds:
-    async def test_a_build_waits_for_another_of_its_revision_longer_than_the_lock_timeout(
-        self, stack: Stack, tmp_path: Path
-    ) -> None:
-        # A compile builds the metadata while a sync builds the wheel of the same tree:
-        # two flights, one revision lock. The one that waits must wait for the other
-        # however long it builds (here longer than the lock timeout), not fail with a
-        # LockTimeout that names this daemon's own pid.
-        tree = project_tree(
-            DistSpec("slow", "1.0"), tmp_path, module=("slow_backend", SLOW_BACKEND)
-        )
-        stack.services.cache.lock_timeout = 0.3
-        requirement = f"slow @ {tree.as_uri()}"
-        compiled, synced = await asyncio.gather(
-            stack.compiler.compile(requirement), stack.sync(requirement)
-        )
-        assert pins(compiled) == {"slow": "1.0"}
-        assert [(c.name, c.version) for c in synced.installed] == [("slow", "1.0")]
-        assert installed(stack.venv) == {"slow": "1.0"}
 
 
 class TestBuildOptions:

@@ -9,9 +9,7 @@ the services (the daemon's start), must finish it.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 import pytest
 from packaging.utils import canonicalize_name
 
-from burrowd.daemon import services as services_module
 from burrowd.daemon.installer import journal
 from burrowd.daemon.installer.installed import scan
 from burrowd.daemon.installer.journal import JOURNAL_FILE, Journal
@@ -329,40 +326,6 @@ class TestStart:
                 assert list(second.services.errors) == []
         finally:
             other.release()
-
-    async def test_a_finish_that_hangs_is_left_running_while_the_daemon_serves(
-        self, tmp_path: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        venv = await killed_install(tmp_path, dist_factory, monkeypatch)
-        # The file system of that environment stops answering while it is being finished.
-        answering = threading.Event()
-        replay = journal.replay
-
-        def hanging(*args: Any, **kwargs: Any) -> Any:
-            answering.wait(30)
-            return replay(*args, **kwargs)
-
-        monkeypatch.setattr(journal, "replay", hanging)
-        monkeypatch.setattr(services_module, "REPLAY_WAIT", 0.2)
-        try:
-            started = time.monotonic()
-            async with open_installer(tmp_path / "again", state=tmp_path / "state") as second:
-                assert time.monotonic() - started < 10  # not the 30 s it hangs
-                assert (venv / JOURNAL_FILE).exists()
-                # Another environment is served meanwhile.
-                await second.sync(big(dist_factory, "beta", "1.0"))
-                assert dist_infos(second.venv) == {"beta": "1.0"}
-                # The finish goes on once its file system answers again.
-                answering.set()
-                for _ in range(500):
-                    if not (venv / JOURNAL_FILE).exists():
-                        break
-                    await asyncio.sleep(0.02)
-                assert dist_infos(venv) == {"alpha": "1.0"}
-                assert not (venv / JOURNAL_FILE).exists()
-                assert list(second.services.errors) == []
-        finally:
-            answering.set()
 
     async def test_a_no_daemon_command_leaves_other_environments_alone(
         self, tmp_path: Path, dist_factory: DistFactory, monkeypatch: pytest.MonkeyPatch
