@@ -556,9 +556,9 @@ def _sdist_member(filename: str, name: str, seen: dict[str, bool], *, is_dir: bo
 #: No header of a real tar (a long name, a PAX record) comes near this; tarfile reads one
 #: whole into memory, so a larger one is a bomb (bz2 packs a GiB of one byte in a KiB).
 _MAX_TAR_READ: Final = 64 * 1024 * 1024
-#: What a tar adds around each member's data at most, besides long names and PAX records:
-#: its header and the padding to a whole block.
-_TAR_MEMBER_OVERHEAD: Final = 1024
+#: What a tar adds around each member's data at most, besides long names: its header, a
+#: PAX record as Python and GNU tar write them (about 2 KiB), and the padding to a block.
+_TAR_MEMBER_OVERHEAD: Final = 4096
 
 
 class _Bounded:
@@ -632,15 +632,23 @@ def open_tar_sdist(path: Path, filename: str, limits: UnpackLimits) -> Iterator[
 
     When the block is done, the rest of the stream is read: tarfile stops at the tar's end
     marker, before the gzip trailer whose CRC-32 would tell that a member's data was
-    damaged (xz and bzip2 check theirs as they go, xz's last one there too).
+    damaged (xz and bzip2 check theirs as they go, xz's last one there too). Bytes after a
+    whole gzip stream that start no other one (a newline a transfer appended) end it, as
+    for ``gzip -d``, pip and tarfile: only a failed check refuses the archive.
     """
     with open(path, "rb") as raw, contextlib.ExitStack() as stack:
         reader = _decompressing(raw)
         stream = raw if reader is None else stack.enter_context(reader)
         bounded = _Bounded(stream, filename, limits)
         yield stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))  # type: ignore[call-overload]
-        while bounded.read(_CHUNK):
-            pass
+        try:
+            while bounded.read(_CHUNK):
+                pass
+        except gzip.BadGzipFile as exc:
+            # The one error gzip raises for what follows a whole stream, not for damage
+            # (that is "CRC check failed" or "Incorrect length").
+            if not str(exc).startswith("Not a gzipped file"):
+                raise
 
 
 #: The errors a broken tar sdist raises while read (lzma's is no OSError).

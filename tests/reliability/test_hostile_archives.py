@@ -686,6 +686,17 @@ class TestCompressedTarBombs:
         with pytest.raises(InvalidDistribution, match="not a readable source archive"):
             sdist_metadata(sdist, sdist.name, "evil", "1.0")
 
+    @pytest.mark.parametrize("trailer", [b"\n", b"\0" * 512], ids=["newline", "zeros"])
+    def test_bytes_after_a_whole_gzip_stream_are_ignored(
+        self, tmp_path: Path, dest: Path, trailer: bytes
+    ) -> None:
+        # gzip -d, pip and tarfile take such a file; a failed CRC is still refused (above).
+        sdist = _compressed_sdist(tmp_path / "s", ".tar.gz", _tar_bytes(_GOOD_SDIST))
+        sdist.write_bytes(sdist.read_bytes() + trailer)
+        tree_root = unpack_sdist(sdist, sdist.name, dest, limits=SMALL)
+        assert files_under(tree_root) == ["PKG-INFO", "evil.py"]
+        assert sdist_metadata(sdist, sdist.name, "evil", "1.0", limits=SMALL).name == "evil"
+
     @pytest.mark.parametrize("suffix", list(COMPRESS))
     def test_a_good_one_unpacks(self, tmp_path: Path, dest: Path, suffix: str) -> None:
         sdist = _compressed_sdist(tmp_path / "s", suffix, _tar_bytes(_GOOD_SDIST))
