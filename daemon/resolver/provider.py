@@ -806,8 +806,9 @@ class _TransitiveUrl(Exception):
     """A package's metadata names a direct URL the user's requirements do not."""
 
 
-#: Source archives pip names that Python's standard library cannot open (lzip, lzma,
-#: zstd): a direct reference to one gets an error that says so.
+#: Source archives pip names that burrowd does not read (lzip and zstd, which Python's
+#: standard library cannot open, and the rare ``.tar.lzma``): a direct reference to one
+#: gets an error that says so.
 _UNREADABLE_SDIST_SUFFIXES: Final = (".tar.lz", ".tlz", ".tar.lzma", ".tar.zst", ".tzst")
 
 
@@ -851,7 +852,7 @@ def _direct_file(entry: RequirementEntry) -> tuple[IndexFile, Version, CoreMetad
             raise _bad_filename(entry, filename, "sdist", exc) from None
         _check_direct_name(entry, name, filename)
         return IndexFile(filename=filename, url=clean, hashes=hashes), version, None
-    if plain and filename.lower().endswith(_UNREADABLE_SDIST_SUFFIXES):
+    if plain and filename.endswith(_UNREADABLE_SDIST_SUFFIXES):
         raise InvalidRequirement(
             f"{filename} is a source archive in a format burrowd cannot read (it reads "
             f"{', '.join(SDIST_SUFFIXES)}); repack it as a .tar.gz, or point the requirement "
